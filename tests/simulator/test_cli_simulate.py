@@ -1,0 +1,85 @@
+"""`ibwatch simulate` as a person runs it: a real subprocess on a real port."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.streams.text import TextReceiveStream
+
+from tests.support import WEB_BASE, imagebuilder, timeline
+
+IBWATCH = Path(sys.executable).parent / "ibwatch"
+DEMO = Path(__file__).parents[2] / "config" / "demo-scenario.toml"
+URL = re.compile(r"at (http://127\.0\.0\.1:\d+)")
+
+
+async def _lines(process: anyio.abc.Process) -> list[str]:
+    assert process.stdout is not None
+    text = ""
+    async for chunk in TextReceiveStream(process.stdout):
+        text += chunk
+    return text.splitlines()
+
+
+async def test_serves_until_interrupted_and_exits_zero() -> None:
+    async with await anyio.open_process(
+        [str(IBWATCH), "simulate", "--scenario", str(DEMO)]
+    ) as process:
+        assert process.stdout is not None
+        first = (await process.stdout.receive()).decode()
+        found = URL.search(first)
+        assert found, first
+        async with imagebuilder(found[1]) as client:
+            image = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]
+        process.send_signal(signal.SIGINT)
+        with anyio.fail_after(20):
+            returncode = await process.wait()
+    assert image["arn"] == WEB_BASE
+    assert returncode == 0
+
+
+@pytest.mark.timeout(60)
+async def test_until_settled_prints_each_change_and_exits(tmp_path: Path) -> None:
+    steps = ", ".join(
+        f'{{ status = "{s["status"]}"'
+        + (f", duration = {s['duration']}" if "duration" in s else "")
+        + " }"
+        for s in timeline(("PENDING", 60), ("BUILDING", 120), ("AVAILABLE", None))
+    )
+    scenario = tmp_path / "quick.toml"
+    scenario.write_text(f'time_scale = 600\n[[images]]\narn = "{WEB_BASE}"\ntimeline = [{steps}]\n')
+    async with await anyio.open_process(
+        [str(IBWATCH), "simulate", "--scenario", str(scenario), "--until-settled"]
+    ) as process:
+        with anyio.fail_after(50):
+            lines = await _lines(process)
+            returncode = await process.wait()
+    assert returncode == 0
+    changes = [line.split()[-1] for line in lines if line.startswith("  t=")]
+    assert changes == ["PENDING", "BUILDING", "AVAILABLE"]
+    assert lines[-1] == "every build has reached its final status; stopping"
+
+
+def test_a_port_in_use_is_reported_clearly() -> None:
+    import socket
+    import subprocess
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [str(IBWATCH), "simulate", "--scenario", str(DEMO), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

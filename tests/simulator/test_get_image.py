@@ -1,0 +1,218 @@
+"""GetImage as the unmodified aiobotocore client sees it."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from tests.support import (
+    ACCOUNT,
+    WEB_BASE,
+    WEB_BASE_TIMELINE,
+    WEB_BASE_VERSION,
+    imagebuilder,
+    scenario,
+    timeline,
+    web_base_image,
+)
+from watcher.simulator import Simulator, Step
+from watcher.testing import FakeClock
+
+
+async def test_reads_every_status_of_a_timeline_in_order(clock: FakeClock) -> None:
+    seen = []
+    async with Simulator(scenario(), clock=clock) as url, imagebuilder(url) as client:
+        for step in WEB_BASE_TIMELINE:
+            response = await client.get_image(imageBuildVersionArn=WEB_BASE)
+            seen.append(response["image"]["state"]["status"])
+            clock.advance(step.get("duration", 0))
+    assert seen == [step["status"] for step in WEB_BASE_TIMELINE]
+
+
+async def test_outputs_appear_only_once_available(clock: FakeClock) -> None:
+    async with Simulator(scenario(), clock=clock) as url, imagebuilder(url) as client:
+        clock.advance(1169)  # one second before INTEGRATING ends
+        integrating = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]
+        clock.advance(1)
+        available = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]
+    assert integrating["state"]["status"] == "INTEGRATING"
+    assert "outputResources" not in integrating
+    assert available["state"]["status"] == "AVAILABLE"
+    assert [(a["region"], a["image"]) for a in available["outputResources"]["amis"]] == [
+        ("us-east-1", "ami-0a1b2c3d4e5f60718"),
+        ("eu-west-1", "ami-0b2c3d4e5f6071829"),
+        ("ap-southeast-2", "ami-0c3d4e5f607182930"),
+    ]
+    assert {a["accountId"] for a in available["outputResources"]["amis"]} == {ACCOUNT}
+
+
+async def test_container_build_lists_its_image_uris_when_available(clock: FakeClock) -> None:
+    arn = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/api-runtime/2.0.3/1"
+    uri = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/api-runtime:2.0.3-1"
+    image = {
+        "arn": arn,
+        "type": "DOCKER",
+        "timeline": timeline(("BUILDING", 10), ("AVAILABLE", None)),
+        "containers": [{"region": "us-east-1", "image_uris": [uri]}],
+    }
+    async with Simulator(scenario([image]), clock=clock) as url, imagebuilder(url) as client:
+        clock.advance(10)
+        got = (await client.get_image(imageBuildVersionArn=arn))["image"]
+    assert got["type"] == "DOCKER"
+    assert got["containerRecipe"]["containerType"] == "DOCKER"
+    assert got["outputResources"] == {"containers": [{"region": "us-east-1", "imageUris": [uri]}]}
+
+
+async def test_failed_build_carries_reason_and_failure_context(clock: FakeClock) -> None:
+    failed = {
+        "status": "FAILED",
+        "reason": "Image testing failed",
+        "failure_context": {
+            "failedStep": "RunImageTests",
+            "componentFailure": {"stepName": "RunTests", "errorMessage": "exit 1"},
+        },
+    }
+    image = web_base_image(timeline=[*timeline(("BUILDING", 5), ("TESTING", 5)), failed])
+    async with Simulator(scenario([image]), clock=clock) as url, imagebuilder(url) as client:
+        clock.advance(10)
+        state = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]["state"]
+    assert state == {
+        "status": "FAILED",
+        "reason": "Image testing failed",
+        "failureContext": {
+            "failedStep": "RunImageTests",
+            "componentFailure": {"stepName": "RunTests", "errorMessage": "exit 1"},
+            "imageStatus": "TESTING",  # where it failed, filled in from the timeline
+        },
+    }
+
+
+async def test_version_arn_returns_the_newest_started_build(clock: FakeClock) -> None:
+    newer = web_base_image(arn=WEB_BASE_VERSION + "/8", start=100)
+    async with (
+        Simulator(scenario([web_base_image(), newer]), clock=clock) as url,
+        imagebuilder(url) as client,
+    ):
+        before = (await client.get_image(imageBuildVersionArn=WEB_BASE_VERSION))["image"]["arn"]
+        clock.advance(100)
+        after = (await client.get_image(imageBuildVersionArn=WEB_BASE_VERSION))["image"]["arn"]
+    assert (before, after) == (WEB_BASE, WEB_BASE_VERSION + "/8")
+
+
+async def test_build_started_during_a_run_takes_over_the_version_arn(clock: FakeClock) -> None:
+    simulator = Simulator(scenario(), clock=clock)
+    async with simulator as url, imagebuilder(url) as client:
+        clock.advance(5000)
+        new_arn = simulator.start_build(
+            WEB_BASE, [Step(status="BUILDING", duration=60), Step(status="AVAILABLE")]
+        )
+        newest = (await client.get_image(imageBuildVersionArn=WEB_BASE_VERSION))["image"]
+        old = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]
+    assert new_arn == WEB_BASE_VERSION + "/8"
+    assert (newest["arn"], newest["version"], newest["state"]["status"]) == (
+        new_arn,
+        "1.4.0/8",
+        "BUILDING",
+    )
+    assert old["state"]["status"] == "AVAILABLE"
+
+
+async def test_version_arn_with_wildcards_resolves_to_the_highest_version(clock: FakeClock) -> None:
+    prefix = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/web-base"
+    images = [
+        web_base_image(),
+        web_base_image(arn=f"{prefix}/1.10.0/1"),
+        web_base_image(arn=f"{prefix}/2.0.0/1"),
+    ]
+    async with Simulator(scenario(images), clock=clock) as url, imagebuilder(url) as client:
+        got = (await client.get_image(imageBuildVersionArn=f"{prefix}/1.x.x"))["image"]["arn"]
+    assert got == f"{prefix}/1.10.0/1"
+
+
+async def test_build_does_not_exist_before_its_start_time(clock: FakeClock) -> None:
+    async with (
+        Simulator(scenario([web_base_image(start=30)]), clock=clock) as url,
+        imagebuilder(url) as client,
+    ):
+        with pytest.raises(client.exceptions.ResourceNotFoundException):
+            await client.get_image(imageBuildVersionArn=WEB_BASE)
+        clock.advance(30)
+        assert (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]["arn"] == WEB_BASE
+
+
+async def test_time_scale_speeds_the_timeline_up(clock: FakeClock) -> None:
+    async with Simulator(scenario(time_scale=60), clock=clock) as url, imagebuilder(url) as client:
+        # 13 real seconds are 13 scenario minutes: past PENDING, CREATING and BUILDING (12m).
+        clock.advance(13)
+        state = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]["state"]
+    assert state["status"] == "TESTING"
+
+
+async def test_invalid_arn_is_an_invalid_request_naming_the_parameter() -> None:
+    async with Simulator(scenario()) as url, imagebuilder(url) as client:
+        with pytest.raises(client.exceptions.InvalidRequestException) as caught:
+            await client.get_image(
+                imageBuildVersionArn="arn:aws:imagebuilder:us-east-1:1:image/Web/1"
+            )
+    message = caught.value.response["Error"]["Message"]
+    assert "at 'imageBuildVersionArn' failed to satisfy constraint" in message
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+async def test_unknown_arn_is_resource_not_found() -> None:
+    missing = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/nothing-here/1.0.0/1"
+    async with Simulator(scenario()) as url, imagebuilder(url) as client:
+        with pytest.raises(client.exceptions.ResourceNotFoundException) as caught:
+            await client.get_image(imageBuildVersionArn=missing)
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert missing in caught.value.response["Error"]["Message"]
+
+
+async def test_unsigned_request_is_refused_as_aws_refuses_it() -> None:
+    async with (
+        Simulator(scenario()) as url,
+        aiohttp.ClientSession() as http,
+        http.get(f"{url}/GetImage", params={"imageBuildVersionArn": WEB_BASE}) as response,
+    ):
+        body = await response.json()
+    assert response.status == 403
+    assert response.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+    assert body == {"message": "Missing Authentication Token"}
+
+
+async def test_request_signed_for_another_service_is_refused() -> None:
+    header = (
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/ec2/aws4_request, "
+        "SignedHeaders=host;x-amz-date, Signature=abc"
+    )
+    headers = {"Authorization": header, "X-Amz-Date": "20260101T000000Z"}
+    async with (
+        Simulator(scenario()) as url,
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{url}/GetImage", params={"imageBuildVersionArn": WEB_BASE}, headers=headers
+        ) as response,
+    ):
+        body = await response.json()
+    assert response.status == 403
+    assert response.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
+    assert "'imagebuilder'" in body["message"]
+
+
+async def test_every_response_carries_a_request_id(clock: FakeClock) -> None:
+    async with Simulator(scenario(), clock=clock) as url, imagebuilder(url) as client:
+        response = await client.get_image(imageBuildVersionArn=WEB_BASE)
+    assert response["requestId"] == response["ResponseMetadata"]["RequestId"]
+
+
+async def test_unknown_status_is_served_as_its_raw_string(clock: FakeClock) -> None:
+    steps = [
+        {"status": "QUEUED_FOR_REVIEW", "allow_unknown_status": True, "duration": 10},
+        {"status": "AVAILABLE"},
+    ]
+    async with (
+        Simulator(scenario([web_base_image(timeline=steps)]), clock=clock) as url,
+        imagebuilder(url) as client,
+    ):
+        state = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]["state"]
+    assert state == {"status": "QUEUED_FOR_REVIEW"}

@@ -1,0 +1,52 @@
+"""The per-operation token bucket answers CallRateLimitExceededException past its rate."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from tests.support import WEB_BASE, imagebuilder, scenario
+from watcher.simulator import Simulator
+from watcher.testing import FakeClock
+
+R = 10  # requests per second the simulator accepts
+SECONDS = 30
+TICK = 0.1  # the client fires a batch of concurrent requests every tick
+
+
+@pytest.mark.timeout(120)
+async def test_client_firing_five_times_the_limit_gets_about_the_limit(clock: FakeClock) -> None:
+    limited = scenario(faults={"rate_limits": {"GetImage": {"rate": R, "burst": R}}})
+    simulator = Simulator(limited, clock=clock)
+    outcomes: list[str] = []
+
+    async with simulator as url, imagebuilder(url) as client:
+
+        async def call() -> None:
+            try:
+                await client.get_image(imageBuildVersionArn=WEB_BASE)
+                outcomes.append("ok")
+            except client.exceptions.CallRateLimitExceededException:
+                outcomes.append("throttled")
+
+        for _ in range(int(SECONDS / TICK)):
+            async with anyio.create_task_group() as group:
+                for _ in range(int(5 * R * TICK)):
+                    group.start_soon(call)
+            clock.advance(TICK)
+
+    successes_per_second = outcomes.count("ok") / SECONDS
+    assert len(outcomes) == 5 * R * SECONDS
+    assert abs(successes_per_second - R) <= 0.1 * R
+    assert outcomes.count("throttled") == len(outcomes) - outcomes.count("ok")
+    assert simulator.counters.injected["GetImage", "rate_limit"] == outcomes.count("throttled")
+
+
+async def test_limit_applies_per_operation(clock: FakeClock) -> None:
+    limited = scenario(faults={"rate_limits": {"ListImageBuildVersions": {"rate": 1, "burst": 1}}})
+    async with Simulator(limited, clock=clock) as url, imagebuilder(url) as client:
+        for _ in range(5):
+            await client.get_image(imageBuildVersionArn=WEB_BASE)
+        await client.list_image_build_versions(imageVersionArn=WEB_BASE.rsplit("/", 1)[0])
+        with pytest.raises(client.exceptions.CallRateLimitExceededException):
+            await client.list_image_build_versions(imageVersionArn=WEB_BASE.rsplit("/", 1)[0])
