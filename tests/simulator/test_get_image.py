@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import aiohttp
+import anyio
+import botocore.session
 import pytest
 
 from tests.support import (
@@ -216,3 +218,21 @@ async def test_unknown_status_is_served_as_its_raw_string(clock: FakeClock) -> N
     ):
         state = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]["state"]
     assert state == {"status": "QUEUED_FOR_REVIEW"}
+
+
+async def test_synchronous_botocore_client_as_the_aws_cli_uses_reads_it_too() -> None:
+    """The AWS CLI is built on botocore's synchronous client; it must work unchanged."""
+
+    def call(url: str) -> dict[str, object]:
+        client = botocore.session.get_session().create_client(
+            "imagebuilder", region_name="us-east-1", endpoint_url=url
+        )
+        try:
+            result: dict[str, object] = client.get_image(imageBuildVersionArn=WEB_BASE)["image"]
+            return result
+        finally:
+            client.close()
+
+    async with Simulator(scenario()) as url:
+        image = await anyio.to_thread.run_sync(call, url)
+    assert (image["arn"], image["state"]) == (WEB_BASE, {"status": "PENDING"})

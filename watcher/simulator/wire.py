@@ -41,20 +41,12 @@ class Renderer:
 
     def image(self, build: Build, t: float) -> dict[str, Any]:
         """The `image` member of a GetImage response."""
-        phase = build.phase_at(t)
-        assert phase is not None, "a build is only rendered once it has started"
         spec = build.image
         parts = spec.parts
-        recipe_version = build.version
-        document: dict[str, Any] = {
-            "arn": build.arn,
-            "type": spec.type,
-            "name": build.name,
-            "version": f"{build.version}/{build.number}",
-            "platform": spec.platform,
+        created = iso(self.wall(build.started))
+        document = self._common(build, t)
+        document |= {
             "enhancedImageMetadataEnabled": True,
-            "osVersion": spec.os_version,
-            "state": self.state(build, phase),
             "infrastructureConfiguration": {
                 "arn": _resource_arn(parts, "infrastructure-configuration", build.name),
                 "name": f"{build.name}-infrastructure",
@@ -63,17 +55,14 @@ class Renderer:
                 "terminateInstanceOnFailure": True,
             },
             "imageTestsConfiguration": {"imageTestsEnabled": True, "timeoutMinutes": 720},
-            "dateCreated": iso(self.wall(build.started)),
-            "buildType": "USER_INITIATED",
-            "imageSource": "CUSTOM",
         }
         recipe = {
-            "arn": _resource_arn(parts, _recipe_kind(spec.type), build.name, recipe_version),
+            "arn": _resource_arn(parts, _recipe_kind(spec.type), build.name, build.version),
             "name": build.name,
             "platform": spec.platform,
-            "version": recipe_version,
+            "version": build.version,
             "owner": parts["account"],
-            "dateCreated": iso(self.wall(build.started)),
+            "dateCreated": created,
         }
         if spec.type == "DOCKER":
             document["containerRecipe"] = {"containerType": "DOCKER", **recipe}
@@ -82,19 +71,18 @@ class Renderer:
         if spec.pipeline:
             document["sourcePipelineName"] = spec.pipeline
             document["sourcePipelineArn"] = _resource_arn(parts, "image-pipeline", spec.pipeline)
-        outputs = self.outputs(build, phase, t)
-        if outputs is not None:
-            document["outputResources"] = outputs
-        if spec.tags:
-            document["tags"] = dict(spec.tags)
         return document
 
     def summary(self, build: Build, t: float) -> dict[str, Any]:
         """One entry of ListImageBuildVersions' `imageSummaryList`."""
+        return self._common(build, t) | {"owner": build.image.parts["account"]}
+
+    def _common(self, build: Build, t: float) -> dict[str, Any]:
+        """The members an Image and an ImageSummary share."""
         phase = build.phase_at(t)
-        assert phase is not None
+        assert phase is not None, "a build is only rendered once it has started"
         spec = build.image
-        summary: dict[str, Any] = {
+        common: dict[str, Any] = {
             "arn": build.arn,
             "name": build.name,
             "type": spec.type,
@@ -102,17 +90,16 @@ class Renderer:
             "platform": spec.platform,
             "osVersion": spec.os_version,
             "state": self.state(build, phase),
-            "owner": spec.parts["account"],
             "dateCreated": iso(self.wall(build.started)),
             "buildType": "USER_INITIATED",
             "imageSource": "CUSTOM",
         }
         outputs = self.outputs(build, phase, t)
         if outputs is not None:
-            summary["outputResources"] = outputs
+            common["outputResources"] = outputs
         if spec.tags:
-            summary["tags"] = dict(spec.tags)
-        return summary
+            common["tags"] = dict(spec.tags)
+        return common
 
     def state(self, build: Build, phase: Phase) -> dict[str, Any]:
         step = phase.step
