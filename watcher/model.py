@@ -1,0 +1,240 @@
+"""The watcher's vocabulary: ARNs, statuses, what one get_image told us
+(`ImageSnapshot`) and the event a status change becomes (`Transition`).
+
+Values only: parsing and validation, no I/O, no clock. AWS adds statuses over
+time, so an unknown status is carried as its raw string and never crashes anything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+EVENT_TYPE = "image.state_changed"
+EVENT_VERSION = "1"
+
+
+class InvalidArn(ValueError):
+    """An ARN that is not an Image Builder image (version or build-version) ARN."""
+
+
+_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):imagebuilder:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]+):"
+    r"(?P<account>[0-9]{12}|aws(?:-[a-z-]+)?):image/(?P<name>[a-z0-9-_]+)/"
+    r"(?P<version>(?:[0-9]+|x)\.(?:[0-9]+|x)\.(?:[0-9]+|x))(?:/(?P<build>[0-9]+))?$"
+)
+_EXAMPLE = "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.4.0/7"
+
+
+@dataclass(frozen=True, order=True)
+class Arn:
+    """An image ARN: a build-version ARN (with `build`) or a version ARN (without),
+    whose newest build the API returns."""
+
+    partition: str
+    region: str
+    account: str
+    name: str
+    version: str
+    build: int | None
+
+    @classmethod
+    def parse(cls, text: str) -> Arn:
+        found = _ARN.match(text.strip()) if isinstance(text, str) else None
+        if found is None:
+            raise InvalidArn(_explain(text))
+        if found["build"] is not None and "x" in found["version"]:
+            raise InvalidArn(f"{text!r}: a build number needs an exact version, not {found['version']}")
+        build = found["build"]
+        return cls(found["partition"], found["region"], found["account"], found["name"],
+                   found["version"], int(build) if build is not None else None)
+
+    @property
+    def is_build(self) -> bool:
+        return self.build is not None
+
+    @property
+    def version_arn(self) -> str:
+        return (f"arn:{self.partition}:imagebuilder:{self.region}:{self.account}:"
+                f"image/{self.name}/{self.version}")
+
+    def __str__(self) -> str:
+        return self.version_arn if self.build is None else f"{self.version_arn}/{self.build}"
+
+
+def _explain(text: object) -> str:
+    if not isinstance(text, str) or not text.startswith("arn:"):
+        return f"{text!r} is not an ARN; expected an image ARN like {_EXAMPLE}"
+    parts = text.split(":", 5)
+    if len(parts) < 6 or parts[2] != "imagebuilder":
+        return f"{text!r} is not an Image Builder ARN; expected one like {_EXAMPLE}"
+    if not parts[5].startswith("image/"):
+        kind = parts[5].split("/", 1)[0]
+        return (f"{text!r} names a {kind}, not an image; expected an image ARN like {_EXAMPLE} "
+                "(or its version ARN without the build number)")
+    return (f"{text!r} is not a valid image ARN; expected region, 12-digit account, lower-case "
+            f"name and version X.Y.Z with an optional /BUILD, like {_EXAMPLE}")
+
+
+class ImageStatus(StrEnum):
+    """`image.state.status`. Unknown values become members made on the fly, so
+    `ImageStatus("NEW_THING")` works, is not `known`, and is not terminal."""
+
+    PENDING = "PENDING"
+    CREATING = "CREATING"
+    BUILDING = "BUILDING"
+    TESTING = "TESTING"
+    DISTRIBUTING = "DISTRIBUTING"
+    INTEGRATING = "INTEGRATING"
+    AVAILABLE = "AVAILABLE"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
+    DEPRECATED = "DEPRECATED"
+    DELETED = "DELETED"
+    DISABLED = "DISABLED"
+
+    @classmethod
+    def _missing_(cls, value: object) -> ImageStatus | None:
+        if not isinstance(value, str) or not value:
+            return None
+        member = str.__new__(cls, value)
+        member._name_ = value
+        member._value_ = value
+        return member
+
+    @property
+    def known(self) -> bool:
+        return self._name_ in type(self).__members__
+
+    @property
+    def terminal(self) -> bool:
+        """The build has ended: it will not move again unless retried or aged by lifecycle."""
+        return self.known and self in _TERMINAL
+
+    @property
+    def succeeded(self) -> bool:
+        return self is ImageStatus.AVAILABLE
+
+
+_TERMINAL = frozenset({ImageStatus.AVAILABLE, ImageStatus.CANCELLED, ImageStatus.FAILED,
+                       ImageStatus.DEPRECATED, ImageStatus.DELETED, ImageStatus.DISABLED})
+
+PROGRESS: tuple[ImageStatus, ...] = (
+    ImageStatus.PENDING, ImageStatus.BUILDING, ImageStatus.TESTING,
+    ImageStatus.DISTRIBUTING, ImageStatus.AVAILABLE,
+)
+"""The stages every build passes on its way to AVAILABLE, in order. CREATING and
+INTEGRATING are left out: not every build shows them, so missing them between two
+polls says nothing."""
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Ami(_Value):
+    region: str
+    image: str
+    name: str | None = None
+    account_id: str | None = None
+
+
+class Container(_Value):
+    region: str
+    image_uris: tuple[str, ...]
+
+
+class Outputs(_Value):
+    amis: tuple[Ami, ...] = ()
+    containers: tuple[Container, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.amis and not self.containers
+
+
+class ImageSnapshot(_Value):
+    """What one get_image told us about one build."""
+
+    arn: str
+    """The build-version ARN the API returned (for a version ARN, its newest build)."""
+    status: ImageStatus
+    reason: str | None = None
+    failure_context: dict[str, Any] | None = None
+    name: str
+    version: str
+    build: int
+    type: str | None = None
+    platform: str | None = None
+    pipeline: str | None = None
+    created: datetime | None = None
+    tests_enabled: bool | None = None
+    outputs: Outputs = Outputs()
+    observed_at: datetime
+    """When we received it, on the watcher's clock."""
+
+    @property
+    def state_key(self) -> tuple[str, str, str | None, str]:
+        """What a change of is a transition: build, status and reason, outputs."""
+        return (self.arn, self.status.value, self.reason, self.outputs.model_dump_json())
+
+
+class StatusInfo(_Value):
+    status: ImageStatus
+    reason: str | None = None
+    failure_context: dict[str, Any] | None = None
+
+
+class ImageInfo(_Value):
+    arn: str
+    name: str
+    version: str
+    build: int
+    type: str | None
+    platform: str | None
+    region: str
+    account: str
+    pipeline: str | None
+
+
+class Durations(_Value):
+    in_previous_status_seconds: float | None
+    """Time between first seeing the previous status and seeing this one."""
+    total_seconds: float | None
+    """Time since the build was created (the API's dateCreated)."""
+
+
+class Transition(_Value):
+    """One status change of one build: the event sinks receive.
+
+    `id` is the same whenever the same transition is recomputed, across retries
+    and restarts. `previous` is None on first sighting.
+    """
+
+    id: str
+    sequence: int
+    """The build's transitions counted from 1; FAILED -> ... -> FAILED again differ by it."""
+    watched: str
+    """The ARN as configured (possibly a version ARN)."""
+    image: ImageInfo
+    previous: StatusInfo | None
+    current: StatusInfo
+    skipped: tuple[ImageStatus, ...] = ()
+    terminal: bool
+    durations: Durations
+    outputs: Outputs | None = None
+    observed_at: datetime
+
+    def envelope(self) -> dict[str, Any]:
+        """The Standard Webhooks envelope: `{type, timestamp, data}`."""
+        data = self.model_dump(mode="json")
+        data["version"] = EVENT_VERSION
+        return {"type": EVENT_TYPE, "timestamp": data["observed_at"], "data": data}
+
+
+Outcome = Literal["available", "failed", "error", "timeout", "watching"]
