@@ -49,10 +49,18 @@ class Arn:
         if found is None:
             raise InvalidArn(_explain(text))
         if found["build"] is not None and "x" in found["version"]:
-            raise InvalidArn(f"{text!r}: a build number needs an exact version, not {found['version']}")
+            raise InvalidArn(
+                f"{text!r}: a build number needs an exact version, not {found['version']}"
+            )
         build = found["build"]
-        return cls(found["partition"], found["region"], found["account"], found["name"],
-                   found["version"], int(build) if build is not None else None)
+        return cls(
+            found["partition"],
+            found["region"],
+            found["account"],
+            found["name"],
+            found["version"],
+            int(build) if build is not None else None,
+        )
 
     @property
     def is_build(self) -> bool:
@@ -60,8 +68,10 @@ class Arn:
 
     @property
     def version_arn(self) -> str:
-        return (f"arn:{self.partition}:imagebuilder:{self.region}:{self.account}:"
-                f"image/{self.name}/{self.version}")
+        return (
+            f"arn:{self.partition}:imagebuilder:{self.region}:{self.account}:"
+            f"image/{self.name}/{self.version}"
+        )
 
     def __str__(self) -> str:
         return self.version_arn if self.build is None else f"{self.version_arn}/{self.build}"
@@ -75,10 +85,14 @@ def _explain(text: object) -> str:
         return f"{text!r} is not an Image Builder ARN; expected one like {_EXAMPLE}"
     if not parts[5].startswith("image/"):
         kind = parts[5].split("/", 1)[0]
-        return (f"{text!r} names a {kind}, not an image; expected an image ARN like {_EXAMPLE} "
-                "(or its version ARN without the build number)")
-    return (f"{text!r} is not a valid image ARN; expected region, 12-digit account, lower-case "
-            f"name and version X.Y.Z with an optional /BUILD, like {_EXAMPLE}")
+        return (
+            f"{text!r} names a {kind}, not an image; expected an image ARN like {_EXAMPLE} "
+            "(or its version ARN without the build number)"
+        )
+    return (
+        f"{text!r} is not a valid image ARN; expected region, 12-digit account, lower-case "
+        f"name and version X.Y.Z with an optional /BUILD, like {_EXAMPLE}"
+    )
 
 
 class ImageStatus(StrEnum):
@@ -121,12 +135,23 @@ class ImageStatus(StrEnum):
         return self is ImageStatus.AVAILABLE
 
 
-_TERMINAL = frozenset({ImageStatus.AVAILABLE, ImageStatus.CANCELLED, ImageStatus.FAILED,
-                       ImageStatus.DEPRECATED, ImageStatus.DELETED, ImageStatus.DISABLED})
+_TERMINAL = frozenset(
+    {
+        ImageStatus.AVAILABLE,
+        ImageStatus.CANCELLED,
+        ImageStatus.FAILED,
+        ImageStatus.DEPRECATED,
+        ImageStatus.DELETED,
+        ImageStatus.DISABLED,
+    }
+)
 
 PROGRESS: tuple[ImageStatus, ...] = (
-    ImageStatus.PENDING, ImageStatus.BUILDING, ImageStatus.TESTING,
-    ImageStatus.DISTRIBUTING, ImageStatus.AVAILABLE,
+    ImageStatus.PENDING,
+    ImageStatus.BUILDING,
+    ImageStatus.TESTING,
+    ImageStatus.DISTRIBUTING,
+    ImageStatus.AVAILABLE,
 )
 """The stages every build passes on its way to AVAILABLE, in order. CREATING and
 INTEGRATING are left out: not every build shows them, so missing them between two

@@ -46,7 +46,9 @@ class Tracked(_Value):
     """How many transitions the current build has had (first sighting is 1)."""
 
 
-def observe(watched: str, tracked: Tracked | None, snapshot: ImageSnapshot) -> tuple[Tracked, list[Transition]]:
+def observe(
+    watched: str, tracked: Tracked | None, snapshot: ImageSnapshot
+) -> tuple[Tracked, list[Transition]]:
     """The new tracked state, and the transitions `snapshot` reveals (none when the
     status did not change)."""
     if tracked is None or tracked.snapshot.arn != snapshot.arn:
@@ -58,8 +60,9 @@ def observe(watched: str, tracked: Tracked | None, snapshot: ImageSnapshot) -> t
             return tracked, []
         # Same status, new reason or outputs: remembered, not an event.
         return tracked.model_copy(update={"snapshot": snapshot}), []
-    state = Tracked(snapshot=snapshot, status_since=snapshot.observed_at,
-                    sequence=tracked.sequence + 1)
+    state = Tracked(
+        snapshot=snapshot, status_since=snapshot.observed_at, sequence=tracked.sequence + 1
+    )
     return state, [_transition(watched, tracked, state)]
 
 
@@ -78,17 +81,25 @@ def skipped_between(previous: ImageStatus, current: ImageSnapshot) -> tuple[Imag
     inclusive = False
     if end is None and current.status in (ImageStatus.FAILED, ImageStatus.CANCELLED):
         failed_in = (current.failure_context or {}).get("imageStatus")
-        end = _POSITION.get(ImageStatus(failed_in)) if isinstance(failed_in, str) and failed_in else None
+        end = (
+            _POSITION.get(ImageStatus(failed_in))
+            if isinstance(failed_in, str) and failed_in
+            else None
+        )
         inclusive = True
     if end is None or end <= start:
         return ()
-    stages = [s for s in PROGRESS if start < _POSITION[s] < end or (inclusive and _POSITION[s] == end)]
+    stages = [
+        s for s in PROGRESS if start < _POSITION[s] < end or (inclusive and _POSITION[s] == end)
+    ]
     if current.tests_enabled is False:
         stages = [s for s in stages if s is not ImageStatus.TESTING]
     return tuple(stages)
 
 
-def transition_id(build_arn: str, sequence: int, previous: ImageStatus | None, current: ImageStatus) -> str:
+def transition_id(
+    build_arn: str, sequence: int, previous: ImageStatus | None, current: ImageStatus
+) -> str:
     """Stable across recomputation: the same build, count and statuses give the same id."""
     key = f"{build_arn}#{sequence}#{previous.value if previous else ''}>{current.value}"
     return str(uuid.uuid5(_ID_NAMESPACE, key))
@@ -107,18 +118,26 @@ def _transition(watched: str, before: Tracked | None, after: Tracked) -> Transit
         skipped = skipped_between(old.status, snapshot)
     total = (snapshot.observed_at - snapshot.created).total_seconds() if snapshot.created else None
     return Transition(
-        id=transition_id(snapshot.arn, after.sequence, previous.status if previous else None,
-                         snapshot.status),
+        id=transition_id(
+            snapshot.arn, after.sequence, previous.status if previous else None, snapshot.status
+        ),
         sequence=after.sequence,
         watched=watched,
         image=ImageInfo(
-            arn=snapshot.arn, name=snapshot.name, version=snapshot.version, build=snapshot.build,
-            type=snapshot.type, platform=snapshot.platform, region=arn.region,
-            account=arn.account, pipeline=snapshot.pipeline,
+            arn=snapshot.arn,
+            name=snapshot.name,
+            version=snapshot.version,
+            build=snapshot.build,
+            type=snapshot.type,
+            platform=snapshot.platform,
+            region=arn.region,
+            account=arn.account,
+            pipeline=snapshot.pipeline,
         ),
         previous=previous,
-        current=StatusInfo(status=snapshot.status, reason=snapshot.reason,
-                           failure_context=snapshot.failure_context),
+        current=StatusInfo(
+            status=snapshot.status, reason=snapshot.reason, failure_context=snapshot.failure_context
+        ),
         skipped=skipped,
         terminal=snapshot.status.terminal,
         durations=Durations(in_previous_status_seconds=in_previous, total_seconds=total),
