@@ -23,7 +23,12 @@ def test_simulator_exports() -> None:
 
 
 def test_testing_exports() -> None:
-    assert watcher.testing.__all__ == ["FakeClock"]
+    assert sorted(watcher.testing.__all__) == [
+        "FakeClock",
+        "RecordingSink",
+        "ScriptedSource",
+        "VirtualClock",
+    ]
 
 
 def test_exported_names_exist() -> None:

@@ -4,12 +4,27 @@ deterministic stand-ins. Nothing here may touch the network or the real clock.
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 
-__all__ = ["FakeClock"]
+from watcher.clock import Clock
+from watcher.errors import NotFound
+from watcher.model import Arn, ImageSnapshot, ImageStatus, Transition
+
+__all__ = ["FakeClock", "RecordingSink", "ScriptedSource", "VirtualClock"]
+
+T = TypeVar("T")
+ScriptEntry = ImageStatus | str | ImageSnapshot | BaseException
 
 _DEFAULT_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -40,3 +55,138 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         self.advance(max(0.0, seconds))
         await anyio.lowlevel.checkpoint()
+
+
+class VirtualClock:
+    """A `Clock` whose time jumps ahead whenever everything is waiting on it.
+
+    `sleep()` really waits, but on virtual time: `drive()`, run as a task beside
+    the code under test, lets every runnable task run (`idle_rounds` turns of the
+    event loop), then moves time straight to the earliest pending deadline. An
+    hour of polling runs in a fraction of a second, and what happens depends on
+    the order of deadlines, not on how fast the machine is. Real I/O (loopback
+    HTTP) completes within those turns; if a call ever takes longer, virtual time
+    simply passes during it, as network latency would.
+    """
+
+    def __init__(
+        self, start: float = 0.0, epoch: datetime = _DEFAULT_EPOCH, idle_rounds: int = 30
+    ) -> None:
+        self._now = start
+        self._epoch = epoch - timedelta(seconds=start)
+        self._idle_rounds = idle_rounds
+        self._waiters: list[tuple[float, int, anyio.Event]] = []
+        self._order = itertools.count()
+
+    def monotonic(self) -> float:
+        return self._now
+
+    def now(self) -> datetime:
+        return self._epoch + timedelta(seconds=self._now)
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await anyio.lowlevel.checkpoint()
+            return
+        woken = anyio.Event()
+        heapq.heappush(self._waiters, (self._now + seconds, next(self._order), woken))
+        await woken.wait()
+
+    async def drive(self) -> None:
+        """Advance time whenever the loop is idle; runs until cancelled.
+
+        Time stands still while any worker thread is busy (the loop's default
+        executor, which aiobotocore uses for TLS contexts, and anyio's threads,
+        which the SQLite store uses): their work takes no virtual time.
+        """
+        threads = _CountingExecutor()
+        asyncio.get_running_loop().set_default_executor(threads)
+        try:
+            while True:
+                for _ in range(self._idle_rounds):
+                    await anyio.lowlevel.checkpoint()
+                busy = (
+                    threads.running
+                    or anyio.to_thread.current_default_thread_limiter().borrowed_tokens
+                )
+                if busy or not self._waiters:
+                    # Real work (threads, I/O) is under way, or nothing waits on time.
+                    await anyio.sleep(0.001)
+                    continue
+                deadline = self._waiters[0][0]
+                self._now = max(self._now, deadline)
+                while self._waiters and self._waiters[0][0] <= self._now:
+                    heapq.heappop(self._waiters)[2].set()
+        finally:
+            threads.shutdown(wait=False)
+
+
+class _CountingExecutor(ThreadPoolExecutor):
+    """A thread pool that knows how many jobs it has not finished."""
+
+    def __init__(self) -> None:
+        super().__init__(thread_name_prefix="virtual-clock")
+        self.running = 0
+        self._count_lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        with self._count_lock:
+            self.running += 1
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _: object) -> None:
+        with self._count_lock:
+            self.running -= 1
+
+
+class RecordingSink:
+    """A sink that keeps every event it is sent, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[Transition] = []
+
+    async def send(self, event: Transition) -> None:
+        self.events.append(event)
+
+
+class ScriptedSource:
+    """An image source that answers each ARN from a script, one entry per call.
+
+    An entry is an `ImageStatus`/status string (a snapshot of build 1 of the ARN's
+    image), an `ImageSnapshot`, or an exception to raise. The last entry repeats.
+    """
+
+    def __init__(self, clock: Clock, scripts: Mapping[str, Sequence[ScriptEntry]]) -> None:
+        self._clock = clock
+        self._scripts = {arn: list(entries) for arn, entries in scripts.items()}
+        self.calls: list[str] = []
+
+    async def get(self, arn: str) -> ImageSnapshot:
+        self.calls.append(arn)
+        script = self._scripts.get(arn)
+        if not script:
+            raise NotFound(
+                f"ResourceNotFoundException: no script for {arn}",
+                code="ResourceNotFoundException",
+                arn=arn,
+            )
+        entry = script.pop(0) if len(script) > 1 else script[0]
+        await anyio.lowlevel.checkpoint()
+        if isinstance(entry, BaseException):
+            raise entry
+        if isinstance(entry, ImageSnapshot):
+            return entry.model_copy(update={"observed_at": self._clock.now()})
+        parsed = Arn.parse(arn)
+        build_arn = str(parsed) if parsed.is_build else f"{parsed}/1"
+        return ImageSnapshot(
+            arn=build_arn,
+            status=ImageStatus(entry),
+            name=parsed.name,
+            version=parsed.version,
+            build=parsed.build or 1,
+            type="AMI",
+            platform="Linux",
+            observed_at=self._clock.now(),
+        )

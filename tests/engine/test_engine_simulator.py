@@ -1,0 +1,185 @@
+"""The engine against the simulator over loopback, on virtual time shared by both."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.support import ACCOUNT, scenario, timeline
+from watcher.aws import AwsImageSource
+from watcher.engine import Engine, RunResult, Schedule
+from watcher.model import ImageStatus
+from watcher.ratelimit import AimdLimiter
+from watcher.retry import RetryPolicy
+from watcher.simulator import Scenario, Simulator, load_scenario
+from watcher.store import MemoryStore
+from watcher.testing import RecordingSink, VirtualClock
+
+DEMO = Path(__file__).parents[2] / "config" / "demo-scenario.toml"
+
+
+async def watch(
+    plan: Scenario,
+    arns: Sequence[str],
+    *,
+    interval: float = 0.2,
+    max_tps: float = 100.0,
+    concurrency: int = 8,
+    time_limit: float | None = None,
+    retry: RetryPolicy | None = None,
+    stop_when_ended: bool = True,
+) -> tuple[RunResult, RecordingSink, Simulator]:
+    clock = VirtualClock()
+    simulator = Simulator(plan, clock=clock)
+    sink = RecordingSink()
+    async with anyio.create_task_group() as group:
+        group.start_soon(clock.drive)
+        async with (
+            simulator as url,
+            AwsImageSource(clock=clock, endpoint_url=url, concurrency=concurrency) as source,
+        ):
+            engine = Engine(
+                source=source,
+                store=MemoryStore(),
+                sinks=[sink],
+                clock=clock,
+                limiter=AimdLimiter(max_tps, clock),
+                schedule=Schedule(interval_for=lambda _: interval),
+                retry=retry or RetryPolicy(attempts=8, base=0.05, cap=1.0),
+                concurrency=concurrency,
+                rng=random.Random(7),
+            )
+            await source.warm(arns)
+            result = await engine.run(arns, stop_when_ended=stop_when_ended, time_limit=time_limit)
+        group.cancel_scope.cancel()
+    return result, sink, simulator
+
+
+def expected_statuses(plan: Scenario) -> dict[str, list[str]]:
+    return {i.arn: [s.status for s in i.timeline] for i in plan.images}
+
+
+def seen_statuses(sink: RecordingSink) -> dict[str, list[str]]:
+    seen: dict[str, list[str]] = defaultdict(list)
+    for event in sink.events:
+        seen[event.image.arn].append(event.current.status.value)
+    return dict(seen)
+
+
+def without_faults(plan: Scenario) -> Scenario:
+    return Scenario.model_validate({**plan.model_dump(), "faults": {}})
+
+
+async def test_every_transition_of_the_demo_is_emitted_once_in_order() -> None:
+    demo = without_faults(load_scenario(DEMO))
+    result, sink, _ = await watch(demo, [i.arn for i in demo.images])
+    assert seen_statuses(sink) == expected_statuses(demo)
+    assert len({e.id for e in sink.events}) == len(sink.events)
+    assert all(w.ended for w in result.watches.values())
+    available = [e for e in sink.events if e.current.status is ImageStatus.AVAILABLE]
+    web_base = next(e for e in available if e.image.name == "web-base")
+    assert {a.region for a in web_base.outputs.amis} == {"us-east-1", "eu-west-1", "ap-southeast-2"}
+    api = next(e for e in available if e.image.name == "api-runtime")
+    assert api.outputs.containers[0].image_uris
+    failed = next(e for e in sink.events if e.current.status is ImageStatus.FAILED)
+    assert failed.current.reason
+    assert failed.current.failure_context["failedStep"] == "RunImageTests"
+
+
+async def test_every_transition_survives_thirty_percent_of_calls_failing() -> None:
+    demo = load_scenario(DEMO)
+    faults = {
+        "errors": {
+            "CallRateLimitExceededException": 0.08,
+            "ServiceUnavailableException": 0.06,
+            "ServiceException": 0.06,
+        },
+        "dropped_connections": 0.05,
+        "malformed_bodies": 0.05,
+    }
+    faulty = Scenario.model_validate({**demo.model_dump(), "faults": faults, "seed": 11})
+    result, sink, simulator = await watch(faulty, [i.arn for i in faulty.images])
+    assert seen_statuses(sink) == expected_statuses(faulty)
+    counters = simulator.counters
+    assert counters.injected_total() / counters.requests["GetImage"] > 0.2
+    assert all(w.error is None for w in result.watches.values())
+
+
+async def test_a_final_error_is_never_retried_and_the_others_go_on() -> None:
+    demo = without_faults(load_scenario(DEMO))
+    missing = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/nothing-here/1.0.0/1"
+    result, sink, simulator = await watch(demo, [missing, demo.images[0].arn])
+    assert simulator.counters.responses["GetImage", "ResourceNotFoundException"] == 1
+    assert type(result.watches[missing].error).__name__ == "NotFound"
+    assert seen_statuses(sink)[demo.images[0].arn][-1] == "AVAILABLE"
+
+
+async def test_new_build_behind_a_version_arn_is_a_new_build_with_its_own_events() -> None:
+    version = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/web-base/1.4.0"
+    images = [
+        {"arn": f"{version}/1", "timeline": timeline(("BUILDING", 10), ("AVAILABLE", None))},
+        {
+            "arn": f"{version}/2",
+            "start": 30,
+            "timeline": timeline(("BUILDING", 10), ("FAILED", None)),
+        },
+    ]
+    # As the daemon does: a version ARN stays watched after its build ends.
+    _, sink, _ = await watch(
+        scenario(images), [version], interval=1.0, stop_when_ended=False, time_limit=60
+    )
+    assert [
+        (e.image.build, e.previous.status.value if e.previous else None, e.current.status.value)
+        for e in sink.events
+    ] == [
+        (1, None, "BUILDING"),
+        (1, "BUILDING", "AVAILABLE"),
+        (2, None, "BUILDING"),
+        (2, "BUILDING", "FAILED"),
+    ]
+    assert {e.watched for e in sink.events} == {version}
+
+
+async def test_unknown_status_shows_in_events_as_itself() -> None:
+    arn = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/web-base/1.4.0/7"
+    steps = [
+        {"status": "BUILDING", "duration": 5},
+        {"status": "QUEUED_FOR_SCAN", "allow_unknown_status": True, "duration": 5},
+        {"status": "AVAILABLE"},
+    ]
+    _, sink, _ = await watch(scenario([{"arn": arn, "timeline": steps}]), [arn], interval=1.0)
+    assert [e.current.status.value for e in sink.events] == [
+        "BUILDING",
+        "QUEUED_FOR_SCAN",
+        "AVAILABLE",
+    ]
+    assert not sink.events[1].terminal
+
+
+@pytest.mark.timeout(120)
+async def test_shared_limiter_keeps_throttling_low_and_goodput_high() -> None:
+    """200 ARNs due at once against a simulator limited to R requests/s."""
+    rate = 20
+    arns = [f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/img-{n}/1.0.0/1" for n in range(200)]
+    images = [{"arn": a, "timeline": timeline(("BUILDING", None))} for a in arns]
+    plan = scenario(images, faults={"rate_limits": {"GetImage": {"rate": rate, "burst": rate}}})
+    seconds = 120
+    result, _, simulator = await watch(
+        plan, arns, interval=5.0, max_tps=50, concurrency=16, time_limit=seconds
+    )
+    counters = simulator.counters
+    calls = counters.requests["GetImage"]
+    throttled = counters.outcome("CallRateLimitExceededException")
+    ok = counters.outcome("ok")
+    print(
+        f"calls={calls} ok={ok} throttled={throttled} ({throttled / calls:.1%}) "
+        f"goodput={ok / seconds:.1f}/s of R={rate}"
+    )
+    assert result.timed_out
+    assert throttled / calls < 0.05
+    assert ok / seconds >= 0.8 * rate

@@ -1,0 +1,265 @@
+"""The edge to EC2 Image Builder: aiobotocore clients, one per region, and the one
+place where AWS errors are read and classified (see `watcher.errors`).
+
+botocore's own retries are off (`total_max_attempts: 1`); `watcher.retry` is the
+single retry layer. Nothing outside this module may look at an AWS error code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import AsyncExitStack, contextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol
+
+import aiohttp
+import anyio
+import botocore.exceptions
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
+from botocore.parsers import ResponseParserError
+
+from watcher.clock import Clock
+from watcher.errors import (
+    AccessDenied,
+    ApiError,
+    BadCredentials,
+    InvalidRequest,
+    NotFound,
+    Throttled,
+    Unavailable,
+)
+from watcher.model import Ami, Arn, Container, ImageSnapshot, ImageStatus, Outputs
+
+_THROTTLING = {
+    "CallRateLimitExceededException",
+    "TooManyRequestsException",
+    "ThrottlingException",
+    "Throttling",
+    "RequestLimitExceeded",
+    "SlowDown",
+}
+_UNAVAILABLE = {
+    "ServiceUnavailableException",
+    "ServiceException",
+    "InternalFailure",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "RequestTimeoutException",
+}
+_NOT_FOUND = {"ResourceNotFoundException"}
+_ACCESS_DENIED = {
+    "ForbiddenException",
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnauthorizedOperation",
+}
+_BAD_CREDENTIALS = {
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignatureException",
+    "MissingAuthenticationTokenException",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "InvalidClientTokenId",
+    "RequestExpired",
+}
+
+
+class ImageSource(Protocol):
+    """Where snapshots come from: AWS here, a scripted fake in tests."""
+
+    async def get(self, arn: str) -> ImageSnapshot:
+        """The image behind `arn` now; raises a `watcher.errors.ApiError`."""
+        ...
+
+
+class AwsImageSource:
+    """get_image through aiobotocore, a client per region created on first use.
+
+    `endpoint_url=None` leaves the endpoint to botocore, which honours
+    AWS_ENDPOINT_URL_IMAGEBUILDER and AWS_ENDPOINT_URL.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        concurrency: int = 16,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 20.0,
+        session: AioSession | None = None,
+    ) -> None:
+        self._clock = clock
+        self._region = region
+        self._endpoint_url = endpoint_url
+        self._session = session or get_session()
+        self._config = AioConfig(
+            retries={"total_max_attempts": 1},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_pool_connections=max(1, concurrency),
+        )
+        self._clients: dict[str, Any] = {}
+        self._lock = anyio.Lock()
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> AwsImageSource:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+        self._clients.clear()
+
+    async def warm(self, arns: Iterable[str]) -> None:
+        """Create the clients these ARNs need now rather than on their first poll:
+        loading models and TLS contexts happens once, before the clock matters."""
+        for region in sorted({Arn.parse(arn).region for arn in arns}):
+            await self._client(region)
+
+    async def get(self, arn: str) -> ImageSnapshot:
+        region = Arn.parse(arn).region  # the ARN's own region picks the client
+        client = self._clients.get(region) or await self._client(region)
+        with classify_errors(arn):
+            response = await client.get_image(imageBuildVersionArn=arn)
+        return snapshot_from_response(response, arn, observed_at=self._clock.now())
+
+    async def _client(self, region: str) -> Any:
+        async with self._lock:
+            if region not in self._clients:
+                with classify_errors(""):
+                    self._clients[region] = await self._stack.enter_async_context(
+                        self._session.create_client(
+                            "imagebuilder",
+                            region_name=region or self._region,
+                            endpoint_url=self._endpoint_url,
+                            config=self._config,
+                        )
+                    )
+            return self._clients[region]
+
+
+@contextmanager
+def classify_errors(arn: str) -> Iterator[None]:
+    """Turn every way a call can fail into the project's own exceptions."""
+    try:
+        yield
+    except ApiError:
+        raise
+    except botocore.exceptions.ClientError as exc:
+        raise _from_client_error(exc, arn) from exc
+    except (
+        botocore.exceptions.NoCredentialsError,
+        botocore.exceptions.PartialCredentialsError,
+        botocore.exceptions.CredentialRetrievalError,
+    ) as exc:
+        raise BadCredentials(
+            f"no usable AWS credentials: {exc}", code=type(exc).__name__, arn=arn
+        ) from exc
+    except botocore.exceptions.NoRegionError as exc:
+        raise InvalidRequest(
+            "no AWS region configured: set [aws] region or AWS_REGION",
+            code="NoRegionError",
+            arn=arn,
+        ) from exc
+    except (
+        TimeoutError,
+        botocore.exceptions.HTTPClientError,
+        ResponseParserError,
+        aiohttp.ClientError,
+        OSError,
+    ) as exc:
+        # Dropped connections, timeouts, unreachable endpoints, unparseable bodies.
+        raise Unavailable(f"{type(exc).__name__}: {exc}", code=type(exc).__name__, arn=arn) from exc
+
+
+def _from_client_error(exc: botocore.exceptions.ClientError, arn: str) -> ApiError:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    message = str(error.get("Message", "")) or code
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    kind: type[ApiError]
+    if code in _THROTTLING or status == 429:
+        kind = Throttled
+    elif code in _UNAVAILABLE or status >= 500:
+        kind = Unavailable
+    elif code in _NOT_FOUND or status == 404:
+        kind = NotFound
+    elif code in _BAD_CREDENTIALS:
+        kind = BadCredentials
+    elif code in _ACCESS_DENIED or status == 403:
+        kind = AccessDenied
+    else:
+        kind = InvalidRequest
+    return kind(f"{code}: {message}", code=code, arn=arn)
+
+
+def snapshot_from_response(
+    response: dict[str, Any], arn: str, *, observed_at: datetime
+) -> ImageSnapshot:
+    """Read a GetImage response; a body without an image is a failed call."""
+    image = response.get("image")
+    if not isinstance(image, dict) or not isinstance(image.get("state"), dict):
+        # botocore turns an unparseable 200 body into a response without `image`.
+        raise Unavailable("malformed GetImage response: no image in it", code="Malformed", arn=arn)
+    try:
+        state = image["state"]
+        built = Arn.parse(image["arn"])
+        version, _, build = str(image.get("version", "")).partition("/")
+        outputs = image.get("outputResources") or {}
+        tests = image.get("imageTestsConfiguration") or {}
+        return ImageSnapshot(
+            arn=str(built),
+            status=ImageStatus(state["status"]),
+            reason=state.get("reason"),
+            failure_context=state.get("failureContext"),
+            name=built.name,
+            version=version or built.version,
+            build=int(build) if build else (built.build or 0),
+            type=image.get("type"),
+            platform=image.get("platform"),
+            pipeline=image.get("sourcePipelineName"),
+            created=_date(image.get("dateCreated")),
+            tests_enabled=tests.get("imageTestsEnabled"),
+            outputs=Outputs(
+                amis=tuple(
+                    Ami(
+                        region=a["region"],
+                        image=a["image"],
+                        name=a.get("name"),
+                        account_id=a.get("accountId"),
+                    )
+                    for a in outputs.get("amis", [])
+                    if a.get("region") and a.get("image")
+                ),
+                containers=tuple(
+                    Container(region=c["region"], image_uris=tuple(c.get("imageUris", [])))
+                    for c in outputs.get("containers", [])
+                    if c.get("region")
+                ),
+            ),
+            observed_at=observed_at,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Unavailable(f"malformed GetImage response: {exc}", code="Malformed", arn=arn) from exc
+
+
+def _date(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,261 @@
+"""The watch engine: a scheduler that keeps each watched ARN's next due time, a
+pool of workers fed through one bounded memory stream, the tracker, the store and
+the sinks, all owned by one anyio task group.
+
+The daemon (`run`), the one-shot `wait-until-available` and `demo` all run this
+same loop; the one-shot modes just stop once every watched build has ended.
+Time comes only from the injected clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+import structlog
+from anyio import CancelScope
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from watcher.aws import ImageSource
+from watcher.clock import Clock
+from watcher.errors import FinalError, RetryableError
+from watcher.model import Arn, ImageStatus, Transition
+from watcher.ratelimit import AimdLimiter
+from watcher.retry import RetryPolicy, call_with_retry
+from watcher.sinks.base import Sink
+from watcher.store.base import Store
+from watcher.tracker import Tracked, observe
+
+log = structlog.get_logger("ibwatch")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How often to poll, by status."""
+
+    interval_for: Callable[[ImageStatus], float]
+    jitter: float = 0.1
+    """Each interval is stretched or shrunk by up to this fraction, so thousands of
+    ARNs do not poll in lockstep."""
+    failed_recheck_interval: float = 600.0
+    failed_recheck_window: float = 6 * 3600.0
+    """A FAILED build is re-checked this long, since RetryImage can revive it."""
+
+
+@dataclass
+class Watch:
+    """What the engine knows of one watched ARN."""
+
+    arn: str
+    is_version: bool
+    tracked: Tracked | None = None
+    error: FinalError | None = None
+    polls: int = 0
+
+    @property
+    def ended(self) -> bool:
+        """The build reached a terminal status, or the ARN was parked on a final error."""
+        return self.error is not None or (
+            self.tracked is not None and self.tracked.snapshot.status.terminal
+        )
+
+
+@dataclass
+class RunResult:
+    watches: dict[str, Watch]
+    timed_out: bool = False
+    events: list[Transition] = field(default_factory=list)
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        source: ImageSource,
+        store: Store,
+        sinks: Sequence[Sink],
+        clock: Clock,
+        limiter: AimdLimiter,
+        schedule: Schedule,
+        retry: RetryPolicy,
+        concurrency: int = 16,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._source = source
+        self._store = store
+        self._sinks = list(sinks)
+        self._clock = clock
+        self._limiter = limiter
+        self._schedule = schedule
+        self._retry = retry
+        self._concurrency = max(1, concurrency)
+        self._random = rng or random.Random()
+        self.watches: dict[str, Watch] = {}
+        self._due: list[tuple[float, int, str]] = []
+        self._order = itertools.count()
+        self._wake: CancelScope | None = None
+        self._sleeping_until = math.inf
+        self._all_ended = anyio.Event()
+        self._stop_when_ended = False
+        self._events: list[Transition] = []
+        self._timed_out = False
+
+    def add_sink(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
+    async def run(
+        self, arns: Sequence[str], *, stop_when_ended: bool = False, time_limit: float | None = None
+    ) -> RunResult:
+        """Watch `arns` until cancelled; with `stop_when_ended`, until every build has
+        ended; with `time_limit` (clock seconds), until then at the latest."""
+        remembered = await self._store.load_all()
+        for arn in arns:
+            self.watches[arn] = Watch(
+                arn=arn, is_version=not Arn.parse(arn).is_build, tracked=remembered.get(arn)
+            )
+            self._push(arn, self._clock.monotonic())
+        self._stop_when_ended = stop_when_ended
+        send, receive = anyio.create_memory_object_stream[str](max_buffer_size=self._concurrency)
+        async with anyio.create_task_group() as group:
+            for _ in range(self._concurrency):
+                group.start_soon(self._work, receive.clone())
+            receive.close()
+            group.start_soon(self._dispatch_due, send)
+            if stop_when_ended:
+                group.start_soon(self._cancel_when_ended, group.cancel_scope)
+            if time_limit is not None:
+                group.start_soon(self._cancel_after, time_limit, group.cancel_scope)
+        return RunResult(
+            watches=self.watches,
+            timed_out=self._timed_out and not all(w.ended for w in self.watches.values()),
+            events=list(self._events),
+        )
+
+    # -- scheduling --------------------------------------------------------
+
+    def _push(self, arn: str, due: float) -> None:
+        heapq.heappush(self._due, (due, next(self._order), arn))
+        if due < self._sleeping_until and self._wake is not None:
+            self._wake.cancel()
+
+    async def _dispatch_due(self, send: MemoryObjectSendStream[str]) -> None:
+        """Hand each ARN to the workers when it is due; sleep until the next one."""
+        async with send:
+            while True:
+                now = self._clock.monotonic()
+                if self._due and self._due[0][0] <= now:
+                    _, _, arn = heapq.heappop(self._due)
+                    await send.send(arn)  # waits while every worker is busy
+                    continue
+                self._sleeping_until = self._due[0][0] if self._due else math.inf
+                with anyio.CancelScope() as self._wake:
+                    if self._due:
+                        await self._clock.sleep(self._sleeping_until - now)
+                    else:
+                        await anyio.sleep_forever()
+                self._wake = None
+                self._sleeping_until = math.inf
+
+    def _next_poll(self, watch: Watch) -> float | None:
+        """Seconds until `watch` is polled again; None when it leaves the schedule."""
+        assert watch.tracked is not None
+        status = watch.tracked.snapshot.status
+        if status.terminal and not watch.is_version:
+            if status is not ImageStatus.FAILED:
+                return None
+            failed_for = (
+                watch.tracked.snapshot.observed_at - watch.tracked.status_since
+            ).total_seconds()
+            if failed_for >= self._schedule.failed_recheck_window:
+                return None
+            return self._jittered(self._schedule.failed_recheck_interval)
+        return self._jittered(self._schedule.interval_for(status))
+
+    def _jittered(self, interval: float) -> float:
+        spread = self._schedule.jitter
+        return interval * self._random.uniform(1 - spread, 1 + spread)
+
+    # -- polling -------------------------------------------------------------
+
+    async def _work(self, receive: MemoryObjectReceiveStream[str]) -> None:
+        async with receive:
+            async for arn in receive:
+                await self._poll(self.watches[arn])
+
+    async def _poll(self, watch: Watch) -> None:
+        watch.polls += 1
+        try:
+            snapshot = await call_with_retry(
+                lambda: self._source.get(watch.arn),
+                limiter=self._limiter,
+                clock=self._clock,
+                policy=self._retry,
+            )
+        except FinalError as exc:
+            # Reported once; the ARN is parked and the others go on.
+            watch.error = exc
+            log.error(
+                "image.watch_stopped",
+                arn=watch.arn,
+                error=type(exc).__name__,
+                code=exc.code,
+                message=str(exc),
+            )
+            self._check_all_ended()
+            return
+        except RetryableError as exc:
+            log.warning(
+                "image.poll_failed",
+                arn=watch.arn,
+                error=type(exc).__name__,
+                code=exc.code,
+                message=str(exc),
+                attempts=self._retry.attempts,
+            )
+            status = watch.tracked.snapshot.status if watch.tracked else ImageStatus.PENDING
+            self._push(
+                watch.arn,
+                self._clock.monotonic() + self._jittered(self._schedule.interval_for(status)),
+            )
+            return
+        tracked, events = observe(watch.arn, watch.tracked, snapshot)
+        if tracked != watch.tracked:
+            await self._store.commit(watch.arn, tracked, events)
+        watch.tracked = tracked
+        for event in events:
+            self._events.append(event)
+            await self._deliver(event)
+        delay = self._next_poll(watch)
+        if delay is not None and not (self._stop_when_ended and watch.ended):
+            self._push(watch.arn, self._clock.monotonic() + delay)
+        self._check_all_ended()
+
+    async def _deliver(self, event: Transition) -> None:
+        for sink in self._sinks:
+            try:
+                await sink.send(event)
+            except Exception as exc:  # a failing sink must not stop the watching
+                log.error(
+                    "sink.failed",
+                    sink=type(sink).__name__,
+                    event_id=event.id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+
+    def _check_all_ended(self) -> None:
+        if self.watches and all(w.ended for w in self.watches.values()):
+            self._all_ended.set()
+
+    async def _cancel_when_ended(self, scope: CancelScope) -> None:
+        await self._all_ended.wait()
+        scope.cancel()
+
+    async def _cancel_after(self, seconds: float, scope: CancelScope) -> None:
+        await self._clock.sleep(seconds)
+        self._timed_out = True
+        scope.cancel()

@@ -1,0 +1,113 @@
+"""The one request-rate limiter that every worker shares for calls to Image Builder.
+
+A token bucket of capacity 1 paces requests smoothly at `rate` per second, serving
+waiters first come, first served. The rate adapts to the service: a throttle halves
+it (once per congestion episode), successes grow it back along a CUBIC curve,
+always within [min_tps, max_tps].
+
+It must never read or wait on real time (only the injected `Clock`), never send
+bursts, and never let one congestion episode cut the rate more than once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+from botocore.retries.throttling import CubicCalculator
+
+from watcher.clock import Clock
+
+__all__ = ["AimdLimiter"]
+
+# CUBIC rather than a linear additive increase: after a halving, a linear ramp
+# saws between R/2 and R and averages only 0.75 R of the server's limit R. CUBIC
+# climbs fast back toward the rate that was throttled, flattens out just below it
+# and only then probes slowly above it, so the rate spends most of its time near R.
+# beta=0.5 makes a throttle halve the rate; 0.4 is CUBIC's usual scale constant.
+_BETA = 0.5
+_SCALE = 0.4
+# Float sums of sleeps rarely land exactly on a whole token.
+_EPSILON = 1e-9
+
+
+class AimdLimiter:
+    """A shared, adaptive pace for requests: halve on a throttle, grow on success.
+
+    `acquire()` waits until a request may be sent and returns a ticket (the send
+    time); hand the ticket back to `on_success` or `on_throttle` with the outcome.
+    A throttle whose request was sent before the last decrease is ignored: it was
+    in flight at the old rate and says nothing about the new one.
+    """
+
+    def __init__(
+        self,
+        max_tps: float,
+        clock: Clock,
+        *,
+        min_tps: float = 0.2,
+        start_tps: float | None = None,
+    ) -> None:
+        if not 0 < min_tps <= max_tps:
+            raise ValueError(f"need 0 < min_tps <= max_tps, got {min_tps} and {max_tps}")
+        start = max_tps if start_tps is None else start_tps
+        if not min_tps <= start <= max_tps:
+            raise ValueError(f"start_tps {start} is outside [{min_tps}, {max_tps}]")
+        self._max = max_tps
+        self._min = min_tps
+        self._clock = clock
+        self._rate = start
+        self._lock = anyio.Lock()
+        now = clock.monotonic()
+        self._tokens = 1.0
+        self._refilled_at = now
+        self._decreased_at = -math.inf
+        # Place the curve as if a decrease happened `k` seconds ago, so it stands
+        # at the start rate now and from here on probes slowly upward (before any
+        # throttle there is no better estimate of the server's limit).
+        k = (start * (1 - _BETA) / _SCALE) ** (1 / 3)
+        self._cubic = CubicCalculator(start, now - k, scale_constant=_SCALE, beta=_BETA)
+
+    @property
+    def rate(self) -> float:
+        """The requests per second currently allowed."""
+        return self._rate
+
+    async def acquire(self) -> float:
+        """Wait until a request may be sent; return its ticket, the send time."""
+        # The lock is held while waiting for the token, so waiters queue in FIFO
+        # order and each computes its wait from the bucket its predecessor left.
+        async with self._lock:
+            while True:
+                self._refill()
+                if self._tokens >= 1.0 - _EPSILON:
+                    self._tokens = max(0.0, self._tokens - 1.0)
+                    return self._clock.monotonic()
+                # Re-checked after the sleep: a throttle may have slowed the rate.
+                await self._clock.sleep((1.0 - self._tokens) / self._rate)
+
+    def on_success(self, ticket: float) -> None:
+        """The request sent with `ticket` was answered: let the rate grow."""
+        self._refill()
+        self._set_rate(self._cubic.success_received(self._clock.monotonic()))
+
+    def on_throttle(self, ticket: float) -> None:
+        """The request sent with `ticket` was throttled: halve the rate, once per episode."""
+        # `<=`: a request sent in the same instant as the decrease was not paced
+        # by the new rate either.
+        if ticket <= self._decreased_at:
+            return
+        self._refill()
+        now = self._clock.monotonic()
+        self._set_rate(self._cubic.error_received(self._rate, now))
+        self._decreased_at = now
+
+    def _refill(self) -> None:
+        # Called before every rate change, so tokens earned so far count at the
+        # rate that was in force while they were earned.
+        now = self._clock.monotonic()
+        self._tokens = min(1.0, self._tokens + (now - self._refilled_at) * self._rate)
+        self._refilled_at = now
+
+    def _set_rate(self, rate: float) -> None:
+        self._rate = min(self._max, max(self._min, rate))

@@ -1,0 +1,84 @@
+"""The single retry layer for Image Builder calls (botocore's own retries are off).
+
+Each attempt first takes a turn from the shared `AimdLimiter` and reports back how
+it went, so a throttled call both backs off (full-jitter exponential wait) and
+slows every other worker. Only `RetryableError`s are retried.
+
+It must never retry a `FinalError` or any other exception, never sleep except
+through the injected `Clock`, and never hide the last error behind a wrapper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from watcher.clock import Clock
+from watcher.errors import RetryableError, Throttled
+from watcher.ratelimit import AimdLimiter
+
+__all__ = ["RetryPolicy", "call_with_retry"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a call is retried.
+
+    Before attempt n+1 (n = 1, 2, ...) the wait is uniform in
+    [0, min(cap, base * 2**(n-1))] seconds: AWS's "full jitter".
+    """
+
+    attempts: int = 5
+    """Total attempts per call, the first one included."""
+    base: float = 1.0
+    """Seconds: the widest wait before the second attempt."""
+    cap: float = 20.0
+    """Seconds: no wait is longer."""
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {self.attempts}")
+        if self.base <= 0 or self.cap <= 0:
+            raise ValueError(f"base and cap must be positive, got {self.base} and {self.cap}")
+
+
+async def call_with_retry(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    limiter: AimdLimiter,
+    clock: Clock,
+    policy: RetryPolicy,
+) -> T:
+    """Await `fn()` paced by `limiter`, retrying `Throttled` and `Unavailable`.
+
+    Returns what `fn` returns; when attempts run out, raises the last error itself.
+    """
+
+    async def attempt() -> T:
+        ticket = await limiter.acquire()
+        try:
+            result = await fn()
+        except Throttled:
+            limiter.on_throttle(ticket)
+            raise
+        limiter.on_success(ticket)
+        return result
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(RetryableError),
+        wait=wait_random_exponential(multiplier=policy.base, max=policy.cap),
+        stop=stop_after_attempt(policy.attempts),
+        sleep=clock.sleep,
+        reraise=True,
+    )
+    return await retrying(attempt)

@@ -1,0 +1,202 @@
+"""`ibwatch wait-until-available`: block a CI job until builds are AVAILABLE.
+
+Runs the same engine as the daemon (in-memory store) and stops once every build
+has ended. Exit codes are a contract: 0 all AVAILABLE; 1 a build ended otherwise
+(FAILED, CANCELLED, ...); 2 usage error, nothing called; 3 timeout; 4 an API
+error retrying will not heal.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+import anyio
+
+from watcher.aws import AwsImageSource, ImageSource
+from watcher.clock import Clock
+from watcher.engine import Engine, RunResult, Schedule, Watch
+from watcher.model import ImageStatus
+from watcher.progress import Progress
+from watcher.ratelimit import AimdLimiter
+from watcher.retry import RetryPolicy
+from watcher.store import MemoryStore
+
+EXIT_AVAILABLE = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+EXIT_API_ERROR = 4
+
+
+@dataclass(frozen=True)
+class WaitRequest:
+    arns: tuple[str, ...]
+    timeout: float = 7200.0
+    interval: float = 30.0
+    region: str | None = None
+    endpoint_url: str | None = None
+    output: Literal["text", "json"] = "text"
+    max_tps: float = 5.0
+    heartbeat: float = 300.0
+
+
+async def wait_until_available(
+    request: WaitRequest,
+    *,
+    clock: Clock,
+    stdout: TextIO,
+    stderr: TextIO,
+    github_output: Path | None = None,
+    source: ImageSource | None = None,
+) -> int:
+    """Wait, print the result, write GitHub outputs; return the exit code."""
+    async with AwsImageSource(
+        clock=clock,
+        region=request.region,
+        endpoint_url=request.endpoint_url,
+        concurrency=min(16, len(request.arns)),
+    ) as aws:
+        engine = Engine(
+            source=source or aws,
+            store=MemoryStore(),
+            sinks=[],
+            clock=clock,
+            limiter=AimdLimiter(request.max_tps, clock),
+            schedule=Schedule(interval_for=lambda _status: request.interval),
+            retry=RetryPolicy(),
+            concurrency=min(16, len(request.arns)),
+            rng=random.Random(),
+        )
+        progress = Progress(
+            stderr, clock, engine.watches, live=stderr.isatty(), heartbeat=request.heartbeat
+        )
+        engine.add_sink(progress)
+        async with anyio.create_task_group() as group:
+            group.start_soon(progress.run)
+            result = await engine.run(
+                request.arns, stop_when_ended=True, time_limit=request.timeout
+            )
+            group.cancel_scope.cancel()
+    report = build_report(result)
+    stdout.write(
+        json.dumps(report, indent=2) + "\n" if request.output == "json" else render_text(report)
+    )
+    stdout.flush()
+    if github_output is not None:
+        write_github_output(github_output, report)
+    return int(report["exit_code"])
+
+
+def exit_code(result: RunResult) -> int:
+    watches = result.watches.values()
+    if any(w.error is not None for w in watches):
+        return EXIT_API_ERROR
+    if any(
+        _status(w) not in (None, ImageStatus.AVAILABLE) and _status(w).terminal  # type: ignore[union-attr]
+        for w in watches
+    ):
+        return EXIT_FAILED
+    if result.timed_out or not all(w.ended for w in watches):
+        return EXIT_TIMEOUT
+    return EXIT_AVAILABLE
+
+
+def _status(watch: Watch) -> ImageStatus | None:
+    return watch.tracked.snapshot.status if watch.tracked else None
+
+
+def build_report(result: RunResult) -> dict[str, Any]:
+    """The result as plain data: what --output json prints, and what text renders."""
+    images = [_image_report(w) for w in result.watches.values()]
+    code = exit_code(result)
+    overall = {EXIT_AVAILABLE: "AVAILABLE", EXIT_TIMEOUT: "TIMEOUT", EXIT_API_ERROR: "ERROR"}.get(
+        code
+    )
+    if overall is None:
+        overall = next(
+            i["status"]
+            for i in images
+            if i["status"] not in (None, "AVAILABLE") and ImageStatus(i["status"]).terminal
+        )
+    return {"status": overall, "exit_code": code, "timed_out": result.timed_out, "images": images}
+
+
+def _image_report(watch: Watch) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "arn": watch.arn,
+        "build_arn": None,
+        "status": None,
+        "reason": None,
+        "failed_in": None,
+        "failed_step": None,
+        "error": None,
+        "amis": [],
+        "containers": [],
+    }
+    if watch.error is not None:
+        report["error"] = {
+            "type": type(watch.error).__name__,
+            "code": watch.error.code,
+            "message": str(watch.error),
+        }
+    if watch.tracked is not None:
+        snapshot = watch.tracked.snapshot
+        context = snapshot.failure_context or {}
+        report |= {
+            "build_arn": snapshot.arn,
+            "status": snapshot.status.value,
+            "reason": snapshot.reason,
+            "failed_in": context.get("imageStatus"),
+            "failed_step": context.get("failedStep"),
+            "amis": [{"region": a.region, "image": a.image} for a in snapshot.outputs.amis],
+            "containers": [
+                {"region": c.region, "image_uris": list(c.image_uris)}
+                for c in snapshot.outputs.containers
+            ],
+        }
+    return report
+
+
+def render_text(report: dict[str, Any]) -> str:
+    lines = []
+    for image in report["images"]:
+        if image["error"] is not None:
+            lines.append(f"{image['arn']}  ERROR  {image['error']['message']}")
+            continue
+        status = image["status"] or ("TIMEOUT" if report["timed_out"] else "UNKNOWN")
+        line = f"{image['build_arn'] or image['arn']}  {status}"
+        if report["timed_out"] and status != "AVAILABLE" and not ImageStatus(status).terminal:
+            line += "  (still in progress at the timeout)"
+        if image["failed_in"]:
+            line += f"  in {image['failed_in']}"
+        if image["reason"]:
+            line += f": {image['reason']}"
+        if image["failed_step"]:
+            line += f"  (failed step: {image['failed_step']})"
+        lines.append(line)
+        lines += [f"  {ami['region']}  {ami['image']}" for ami in image["amis"]]
+        lines += [f"  {c['region']}  {uri}" for c in image["containers"] for uri in c["image_uris"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_github_output(path: Path, report: dict[str, Any]) -> None:
+    """Append step outputs a workflow can use: `steps.<id>.outputs.status`, ..."""
+    amis: dict[str, str] = {}
+    uris: list[str] = []
+    for image in report["images"]:
+        amis |= {a["region"]: a["image"] for a in image["amis"]}
+        uris += [u for c in image["containers"] for u in c["image_uris"]]
+    lines = [
+        f"status={report['status']}",
+        f"exit_code={report['exit_code']}",
+        f"amis={json.dumps(amis, separators=(',', ':'))}",
+        f"container_uris={json.dumps(uris, separators=(',', ':'))}",
+        *(f"ami_{region}={ami}" for region, ami in amis.items()),
+        f"result={json.dumps(report, separators=(',', ':'))}",
+    ]
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
