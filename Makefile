@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 .PHONY: demo test lint typecheck clean
 
 demo: $(VENV)/.installed
-	$(BIN)/ibwatch simulate --scenario config/demo-scenario.toml --until-settled
+	$(BIN)/ibwatch demo
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check watcher tests

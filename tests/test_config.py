@@ -180,7 +180,15 @@ def test_interval_for_uses_configured_values(tmp_path: Path) -> None:
     watch = load(path, env={}).watch
     assert watch.interval_for(ImageStatus.BUILDING) == 120.0
     assert watch.interval_for(ImageStatus.INTEGRATING) == 45.0
-    assert watch.interval_for(ImageStatus.TESTING) == 60.0, "built-ins not overridden stay"
+    assert watch.interval_for(ImageStatus.TESTING) == 45.0, "a default replaces the built-ins"
+
+
+def test_per_status_keys_without_a_default_replace_only_their_built_ins(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '[watch.intervals]\nBUILDING = "2m"\n')
+    watch = load(path, env={}).watch
+    assert watch.interval_for(ImageStatus.BUILDING) == 120.0
+    assert watch.interval_for(ImageStatus.TESTING) == 60.0
+    assert watch.interval_for(ImageStatus.INTEGRATING) == 30.0
 
 
 def test_interval_for_an_unknown_status_is_the_default(tmp_path: Path) -> None:

@@ -1,31 +1,113 @@
 """The `ibwatch` command line: parses arguments, runs one subcommand, returns the
-exit code. Errors a user can fix are printed as one clear message, never a
-traceback.
+exit code. Errors a user can fix are printed as one clear message (exit 2),
+never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 
 from watcher._validation import FileError
 from watcher._version import __version__
+from watcher.clock import SystemClock
+from watcher.durations import parse_duration
+from watcher.model import Arn, InvalidArn
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"ibwatch: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ibwatch",
         description="Watch EC2 Image Builder builds and tell people when their state changes.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+
+    run = commands.add_parser(
+        "run",
+        help="watch the ARNs of a config file until stopped",
+        description="The daemon: watch the configured ARNs, remember what "
+        "was seen in the state file, send each transition to the sinks. "
+        "Stops on SIGTERM or SIGINT.",
+    )
+    run.add_argument("--config", required=True, metavar="FILE", help="TOML config file")
+    _log_options(run)
+
+    wait = commands.add_parser(
+        "wait-until-available",
+        help="wait until builds are AVAILABLE (for CI); exit code says how they ended",
+        description="Poll until every build has ended. Exit codes: 0 all AVAILABLE; 1 a build "
+        "ended otherwise (FAILED, CANCELLED, DELETED, DEPRECATED, DISABLED); 2 usage or "
+        "configuration error, nothing called; 3 timeout; 4 an API error retrying will not heal "
+        "(access denied, not found, bad credentials). Result on stdout, progress on stderr; "
+        "with GITHUB_OUTPUT set, step outputs are appended to it.",
+    )
+    wait.add_argument(
+        "arns",
+        nargs="+",
+        metavar="ARN",
+        help="image build-version ARN (.../NAME/1.2.3/4) or version ARN (.../NAME/1.2.3)",
+    )
+    wait.add_argument(
+        "--timeout",
+        type=_duration,
+        default=7200.0,
+        help="give up after this long, exit 3 (default: 2h)",
+    )
+    wait.add_argument(
+        "--interval",
+        type=_duration,
+        default=30.0,
+        help="time between polls of one build (default: 30s)",
+    )
+    wait.add_argument("--region", help="AWS region for the clients; an ARN's own region wins")
+    wait.add_argument(
+        "--endpoint-url",
+        help="Image Builder endpoint (default: botocore's, which "
+        "honours AWS_ENDPOINT_URL_IMAGEBUILDER)",
+    )
+    wait.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="result format on stdout (default: text)",
+    )
+    wait.add_argument(
+        "--max-tps",
+        type=_positive,
+        default=5.0,
+        help="most get_image calls per second across all ARNs (default: 5)",
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        help="watch the demo scenario on the embedded simulator",
+        description="Run the watcher against the embedded simulator "
+        "playing a scenario; print each transition; exit 0 once every "
+        "build has ended. No AWS account needed.",
+    )
+    demo.add_argument("--scenario", metavar="FILE", help="scenario TOML (default: the demo)")
+    demo.add_argument(
+        "--interval", type=_duration, default=0.5, help="poll interval in real time (default: 0.5s)"
+    )
+    _log_options(demo, default="console")
 
     simulate = commands.add_parser(
         "simulate",
@@ -52,6 +134,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_options(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default=default,
+        help=f"JSON lines, or console lines; auto picks console on a terminal (default: {default})",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="default: info",
+    )
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -64,16 +178,72 @@ def _port(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    handlers = {"run": _run, "wait-until-available": _wait, "demo": _demo, "simulate": _simulate}
     try:
-        if args.command == "simulate":
-            return _simulate(args)
-    except FileError as exc:
+        with contextlib.suppress(KeyboardInterrupt):
+            return handlers[args.command](args)
+        return EXIT_OK
+    except (FileError, InvalidArn) as exc:
         print(f"ibwatch: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
         print(f"ibwatch: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
-    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from watcher.config import load
+    from watcher.daemon import run_daemon
+    from watcher.logs import configure
+    from watcher.store import StoreError
+
+    config = load(args.config)
+    configure(sys.stdout, log_format=args.log_format, level=args.log_level)
+    try:
+        return anyio.run(lambda: run_daemon(config, clock=SystemClock()))
+    except StoreError as exc:
+        print(f"ibwatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _wait(args: argparse.Namespace) -> int:
+    from watcher.logs import configure
+    from watcher.wait import WaitRequest, wait_until_available
+
+    arns = tuple(
+        dict.fromkeys(str(Arn.parse(text)) for text in args.arns)
+    )  # exit 2 before any call
+    configure(sys.stderr, log_format="auto", level="warning")
+    request = WaitRequest(
+        arns=arns,
+        timeout=args.timeout,
+        interval=args.interval,
+        region=args.region,
+        endpoint_url=args.endpoint_url,
+        output=args.output,
+        max_tps=args.max_tps,
+    )
+    github_output = os.environ.get("GITHUB_OUTPUT")
+    return anyio.run(
+        lambda: wait_until_available(
+            request,
+            clock=SystemClock(),
+            stdout=sys.stdout,
+            stderr=sys.stderr,
+            github_output=Path(github_output) if github_output else None,
+        )
+    )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from watcher.demo import DEMO_SCENARIO, run_demo
+    from watcher.logs import configure
+
+    configure(sys.stdout, log_format=args.log_format, level=args.log_level)
+    scenario = Path(args.scenario) if args.scenario else DEMO_SCENARIO
+    return anyio.run(
+        lambda: run_demo(scenario, clock=SystemClock(), out=sys.stdout, interval=args.interval)
+    )
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -81,14 +251,13 @@ def _simulate(args: argparse.Namespace) -> int:
     from watcher.simulator.standalone import serve
 
     scenario = load_scenario(args.scenario)
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(
-            lambda: serve(
-                scenario,
-                host=args.host,
-                port=args.port,
-                until_settled=args.until_settled,
-                out=sys.stdout,
-            )
+    anyio.run(
+        lambda: serve(
+            scenario,
+            host=args.host,
+            port=args.port,
+            until_settled=args.until_settled,
+            out=sys.stdout,
         )
+    )
     return EXIT_OK

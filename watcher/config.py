@@ -218,7 +218,13 @@ def _interval_key(key: str) -> str:
 
 
 def _with_defaults(intervals: Mapping[str, float]) -> Mapping[str, float]:
-    merged = {**DEFAULT_INTERVALS, **intervals}
+    # Setting `default` means "this, unless I say otherwise": the built-in
+    # per-status values then step aside, or `default = "5s"` would still poll
+    # BUILDING every minute. Without `default`, each key replaces its built-in.
+    base = (
+        {"default": DEFAULT_INTERVALS["default"]} if "default" in intervals else DEFAULT_INTERVALS
+    )
+    merged = {**base, **intervals}
     order = ["default", *STATUSES]
     return MappingProxyType({key: merged[key] for key in order if key in merged})
 

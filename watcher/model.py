@@ -7,6 +7,7 @@ time, so an unknown status is carried as its raw string and never crashes anythi
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +32,7 @@ _ARN = re.compile(
 _EXAMPLE = "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.4.0/7"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Arn:
     """An image ARN: a build-version ARN (with `build`) or a version ARN (without),
     whose newest build the API returns."""
@@ -204,9 +205,11 @@ class ImageSnapshot(_Value):
     """When we received it, on the watcher's clock."""
 
     @property
-    def state_key(self) -> tuple[str, str, str | None, str]:
-        """What a change of is a transition: build, status and reason, outputs."""
-        return (self.arn, self.status.value, self.reason, self.outputs.model_dump_json())
+    def state_key(self) -> tuple[str, str, str | None, str, str]:
+        """What is worth remembering when it changes: build, status, reason,
+        failure context and outputs (only a new status or build is an event)."""
+        context = json.dumps(self.failure_context, sort_keys=True, default=str)
+        return (self.arn, self.status.value, self.reason, context, self.outputs.model_dump_json())
 
 
 class StatusInfo(_Value):

@@ -98,10 +98,12 @@ def skipped_between(previous: ImageStatus, current: ImageSnapshot) -> tuple[Imag
 
 
 def transition_id(
-    build_arn: str, sequence: int, previous: ImageStatus | None, current: ImageStatus
+    watched: str, build_arn: str, sequence: int, previous: ImageStatus | None, current: ImageStatus
 ) -> str:
-    """Stable across recomputation: the same build, count and statuses give the same id."""
-    key = f"{build_arn}#{sequence}#{previous.value if previous else ''}>{current.value}"
+    """Stable across recomputation: the same watched ARN, build, count and statuses
+    give the same id. `watched` is in it so that one build watched through both
+    its version ARN and its build ARN yields two distinct events."""
+    key = f"{watched}#{build_arn}#{sequence}#{previous.value if previous else ''}>{current.value}"
     return str(uuid.uuid5(_ID_NAMESPACE, key))
 
 
@@ -119,7 +121,11 @@ def _transition(watched: str, before: Tracked | None, after: Tracked) -> Transit
     total = (snapshot.observed_at - snapshot.created).total_seconds() if snapshot.created else None
     return Transition(
         id=transition_id(
-            snapshot.arn, after.sequence, previous.status if previous else None, snapshot.status
+            watched,
+            snapshot.arn,
+            after.sequence,
+            previous.status if previous else None,
+            snapshot.status,
         ),
         sequence=after.sequence,
         watched=watched,
