@@ -172,9 +172,13 @@ def classify_errors(arn: str) -> Iterator[None]:
             code="NoRegionError",
             arn=arn,
         ) from exc
+    except botocore.exceptions.ParamValidationError as exc:
+        raise InvalidRequest(str(exc), code="ParamValidationError", arn=arn) from exc
     except (
         TimeoutError,
-        botocore.exceptions.HTTPClientError,
+        # The rest of botocore's own errors are transport trouble: endpoint
+        # connection, read/connect timeouts, closed connections.
+        botocore.exceptions.BotoCoreError,
         ResponseParserError,
         aiohttp.ClientError,
         OSError,

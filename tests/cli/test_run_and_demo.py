@@ -1,0 +1,52 @@
+"""`ibwatch run` refusing bad configs, and `ibwatch demo` end to end."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.cli.support import IBWATCH
+from tests.support import WEB_BASE
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(IBWATCH), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_run_with_a_bad_config_exits_2_naming_file_and_field(tmp_path: Path) -> None:
+    config = tmp_path / "watcher.toml"
+    config.write_text(f'[watch]\narns = ["{WEB_BASE}"]\nconcurency = 4\n')
+    done = run("run", "--config", str(config))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"ibwatch: {config}: 1 problem(s):")
+    assert "watch.concurency: unknown key (did you mean 'concurrency'?)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "ibwatch-state.db").exists(), "nothing was started"
+
+
+def test_run_with_a_missing_config_exits_2(tmp_path: Path) -> None:
+    done = run("run", "--config", str(tmp_path / "nowhere.toml"))
+    assert done.returncode == 2
+    assert "file not found" in done.stderr
+
+
+@pytest.mark.timeout(90)
+def test_demo_prints_every_transition_and_exits_0_when_all_builds_ended(tmp_path: Path) -> None:
+    fast = tmp_path / "fast.toml"
+    demo = (Path(__file__).parents[2] / "config" / "demo-scenario.toml").read_text()
+    fast.write_text(demo.replace("time_scale = 60.0", "time_scale = 300.0"))
+    done = run("demo", "--scenario", str(fast), "--interval", "0.05s")
+    assert done.returncode == 0, done.stderr
+    assert "web-base 1.4.0/7 is PENDING" in done.stdout
+    assert "in 3 regions" in done.stdout
+    assert "windows-agent 3.1.0/12 TESTING → FAILED" in done.stdout
+    assert done.stdout.rstrip().splitlines()[-4:] == [
+        "  web-base 1.4.0/7             AVAILABLE",
+        "  api-runtime 2.0.3/1          AVAILABLE",
+        "  windows-agent 3.1.0/12       FAILED",
+        "  gpu-base 0.9.0/3             CANCELLED",
+    ]

@@ -1,0 +1,85 @@
+"""`ibwatch run` as a real daemon process: killed mid-build and restarted on the
+same state file, it neither repeats an event nor misses a transition."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.cli.support import IBWATCH, LineReader
+from tests.support import ACCOUNT, scenario, timeline
+from watcher.simulator import Simulator
+from watcher.testing import FakeClock
+
+ARNS = [f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/img-{n}/1.0.0/1" for n in range(3)]
+STEPS = timeline(("BUILDING", 600), ("TESTING", 300), ("DISTRIBUTING", 100), ("AVAILABLE", None))
+
+
+def write_config(tmp_path: Path, endpoint_url: str) -> Path:
+    arns = ", ".join(f'"{a}"' for a in ARNS)
+    path = tmp_path / "watcher.toml"
+    path.write_text(
+        f'[aws]\nregion = "us-east-1"\nendpoint_url = "{endpoint_url}"\n'
+        f'[watch]\narns = [{arns}]\nmax_tps = 50\n[watch.intervals]\ndefault = "0.1s"\n'
+        f'[state]\npath = "state.db"\n[[sinks]]\ntype = "log"\n'
+    )
+    return path
+
+
+def changes(lines: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [line for line in lines if line.get("event") == "image.state_changed"]
+
+
+def has_status(status: str) -> Any:
+    def check(lines: list[str]) -> bool:
+        seen = {(c["arn"], c["status"]) for c in changes(LineReader.parse(lines))}
+        return all((arn, status) in seen for arn in ARNS)
+
+    return check
+
+
+@pytest.mark.timeout(90)
+async def test_sigkill_mid_build_then_restart_repeats_nothing_and_misses_nothing(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()  # the simulator's time moves only when the test says so
+    async with Simulator(
+        scenario([{"arn": a, "timeline": STEPS} for a in ARNS]), clock=clock
+    ) as url:
+        config = write_config(tmp_path, url)
+        command = [str(IBWATCH), "run", "--config", str(config), "--log-format", "json"]
+
+        async with await anyio.open_process(command) as first, anyio.create_task_group() as group:
+            reader = LineReader(first)
+            group.start_soon(reader.pump)
+            await reader.until(has_status("BUILDING"))
+            first.send_signal(signal.SIGKILL)
+            assert await first.wait() == -signal.SIGKILL
+        first_run = changes(reader.json_lines())
+
+        clock.advance(1000)  # while the daemon is down: TESTING, DISTRIBUTING, AVAILABLE
+
+        async with await anyio.open_process(command) as second, anyio.create_task_group() as group:
+            reader = LineReader(second)
+            group.start_soon(reader.pump)
+            await reader.until(has_status("AVAILABLE"))
+            second.send_signal(signal.SIGTERM)
+            with anyio.fail_after(20):
+                assert await second.wait() == 0
+        second_run = changes(reader.json_lines())
+
+    assert [(c["arn"], c["status"]) for c in first_run] == [(a, "BUILDING") for a in ARNS]
+    assert sorted(
+        (c["arn"], c["previous"], c["status"], tuple(c["skipped"])) for c in second_run
+    ) == [(a, "BUILDING", "AVAILABLE", ("TESTING", "DISTRIBUTING")) for a in ARNS]
+    ids = [c["id"] for c in first_run + second_run]
+    assert len(ids) == len(set(ids)), "no event is emitted twice"
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        stored = db.execute("SELECT id FROM events ORDER BY seq").fetchall()
+    assert sorted(row[0] for row in stored) == sorted(ids), "the log shows what was committed"

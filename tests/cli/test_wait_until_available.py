@@ -1,0 +1,171 @@
+"""`ibwatch wait-until-available` as CI runs it: a subprocess against the simulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.support import ACCOUNT, scenario, timeline, web_base_image
+from watcher.simulator import Scenario, Simulator
+
+IBWATCH = Path(sys.executable).parent / "ibwatch"
+WEB = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/web-base/1.4.0/7"
+AGENT = f"arn:aws:imagebuilder:eu-west-1:{ACCOUNT}:image/windows-agent/3.1.0/12"
+API = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/api-runtime/2.0.3/1"
+URI = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/api-runtime:2.0.3-1"
+
+FAILED_STEP = {
+    "status": "FAILED",
+    "reason": "Image testing failed",
+    "failure_context": {"imageStatus": "TESTING", "failedStep": "RunImageTests"},
+}
+
+
+def accounts() -> Scenario:
+    return scenario(
+        [
+            web_base_image(timeline=timeline(("AVAILABLE", None))),
+            {"arn": AGENT, "timeline": [FAILED_STEP]},
+            {
+                "arn": API,
+                "type": "DOCKER",
+                "timeline": timeline(("AVAILABLE", None)),
+                "containers": [{"region": "us-east-1", "image_uris": [URI]}],
+            },
+            {"arn": WEB.replace("web-base", "slow"), "timeline": timeline(("BUILDING", None))},
+        ]
+    )
+
+
+async def ibwatch_wait(
+    plan: Scenario, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], Simulator]:
+    simulator = Simulator(plan)
+    async with simulator as url:
+        done = await anyio.run_process(
+            [
+                str(IBWATCH),
+                "wait-until-available",
+                "--endpoint-url",
+                url,
+                "--interval",
+                "0.2s",
+                *args,
+            ],
+            check=False,
+            env=env,
+        )
+    result = subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
+    )
+    return result, simulator
+
+
+async def test_exit_0_when_every_build_is_available_and_prints_the_amis() -> None:
+    done, _ = await ibwatch_wait(accounts(), WEB, API)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"{WEB}  AVAILABLE",
+        "  us-east-1  ami-0a1b2c3d4e5f60718",
+        "  eu-west-1  ami-0b2c3d4e5f6071829",
+        "  ap-southeast-2  ami-0c3d4e5f607182930",
+        f"{API}  AVAILABLE",
+        f"  us-east-1  {URI}",
+    ]
+
+
+async def test_exit_1_names_the_failing_arn_status_reason_and_failed_step() -> None:
+    done, _ = await ibwatch_wait(accounts(), WEB, AGENT)
+    assert done.returncode == 1
+    assert (
+        f"{AGENT}  FAILED  in TESTING: Image testing failed  (failed step: RunImageTests)"
+        in done.stdout.splitlines()
+    )
+
+
+async def test_exit_3_on_timeout_while_a_build_is_still_in_progress() -> None:
+    slow = WEB.replace("web-base", "slow")
+    done, _ = await ibwatch_wait(accounts(), slow, "--timeout", "1s")
+    assert done.returncode == 3
+    assert done.stdout.splitlines() == [f"{slow}  BUILDING  (still in progress at the timeout)"]
+
+
+async def test_exit_4_on_an_error_retrying_cannot_heal() -> None:
+    missing = WEB.replace("web-base", "nothing-here")
+    done, simulator = await ibwatch_wait(accounts(), missing)
+    assert done.returncode == 4
+    assert done.stdout.startswith(f"{missing}  ERROR  ResourceNotFoundException: ")
+    assert simulator.counters.requests["GetImage"] == 1, "a final error is never retried"
+
+
+async def test_exit_4_on_access_denied() -> None:
+    denied = scenario([web_base_image()], faults={"errors": {"ForbiddenException": 1.0}})
+    done, simulator = await ibwatch_wait(denied, WEB)
+    assert done.returncode == 4
+    assert "ForbiddenException" in done.stdout
+    assert simulator.counters.requests["GetImage"] == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "arn:aws:imagebuilder:us-east-1:123:image/x/1.0.0/1",
+        "web-base",
+        f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:component/x/1.0.0/1",
+    ],
+)
+async def test_exit_2_on_an_invalid_arn_before_any_request(bad: str) -> None:
+    done, simulator = await ibwatch_wait(accounts(), WEB, bad)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"ibwatch: {bad!r}")
+    assert done.stdout == ""
+    assert simulator.counters.requests["GetImage"] == 0
+
+
+async def test_exit_2_on_an_unreadable_timeout() -> None:
+    done, simulator = await ibwatch_wait(accounts(), WEB, "--timeout", "soon")
+    assert done.returncode == 2
+    assert "expected a duration such as" in done.stderr
+    assert simulator.counters.requests["GetImage"] == 0
+
+
+async def test_json_output_parses_and_holds_every_image() -> None:
+    done, _ = await ibwatch_wait(accounts(), WEB, AGENT, "--output", "json")
+    report: dict[str, Any] = json.loads(done.stdout)
+    assert (report["status"], report["exit_code"], report["timed_out"]) == ("FAILED", 1, False)
+    web, agent = report["images"]
+    assert web["amis"][0] == {"region": "us-east-1", "image": "ami-0a1b2c3d4e5f60718"}
+    assert (agent["status"], agent["failed_in"], agent["failed_step"]) == (
+        "FAILED",
+        "TESTING",
+        "RunImageTests",
+    )
+
+
+async def test_github_output_gets_status_amis_and_container_uris(tmp_path: Path) -> None:
+    outputs = tmp_path / "github_output"
+    outputs.write_text("earlier=kept\n")
+    env = {**os.environ, "GITHUB_OUTPUT": str(outputs)}
+    done, _ = await ibwatch_wait(accounts(), WEB, API, env=env)
+    assert done.returncode == 0
+    lines = outputs.read_text().splitlines()
+    assert lines[0] == "earlier=kept", "appended, never overwritten"
+    values = dict(line.split("=", 1) for line in lines[1:])
+    assert values["status"] == "AVAILABLE"
+    assert values["exit_code"] == "0"
+    assert values["ami_eu-west-1"] == "ami-0b2c3d4e5f6071829"
+    assert json.loads(values["amis"])["ap-southeast-2"] == "ami-0c3d4e5f607182930"
+    assert json.loads(values["container_uris"]) == [URI]
+    assert json.loads(values["result"])["images"][0]["arn"] == WEB
+
+
+async def test_progress_on_stderr_shows_each_transition_when_not_a_terminal() -> None:
+    done, _ = await ibwatch_wait(accounts(), WEB)
+    assert "web-base 1.4.0/7 is AVAILABLE in 3 regions" in done.stderr
