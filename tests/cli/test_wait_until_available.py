@@ -169,3 +169,16 @@ async def test_github_output_gets_status_amis_and_container_uris(tmp_path: Path)
 async def test_progress_on_stderr_shows_each_transition_when_not_a_terminal() -> None:
     done, _ = await ibwatch_wait(accounts(), WEB)
     assert "web-base 1.4.0/7 is AVAILABLE in 3 regions" in done.stderr
+
+
+async def test_endpoint_from_aws_endpoint_url_imagebuilder() -> None:
+    """Any endpoint given the standard botocore way works, with no flag."""
+    simulator = Simulator(accounts())
+    async with simulator as url:
+        done = await anyio.run_process(
+            [str(IBWATCH), "wait-until-available", "--interval", "0.2s", WEB],
+            check=False,
+            env={**os.environ, "AWS_ENDPOINT_URL_IMAGEBUILDER": url},
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    assert simulator.counters.requests["GetImage"] == 1
