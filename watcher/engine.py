@@ -23,7 +23,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from watcher.aws import ImageSource
 from watcher.clock import Clock
-from watcher.errors import FinalError, RetryableError
+from watcher.errors import ApiError, FinalError, RetryableError
 from watcher.model import Arn, ImageStatus, Transition
 from watcher.ratelimit import AimdLimiter
 from watcher.retry import RetryPolicy, call_with_retry
@@ -199,23 +199,12 @@ class Engine:
         except FinalError as exc:
             # Reported once; the ARN is parked and the others go on.
             watch.error = exc
-            log.error(
-                "image.watch_stopped",
-                arn=watch.arn,
-                error=type(exc).__name__,
-                code=exc.code,
-                message=str(exc),
-            )
+            log.error("image.watch_stopped", **_error_fields(watch, exc))
             self._check_all_ended()
             return
         except RetryableError as exc:
             log.warning(
-                "image.poll_failed",
-                arn=watch.arn,
-                error=type(exc).__name__,
-                code=exc.code,
-                message=str(exc),
-                attempts=self._retry.attempts,
+                "image.poll_failed", **_error_fields(watch, exc), attempts=self._retry.attempts
             )
             status = watch.tracked.snapshot.status if watch.tracked else ImageStatus.PENDING
             self._push(
@@ -259,3 +248,7 @@ class Engine:
         await self._clock.sleep(seconds)
         self._timed_out = True
         scope.cancel()
+
+
+def _error_fields(watch: Watch, exc: ApiError) -> dict[str, str]:
+    return {"arn": watch.arn, "error": type(exc).__name__, "code": exc.code, "message": str(exc)}
