@@ -69,7 +69,8 @@ def _undocumented(model: type[BaseModel], table: dict[str, Any], text: str, at: 
         if key not in table:
             # TOML has no null: a key whose default is "unset" is shown commented out.
             commented = re.search(rf"^\s*#\s*{key}\s*=", text, re.MULTILINE)
-            if not (field.default is None and commented):
+            # A sink's shared keys are documented once, commented, atop the sinks example.
+            if not (commented and (field.default is None or at.startswith("sinks"))):
                 missing.append(path)
             continue
         value = table[key]
@@ -86,9 +87,91 @@ def _undocumented(model: type[BaseModel], table: dict[str, Any], text: str, at: 
     return missing
 
 
+SINKS_EXAMPLE = EXAMPLE.with_name("sinks.example.toml")
+SINKS_ENV = {
+    "IBWATCH_RELEASE_BOT_URL": "https://receiver.example/hooks/SECRET-RELEASE-BOT-PATH",
+    "IBWATCH_RELEASE_BOT_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "IBWATCH_SLACK_URL": "https://hooks.slack.com/services/T000/B000/SECRET-SLACK-TOKEN",
+    "IBWATCH_DISCORD_URL": "https://discord.com/api/webhooks/1/SECRET-DISCORD-TOKEN",
+    "IBWATCH_GCHAT_URL": "https://chat.googleapis.com/v1/spaces/X/messages?key=K&token=SECRET-GCHAT",
+}
+
+
+def load_sinks_example(tmp_path: Path) -> Config:
+    """The sinks example, with its variables set and its one file in place."""
+    config = tmp_path / "watcher.toml"
+    config.write_text(MINIMAL + SINKS_EXAMPLE.read_text())
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "teams-url").write_text("https://prod.example/workflows/SECRET-TEAMS\n")
+    return load(config, env=SINKS_ENV)
+
+
 def test_example_documents_every_field() -> None:
-    text = EXAMPLE.read_text()
-    assert _undocumented(Config, tomllib.loads(text), text, "") == []
+    text = EXAMPLE.read_text() + SINKS_EXAMPLE.read_text()
+    document = {
+        **tomllib.loads(EXAMPLE.read_text()),
+        "sinks": tomllib.loads(SINKS_EXAMPLE.read_text())["sinks"],
+    }
+    assert _undocumented(Config, document, text, "") == []
+
+
+def test_sinks_example_loads_with_its_secrets_from_env_and_file(tmp_path: Path) -> None:
+    config = load_sinks_example(tmp_path)
+    assert [s.type for s in config.sinks] == [
+        "log",
+        "webhook",
+        "slack",
+        "teams",
+        "discord",
+        "gchat",
+    ]
+    teams = config.sinks[3]
+    assert teams.url == "https://prod.example/workflows/SECRET-TEAMS"
+
+
+def test_redacted_config_shows_no_secret(tmp_path: Path) -> None:
+    redacted = json.dumps(load_sinks_example(tmp_path).redacted(), ensure_ascii=False)
+    for secret in [*SINKS_ENV.values(), "SECRET-TEAMS"]:
+        assert secret not in redacted
+    assert "https://hooks.slack.com/…" in redacted
+    assert '"secret": "**********"' in redacted
+
+
+def test_a_missing_secret_variable_is_named_without_a_value(tmp_path: Path) -> None:
+    text = MINIMAL + '[[sinks]]\ntype = "slack"\nurl_env = "IBWATCH_NOT_SET_URL"\n'
+    message = problems_of(write(tmp_path, text))
+    assert (
+        "sinks[0]: url_env: environment variable IBWATCH_NOT_SET_URL is not set or empty" in message
+    )
+
+
+def test_a_url_in_the_config_itself_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL + '[[sinks]]\ntype = "slack"\nurl = "https://hooks.slack.com/services/X"\n'
+    message = problems_of(write(tmp_path, text))
+    assert "sinks[0].url: unknown key" in message
+    assert "hooks.slack.com/services/X" not in message.split("unknown key")[0]
+
+
+def test_a_malformed_signing_secret_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    text = MINIMAL + ('[[sinks]]\ntype = "webhook"\nurl_env = "U"\nsecret_env = "S"\n')
+    message = problems_of(write(tmp_path, text), env={"U": "https://r.example/h", "S": "hunter2-x"})
+    assert "sinks[0]" in message
+    assert "hunter2-x" not in message
+
+
+def test_a_template_with_an_unknown_placeholder_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL + '[[sinks]]\ntype = "slack"\nurl_env = "U"\ntemplate = "$name is $colour"\n'
+    message = problems_of(write(tmp_path, text), env={"U": "https://hooks.slack.com/x"})
+    assert "colour" in message
+
+
+def test_a_sink_filter_with_an_unknown_status_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL + '[[sinks]]\ntype = "log"\nstatuses = ["AVAILBLE"]\n'
+    message = problems_of(write(tmp_path, text))
+    assert (
+        "sinks[0].statuses: 'AVAILBLE' is not an image status (did you mean 'AVAILABLE'?)"
+        in message
+    )
 
 
 def test_example_shows_every_builtin_interval_and_names_every_status() -> None:
@@ -162,7 +245,9 @@ def test_redacted_is_plain_json_data(tmp_path: Path) -> None:
     assert json.loads(json.dumps(redacted)) == redacted
     assert redacted["state"]["path"] == str(tmp_path / "ibwatch-state.db")
     assert redacted["watch"]["intervals"]["BUILDING"] == 60.0
-    assert redacted["sinks"] == [{"type": "log", "name": "log"}]
+    assert redacted["sinks"] == [
+        {"type": "log", "name": "log", "statuses": [], "arns": [], "first_sighting": True}
+    ]
 
 
 # ----------------------------------------------------------------------- intervals
@@ -277,12 +362,15 @@ def test_numbers_out_of_range_are_rejected(tmp_path: Path, setting: str, expecte
 
 def test_unknown_sink_type_lists_the_known_types(tmp_path: Path) -> None:
     message = problems_of(write(tmp_path, MINIMAL + '[[sinks]]\ntype = "slack-ish"\n'))
-    assert "sinks[0].type: unknown sink type 'slack-ish'; expected one of log" in message
+    assert (
+        "sinks[0].type: unknown sink type 'slack-ish' (did you mean 'slack'?); expected one "
+        "of log, webhook, slack, teams, discord, gchat"
+    ) in message
 
 
 def test_sink_without_type_is_rejected(tmp_path: Path) -> None:
     message = problems_of(write(tmp_path, MINIMAL + '[[sinks]]\nname = "x"\n'))
-    assert "sinks[0].type: required: one of log" in message
+    assert "sinks[0].type: required: one of log, webhook, slack, teams, discord, gchat" in message
 
 
 def test_sink_name_defaults_to_its_type(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ def test_testing_exports() -> None:
         "FakeClock",
         "RecordingSink",
         "ScriptedSource",
+        "TimelessSink",
         "VirtualClock",
     ]
 

@@ -575,7 +575,7 @@ def test_the_envelope_data_is_the_event_in_json_form() -> None:
     assert data["sequence"] == 2
     assert data["watched"] == VERSION_ARN
     assert data["image"]["arn"] == BUILD_7
-    assert data["previous"] == {"status": "BUILDING", "reason": None, "failure_context": None}
+    assert data["previous"] == {"status": "BUILDING", "reason": None, "failureContext": None}
     assert data["current"]["status"] == "AVAILABLE"
     assert data["skipped"] == ["TESTING", "DISTRIBUTING"]
     assert data["terminal"] is True
@@ -678,7 +678,8 @@ class Poll:
 
     def key(self) -> tuple[object, ...]:
         """What makes two polls of one build look the same to the tracker."""
-        return (self.build, self.status, self.reason, self.with_outputs)
+        context = self.snapshot().failure_context
+        return (self.build, self.status, self.reason, self.with_outputs, str(context))
 
 
 @st.composite

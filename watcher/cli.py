@@ -109,6 +109,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _log_options(demo, default="console")
 
+    check = commands.add_parser(
+        "check-config",
+        help="validate a config file and print it with secrets redacted",
+        description="Validate the config (secrets are read from their variables and files, "
+        "never printed) and print the effective configuration. Exit 0 if valid, 2 if not.",
+    )
+    check.add_argument("--config", required=True, metavar="FILE", help="TOML config file")
+
+    notify = commands.add_parser(
+        "notify-test",
+        help="send a sample event through the configured sinks",
+        description="Send a sample BUILDING -> AVAILABLE event straight through each sink "
+        "(or one) and report each result. Exit 0 if every sink acknowledged it, 1 if not.",
+    )
+    notify.add_argument("--config", required=True, metavar="FILE", help="TOML config file")
+    notify.add_argument("--sink", metavar="NAME", help="only this sink")
+
+    deliveries = commands.add_parser(
+        "deliveries",
+        help="list undelivered events and dead letters, or replay dead letters",
+        description="Inspect the outbox of the state file named by the config.",
+    )
+    actions = deliveries.add_subparsers(
+        dest="action", required=True, metavar="ACTION", parser_class=_Parser
+    )
+    listing = actions.add_parser("list", help="pending deliveries and dead letters")
+    listing.add_argument("--config", required=True, metavar="FILE", help="TOML config file")
+    replay = actions.add_parser("replay", help="put dead letters back in the outbox")
+    replay.add_argument("--config", required=True, metavar="FILE", help="TOML config file")
+    replay.add_argument("--sink", metavar="NAME", help="only this sink's dead letters")
+    replay.add_argument(
+        "seqs",
+        nargs="*",
+        type=int,
+        metavar="SEQ",
+        help="dead letters to replay (as `deliveries list` numbers them); default: all",
+    )
+
     simulate = commands.add_parser(
         "simulate",
         help="serve a local EC2 Image Builder endpoint playing out a scenario",
@@ -178,7 +216,15 @@ def _port(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": _run, "wait-until-available": _wait, "demo": _demo, "simulate": _simulate}
+    handlers = {
+        "run": _run,
+        "wait-until-available": _wait,
+        "demo": _demo,
+        "simulate": _simulate,
+        "check-config": _check_config,
+        "notify-test": _notify_test,
+        "deliveries": _deliveries,
+    }
     try:
         with contextlib.suppress(KeyboardInterrupt):
             return handlers[args.command](args)
@@ -244,6 +290,42 @@ def _demo(args: argparse.Namespace) -> int:
     return anyio.run(
         lambda: run_demo(scenario, clock=SystemClock(), out=sys.stdout, interval=args.interval)
     )
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from watcher.config import load
+    from watcher.operator_commands import check_config
+
+    return check_config(load(args.config), sys.stdout)
+
+
+def _notify_test(args: argparse.Namespace) -> int:
+    from watcher.config import load
+    from watcher.operator_commands import notify_test
+
+    config = load(args.config)
+    return anyio.run(
+        lambda: notify_test(config, sink_name=args.sink, clock=SystemClock(), out=sys.stdout)
+    )
+
+
+def _deliveries(args: argparse.Namespace) -> int:
+    from watcher.config import load
+    from watcher.operator_commands import list_deliveries, replay_deliveries
+    from watcher.store import StoreError
+
+    config = load(args.config)
+    try:
+        if args.action == "list":
+            return anyio.run(lambda: list_deliveries(config, sys.stdout))
+        return anyio.run(
+            lambda: replay_deliveries(
+                config, seqs=args.seqs, sink=args.sink, clock=SystemClock(), out=sys.stdout
+            )
+        )
+    except StoreError as exc:
+        print(f"ibwatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _simulate(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ never does I/O beyond reading that one file.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import math
 import os
 import re
@@ -28,6 +29,8 @@ from pydantic import (
     Field,
     ModelWrapValidatorHandler,
     PlainSerializer,
+    PrivateAttr,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -37,7 +40,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from watcher._validation import FileError, describe, read_toml
 from watcher.durations import Duration
-from watcher.model import Arn, ImageStatus
+from watcher.model import Arn, ImageStatus, Transition
 
 ENV_PREFIX = "IBWATCH_"
 
@@ -344,6 +347,40 @@ class _SinkBase(_Strict):
     type: str
     name: str = ""
     """Defaults to `type`; names a sink in logs, metrics and the store's delivery rows."""
+    statuses: tuple[str, ...] = ()
+    """Only events whose new status is one of these; empty: every status."""
+    arns: tuple[str, ...] = ()
+    """Only events whose image ARN (or watched ARN) matches one of these glob patterns."""
+    first_sighting: bool = True
+    """Send the event of the first time a build is seen (it has no previous status)."""
+
+    @field_validator("statuses")
+    @classmethod
+    def _known_statuses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for status in value:
+            if status not in STATUSES:
+                raise ValueError(
+                    f"{status!r} is not an image status{_did_you_mean(status, list(STATUSES))}; "
+                    f"expected some of {', '.join(STATUSES)}"
+                )
+        return value
+
+    def matches(self, event: Transition) -> bool:
+        """Whether this sink wants `event`."""
+        if self.statuses and event.current.status.value not in self.statuses:
+            return False
+        if not self.first_sighting and event.previous is None:
+            return False
+        if self.arns:
+            return any(
+                fnmatch.fnmatchcase(arn, pattern)
+                for pattern in self.arns
+                for arn in (event.image.arn, event.watched)
+            )
+        return True
+
+    def redacted(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
 
     @model_validator(mode="before")
     @classmethod
@@ -369,8 +406,148 @@ class LogSinkConfig(_SinkBase):
     type: Literal["log"] = "log"
 
 
+def _read_secret(
+    what: str, env_name: str | None, file: Path | None, info: ValidationInfo, *, required: bool
+) -> SecretStr | None:
+    """A secret from an environment variable or a file, never from the config itself.
+    Error messages name the variable or file, never the value."""
+    if env_name and file:
+        raise ValueError(f"give {what}_env or {what}_file, not both")
+    context = info.context or {}
+    if env_name:
+        env: Mapping[str, str] = context.get("env", {})
+        value = env.get(env_name, "")
+        if not value.strip():
+            raise ValueError(f"{what}_env: environment variable {env_name} is not set or empty")
+        return SecretStr(value.strip())
+    if file:
+        path = file if file.is_absolute() else Path(context.get("base_dir", Path.cwd())) / file
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"{what}_file: cannot read {path}: {exc.strerror}") from None
+        if not value:
+            raise ValueError(f"{what}_file: {path} is empty")
+        return SecretStr(value)
+    if required:
+        raise ValueError(
+            f"needs {what}_env (an environment variable) or {what}_file (a file) holding the "
+            f"{what}; it is a secret, so it is never written in the config itself"
+        )
+    return None
+
+
+class _HttpSinkBase(_SinkBase):
+    """A sink that POSTs to a URL; the URL is a secret (it carries the token)."""
+
+    url_env: str | None = None
+    url_file: Path | None = None
+    timeout: PositiveDuration = 10.0
+    rate_limit: float | None = Field(default=None, gt=0)
+    """Most messages per second to this sink; unset: the platform's documented pace."""
+
+    _url: SecretStr = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _resolve_url(self, info: ValidationInfo) -> Any:
+        url = _read_secret("url", self.url_env, self.url_file, info, required=True)
+        assert url is not None
+        scheme = url.get_secret_value().split("://", 1)[0].lower()
+        if scheme not in ("http", "https") or "://" not in url.get_secret_value():
+            raise ValueError(
+                f"the url from {self._url_source()} must start with https:// or http://"
+            )
+        self._url = url
+        return self
+
+    def _url_source(self) -> str:
+        return f"environment variable {self.url_env}" if self.url_env else f"file {self.url_file}"
+
+    @property
+    def url(self) -> str:
+        return self._url.get_secret_value()
+
+    def redacted(self) -> dict[str, Any]:
+        from watcher.sinks.http import redact_url
+
+        return {**self.model_dump(mode="json"), "url": redact_url(self.url)}
+
+
+class WebhookSinkConfig(_HttpSinkBase):
+    """POSTs the event JSON (Standard Webhooks envelope), signed when a secret is given."""
+
+    type: Literal["webhook"] = "webhook"
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    headers: dict[str, str] = {}
+
+    _secret: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _resolve_secret(self, info: ValidationInfo) -> Any:
+        from watcher.sinks.signing import parse_secret
+
+        secret = _read_secret("secret", self.secret_env, self.secret_file, info, required=False)
+        if secret is not None:
+            parse_secret(secret.get_secret_value())  # its ValueError never echoes the value
+        self._secret = secret
+        return self
+
+    @property
+    def secret(self) -> bytes | None:
+        from watcher.sinks.signing import parse_secret
+
+        return parse_secret(self._secret.get_secret_value()) if self._secret else None
+
+    def redacted(self) -> dict[str, Any]:
+        return {**super().redacted(), "secret": "**********" if self._secret else None}
+
+
+class _ChatSinkBase(_HttpSinkBase):
+    template: str | None = None
+    """Overrides the message text; `$name`, `$version`, `$status`, ... (string.Template)."""
+
+    @field_validator("template")
+    @classmethod
+    def _valid_template(cls, value: str | None) -> str | None:
+        from watcher.sinks.template import validate_template
+
+        return None if value is None else validate_template(value)
+
+
+class SlackSinkConfig(_ChatSinkBase):
+    """A Slack incoming webhook."""
+
+    type: Literal["slack"] = "slack"
+
+
+class TeamsSinkConfig(_ChatSinkBase):
+    """A Microsoft Teams Workflows webhook (Adaptive Card)."""
+
+    type: Literal["teams"] = "teams"
+
+
+class DiscordSinkConfig(_ChatSinkBase):
+    """A Discord channel webhook."""
+
+    type: Literal["discord"] = "discord"
+
+
+class GChatSinkConfig(_ChatSinkBase):
+    """A Google Chat space incoming webhook; one thread per build."""
+
+    type: Literal["gchat"] = "gchat"
+
+
 # A new sink type: a `_SinkBase` subclass with `type: Literal["x"] = "x"`, added here.
-_AnySink = LogSinkConfig
+_AnySink = (
+    LogSinkConfig
+    | WebhookSinkConfig
+    | SlackSinkConfig
+    | TeamsSinkConfig
+    | DiscordSinkConfig
+    | GChatSinkConfig
+)
 
 
 def _sink_models() -> dict[str, type[_SinkBase]]:
@@ -381,7 +558,7 @@ def _sink_models() -> dict[str, type[_SinkBase]]:
 _SINK_MODELS = _sink_models()
 
 
-def _sink(value: Any) -> _AnySink:
+def _sink(value: Any, info: ValidationInfo) -> _AnySink:
     if isinstance(value, tuple(_SINK_MODELS.values())):
         return typing.cast(_AnySink, value)
     if not isinstance(value, Mapping):
@@ -397,11 +574,21 @@ def _sink(value: Any) -> _AnySink:
             "sink",
             [(("type",), f"unknown sink type {kind!r}{hint}; expected one of {known}", kind)],
         )
-    return typing.cast(_AnySink, model.model_validate(value))
+    # The context carries the environment and base directory secrets are read from.
+    return typing.cast(_AnySink, model.model_validate(value, context=info.context))
 
 
 SinkConfig = Annotated[_AnySink, BeforeValidator(_sink)]
 """One `[[sinks]]` entry, chosen by its `type`."""
+
+
+class DeliveryConfig(_Strict):
+    """How the outbox retries a sink that did not acknowledge an event."""
+
+    backoff_base: PositiveDuration = 1.0
+    backoff_cap: PositiveDuration = 300.0
+    retry_after_cap: PositiveDuration = 3600.0
+    max_age: PositiveDuration = 86400.0
 
 
 # ------------------------------------------------------------------------ the whole
@@ -413,6 +600,7 @@ class Config(_Strict):
     aws: AwsConfig = Field(default_factory=AwsConfig)
     watch: WatchConfig
     state: StateConfig = Field(default_factory=StateConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     sinks: tuple[SinkConfig, ...] = (LogSinkConfig(),)
 
     @model_validator(mode="before")
@@ -445,9 +633,11 @@ class Config(_Strict):
         return sinks
 
     def redacted(self) -> dict[str, Any]:
-        """The effective configuration as plain JSON data, safe to log or print.
-        Secret fields must be typed `SecretStr`, which dumps masked."""
-        return self.model_dump(mode="json")
+        """The effective configuration as plain JSON data, safe to log or print: URLs
+        show their host at most, signing secrets are masked."""
+        data = self.model_dump(mode="json")
+        data["sinks"] = [sink.redacted() for sink in self.sinks]
+        return data
 
 
 # ------------------------------------------------------------------- environment
@@ -478,7 +668,7 @@ ENV_OVERRIDES: Mapping[str, tuple[str, str]] = _env_overrides()
 """Each environment variable that overrides a key, and the (section, key) it sets.
 A list key (`watch.arns`) takes a comma-separated value."""
 
-_ENV_SECTIONS = tuple(f"{ENV_PREFIX}{name}_" for name in ("AWS", "WATCH", "STATE", "SINKS"))
+_ENV_SECTIONS = tuple(f"{ENV_PREFIX}{name}_" for name in ("AWS", "WATCH", "STATE"))
 _LIST_KEYS = frozenset({("watch", "arns")})
 _NO_ENV: Mapping[str, str] = MappingProxyType({})
 
@@ -565,7 +755,7 @@ def _build(
 ) -> Config:
     overridden, origins, problems = _apply_env(document, env)
     try:
-        config = Config.model_validate(overridden, context={"base_dir": base_dir})
+        config = Config.model_validate(overridden, context={"base_dir": base_dir, "env": env})
     except ValidationError as exc:
         problems += _name_origins(describe(exc), origins)
     else:

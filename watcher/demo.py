@@ -1,8 +1,10 @@
-"""`ibwatch demo`: the daemon's engine and the embedded simulator in one process.
+"""`ibwatch demo`: the daemon's engine, outbox and sinks with the embedded simulator
+in one process.
 
 Plays the demo scenario, prints each transition as it happens, and exits 0 once
-every build in the scenario has ended. Needs no AWS account: the simulator takes
-any credentials, so the demo signs with placeholder ones of its own.
+every build in the scenario has ended and every event was delivered. Needs no AWS
+account: the simulator takes any credentials, so the demo signs with placeholder
+ones of its own.
 """
 
 from __future__ import annotations
@@ -11,14 +13,13 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
+import anyio
 from aiobotocore.session import AioSession
 
-from watcher.aws import AwsImageSource
 from watcher.clock import Clock
 from watcher.config import from_mapping
-from watcher.daemon import build_engine, build_sinks
+from watcher.daemon import open_service
 from watcher.simulator import Simulator, load_scenario
-from watcher.store import SqliteStore
 from watcher.summary import duration_text
 
 # Shipped inside the package so `ibwatch demo` works wherever it is installed;
@@ -48,24 +49,19 @@ async def run_demo(scenario_path: Path, *, clock: Clock, out: TextIO, interval: 
                 f"ibwatch demo: watching {len(arns)} builds on the embedded simulator at "
                 f"{endpoint_url} (scenario {scenario.name!r}, {scenario.time_scale:g}x speed)",
             )
-            store = await SqliteStore.open(config.state.path)
-            try:
-                async with AwsImageSource(
-                    clock=clock, endpoint_url=endpoint_url, region="us-east-1", session=session
-                ) as source:
-                    await source.warm(arns)
-                    engine = build_engine(
-                        config,
-                        source=source,
-                        store=store,
-                        clock=clock,
-                        sinks=build_sinks(config.sinks),
-                    )
-                    result = await engine.run(config.watch.arns, stop_when_ended=True)
-            finally:
-                await store.close()
-    elapsed = duration_text(clock.monotonic() - started)
-    _say(out, f"ibwatch demo: every build has ended after {elapsed}:")
+            async with open_service(
+                config, clock=clock, endpoint_url=endpoint_url, source_session=session
+            ) as service:
+                await service.source.warm(arns)
+                async with anyio.create_task_group() as group:
+                    group.start_soon(service.dispatcher.run)
+                    result = await service.engine.run(arns, stop_when_ended=True)
+                    await service.dispatcher.drained()
+                    group.cancel_scope.cancel()
+    _say(
+        out,
+        f"ibwatch demo: every build has ended after {duration_text(clock.monotonic() - started)}:",
+    )
     for watch in result.watches.values():
         snapshot = watch.tracked.snapshot if watch.tracked else None
         status = snapshot.status.value if snapshot else f"error: {watch.error}"

@@ -13,8 +13,9 @@ import heapq
 import itertools
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 import structlog
@@ -32,6 +33,16 @@ from watcher.store.base import Store
 from watcher.tracker import Tracked, observe
 
 log = structlog.get_logger("ibwatch")
+
+
+class Outbox(Protocol):
+    def routes_for(self, events: Sequence[Transition]) -> Mapping[str, Sequence[str]]:
+        """Event id -> the names of the sinks that want it."""
+        ...
+
+    def wake(self) -> None:
+        """Rows were committed; deliver them."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -78,17 +89,22 @@ class Engine:
         *,
         source: ImageSource,
         store: Store,
-        sinks: Sequence[Sink],
         clock: Clock,
         limiter: AimdLimiter,
         schedule: Schedule,
         retry: RetryPolicy,
         concurrency: int = 16,
         rng: random.Random | None = None,
+        outbox: Outbox | None = None,
+        listeners: Sequence[Sink] = (),
     ) -> None:
+        """`outbox` routes each committed event to the sinks that want it (durable
+        delivery rows in the same transaction); `listeners` are in-process observers
+        told right after the commit, such as the progress lines of a one-shot wait."""
         self._source = source
         self._store = store
-        self._sinks = list(sinks)
+        self._listeners: list[Sink] = list(listeners)
+        self._outbox = outbox
         self._clock = clock
         self._limiter = limiter
         self._schedule = schedule
@@ -105,8 +121,8 @@ class Engine:
         self._events: list[Transition] = []
         self._timed_out = False
 
-    def add_sink(self, sink: Sink) -> None:
-        self._sinks.append(sink)
+    def add_listener(self, listener: Sink) -> None:
+        self._listeners.append(listener)
 
     async def run(
         self, arns: Sequence[str], *, stop_when_ended: bool = False, time_limit: float | None = None
@@ -214,24 +230,29 @@ class Engine:
             return
         tracked, events = observe(watch.arn, watch.tracked, snapshot)
         if tracked != watch.tracked:
-            await self._store.commit(watch.arn, tracked, events)
+            routes = self._outbox.routes_for(events) if self._outbox and events else None
+            await self._store.commit(
+                watch.arn, tracked, events, routes, now=self._clock.now().timestamp()
+            )
+            if self._outbox and routes:
+                self._outbox.wake()
         watch.tracked = tracked
         for event in events:
             self._events.append(event)
-            await self._deliver(event)
+            await self._tell_listeners(event)
         delay = self._next_poll(watch)
         if delay is not None and not (self._stop_when_ended and watch.ended):
             self._push(watch.arn, self._clock.monotonic() + delay)
         self._check_all_ended()
 
-    async def _deliver(self, event: Transition) -> None:
-        for sink in self._sinks:
+    async def _tell_listeners(self, event: Transition) -> None:
+        for listener in self._listeners:
             try:
-                await sink.send(event)
-            except Exception as exc:  # a failing sink must not stop the watching
+                await listener.send(event)
+            except Exception as exc:  # a failing observer must not stop the watching
                 log.error(
-                    "sink.failed",
-                    sink=type(sink).__name__,
+                    "listener.failed",
+                    listener=type(listener).__name__,
                     event_id=event.id,
                     error=f"{type(exc).__name__}: {exc}",
                 )

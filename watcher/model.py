@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 EVENT_TYPE = "image.state_changed"
 EVENT_VERSION = "1"
@@ -163,16 +163,29 @@ class _Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Ami(_Value):
+class _AwsShaped(_Value):
+    """Values that mirror an AWS object keep AWS's camelCase names in JSON (the event
+    says `failureContext`, `accountId`, `imageUris`, as GetImage does)."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+
+class Ami(_AwsShaped):
     region: str
     image: str
     name: str | None = None
-    account_id: str | None = None
+    account_id: str | None = Field(default=None, alias="accountId")
 
 
-class Container(_Value):
+class Container(_AwsShaped):
     region: str
-    image_uris: tuple[str, ...]
+    image_uris: tuple[str, ...] = Field(alias="imageUris")
 
 
 class Outputs(_Value):
@@ -212,10 +225,10 @@ class ImageSnapshot(_Value):
         return (self.arn, self.status.value, self.reason, context, self.outputs.model_dump_json())
 
 
-class StatusInfo(_Value):
+class StatusInfo(_AwsShaped):
     status: ImageStatus
     reason: str | None = None
-    failure_context: dict[str, Any] | None = None
+    failure_context: dict[str, Any] | None = Field(default=None, alias="failureContext")
 
 
 class ImageInfo(_Value):

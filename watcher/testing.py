@@ -5,10 +5,11 @@ deterministic stand-ins. Nothing here may touch the network or the real clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -20,8 +21,9 @@ import anyio.to_thread
 from watcher.clock import Clock
 from watcher.errors import NotFound
 from watcher.model import Arn, ImageSnapshot, ImageStatus, Transition
+from watcher.sinks.base import Sink
 
-__all__ = ["FakeClock", "RecordingSink", "ScriptedSource", "VirtualClock"]
+__all__ = ["FakeClock", "RecordingSink", "ScriptedSource", "TimelessSink", "VirtualClock"]
 
 T = TypeVar("T")
 ScriptEntry = ImageStatus | str | ImageSnapshot | BaseException
@@ -77,6 +79,17 @@ class VirtualClock:
         self._idle_rounds = idle_rounds
         self._waiters: list[tuple[float, int, anyio.Event]] = []
         self._order = itertools.count()
+        self._held = 0
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Time stands still while inside: for real I/O whose duration must not
+        count, e.g. a delivery to a loopback receiver (see `TimelessSink`)."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
 
     def monotonic(self) -> float:
         return self._now
@@ -106,7 +119,8 @@ class VirtualClock:
                 for _ in range(self._idle_rounds):
                     await anyio.lowlevel.checkpoint()
                 busy = (
-                    threads.running
+                    self._held
+                    or threads.running
                     or anyio.to_thread.current_default_thread_limiter().borrowed_tokens
                 )
                 if busy or not self._waiters:
@@ -139,6 +153,19 @@ class _CountingExecutor(ThreadPoolExecutor):
     def _done(self, _: object) -> None:
         with self._count_lock:
             self.running -= 1
+
+
+class TimelessSink:
+    """Wraps a sink so that, on a `VirtualClock`, its sends take no virtual time:
+    the clock cannot jump past a backoff of another sink while this one is mid-POST."""
+
+    def __init__(self, sink: Sink, clock: VirtualClock) -> None:
+        self._sink = sink
+        self._clock = clock
+
+    async def send(self, event: Transition) -> None:
+        with self._clock.held():
+            await self._sink.send(event)
 
 
 class RecordingSink:

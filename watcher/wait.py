@@ -63,7 +63,6 @@ async def wait_until_available(
         engine = Engine(
             source=source or aws,
             store=MemoryStore(),
-            sinks=[],
             clock=clock,
             limiter=AimdLimiter(request.max_tps, clock),
             schedule=Schedule(interval_for=lambda _status: request.interval),
@@ -74,7 +73,7 @@ async def wait_until_available(
         progress = Progress(
             stderr, clock, engine.watches, live=stderr.isatty(), heartbeat=request.heartbeat
         )
-        engine.add_sink(progress)
+        engine.add_listener(progress)
         async with anyio.create_task_group() as group:
             group.start_soon(progress.run)
             result = await engine.run(

@@ -32,7 +32,7 @@ async def run_engine(
     engine = Engine(
         source=source,
         store=MemoryStore(),
-        sinks=[sink],
+        listeners=[sink],
         clock=clock,
         limiter=AimdLimiter(100, clock),
         schedule=Schedule(interval_for=lambda _: interval),

@@ -46,7 +46,7 @@ async def watch(
             engine = Engine(
                 source=source,
                 store=MemoryStore(),
-                sinks=[sink],
+                listeners=[sink],
                 clock=clock,
                 limiter=AimdLimiter(max_tps, clock),
                 schedule=Schedule(interval_for=lambda _: interval),

@@ -1,12 +1,45 @@
-"""The `Store` protocol."""
+"""The `Store` protocol, and the outbox rows it keeps.
+
+Committing a poll result writes the tracked state, its events and one delivery
+row per sink that wants each event, in one transaction. A delivery row leaves the
+outbox only when its sink acknowledged it, or as a dead letter.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from watcher.model import Transition
 from watcher.tracker import Tracked
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event still to be delivered to one sink."""
+
+    seq: int
+    sink: str
+    event: Transition
+    attempts: int
+    next_attempt_at: float
+    """Epoch seconds; wall time, so a backoff survives a restart."""
+    created_at: float
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A delivery given up on: a permanent refusal, or too old. Replayable."""
+
+    seq: int
+    sink: str
+    event: Transition
+    attempts: int
+    created_at: float
+    died_at: float
+    reason: str
 
 
 class Store(Protocol):
@@ -14,14 +47,43 @@ class Store(Protocol):
         """The tracked state of every watched ARN the store knows."""
         ...
 
-    async def commit(self, watched: str, tracked: Tracked, events: Sequence[Transition]) -> None:
-        """Record the new state of `watched` and its events in one transaction.
+    async def commit(
+        self,
+        watched: str,
+        tracked: Tracked,
+        events: Sequence[Transition],
+        routes: Mapping[str, Sequence[str]] | None = None,
+        now: float = 0.0,
+    ) -> None:
+        """Record the new state of `watched`, its events and, for each event id in
+        `routes`, a delivery row per sink named there, in one transaction.
 
-        An event whose id is already stored is not stored again."""
+        An event whose id is already stored is not stored (or routed) again."""
         ...
 
     async def events(self, watched: str | None = None) -> list[Transition]:
         """Stored events in the order they were committed."""
+        ...
+
+    async def pending(self, sink: str, limit: int = 100) -> list[Delivery]:
+        """The sink's undelivered events, oldest first."""
+        ...
+
+    async def delivered(self, seq: int) -> None: ...
+
+    async def retry_later(
+        self, seq: int, attempts: int, next_attempt_at: float, error: str
+    ) -> None: ...
+
+    async def bury(self, seq: int, reason: str, now: float) -> None:
+        """Move a delivery to the dead letters."""
+        ...
+
+    async def dead_letters(self, sink: str | None = None) -> list[DeadLetter]: ...
+
+    async def replay(self, seqs: Sequence[int] | None, sink: str | None, now: float) -> int:
+        """Move dead letters (these, or all, or all of one sink) back to the outbox,
+        due now; returns how many."""
         ...
 
     async def close(self) -> None: ...

@@ -3,9 +3,11 @@ the process, which is what a CI step wants."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 
 from watcher.model import Transition
+from watcher.store.base import DeadLetter, Delivery
 from watcher.tracker import Tracked
 
 
@@ -13,17 +15,67 @@ class MemoryStore:
     def __init__(self) -> None:
         self._tracked: dict[str, Tracked] = {}
         self._events: dict[str, Transition] = {}
+        self._outbox: dict[int, Delivery] = {}
+        self._dead: dict[int, DeadLetter] = {}
+        self._seq = itertools.count(1)
 
     async def load_all(self) -> dict[str, Tracked]:
         return dict(self._tracked)
 
-    async def commit(self, watched: str, tracked: Tracked, events: Sequence[Transition]) -> None:
+    async def commit(
+        self,
+        watched: str,
+        tracked: Tracked,
+        events: Sequence[Transition],
+        routes: Mapping[str, Sequence[str]] | None = None,
+        now: float = 0.0,
+    ) -> None:
         self._tracked[watched] = tracked
         for event in events:
-            self._events.setdefault(event.id, event)
+            if event.id in self._events:
+                continue
+            self._events[event.id] = event
+            for sink in (routes or {}).get(event.id, ()):
+                seq = next(self._seq)
+                self._outbox[seq] = Delivery(seq, sink, event, 0, now, now)
 
     async def events(self, watched: str | None = None) -> list[Transition]:
         return [e for e in self._events.values() if watched in (None, e.watched)]
+
+    async def pending(self, sink: str, limit: int = 100) -> list[Delivery]:
+        return [d for d in self._outbox.values() if d.sink == sink][:limit]
+
+    async def delivered(self, seq: int) -> None:
+        self._outbox.pop(seq, None)
+
+    async def retry_later(
+        self, seq: int, attempts: int, next_attempt_at: float, error: str
+    ) -> None:
+        old = self._outbox[seq]
+        self._outbox[seq] = Delivery(
+            seq, old.sink, old.event, attempts, next_attempt_at, old.created_at, error
+        )
+
+    async def bury(self, seq: int, reason: str, now: float) -> None:
+        old = self._outbox.pop(seq)
+        self._dead[seq] = DeadLetter(
+            seq, old.sink, old.event, old.attempts, old.created_at, now, reason
+        )
+
+    async def dead_letters(self, sink: str | None = None) -> list[DeadLetter]:
+        return [d for d in self._dead.values() if sink in (None, d.sink)]
+
+    async def replay(self, seqs: Sequence[int] | None, sink: str | None, now: float) -> int:
+        chosen = [
+            d
+            for d in self._dead.values()
+            if (seqs is None or d.seq in seqs) and sink in (None, d.sink)
+        ]
+        for dead in chosen:
+            del self._dead[dead.seq]
+            seq = next(self._seq)
+            self._outbox[seq] = Delivery(seq, dead.sink, dead.event, 0, now, now)
+        return len(chosen)
 
     async def close(self) -> None:
         pass

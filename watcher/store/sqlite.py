@@ -8,7 +8,7 @@ loop never blocks on the disk. Never holds a transaction open across an await.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,11 +16,12 @@ import anyio
 import anyio.to_thread
 
 from watcher.model import Transition
+from watcher.store.base import DeadLetter, Delivery
 from watcher.tracker import Tracked
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added the outbox: deliveries and dead_letters
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS watched (
     arn TEXT PRIMARY KEY,
@@ -36,6 +37,26 @@ CREATE TABLE IF NOT EXISTS events (
     observed_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_watched ON events (watched, seq);
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL REFERENCES events (id),
+    sink TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    last_error TEXT,
+    UNIQUE (event_id, sink)
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_sink ON deliveries (sink, seq);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL REFERENCES events (id),
+    sink TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    died_at REAL NOT NULL,
+    reason TEXT NOT NULL
+);
 """
 
 
@@ -47,7 +68,7 @@ class SqliteStore:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
-        self._one_at_a_time = anyio.CapacityLimiter(1)
+        self._one_at_a_time = anyio.Lock()
 
     @classmethod
     async def open(cls, path: Path | str) -> SqliteStore:
@@ -64,7 +85,14 @@ class SqliteStore:
         )
         return {arn: Tracked.model_validate_json(tracked) for arn, tracked in rows}
 
-    async def commit(self, watched: str, tracked: Tracked, events: Sequence[Transition]) -> None:
+    async def commit(
+        self,
+        watched: str,
+        tracked: Tracked,
+        events: Sequence[Transition],
+        routes: Mapping[str, Sequence[str]] | None = None,
+        now: float = 0.0,
+    ) -> None:
         state = tracked.model_dump_json()
         updated = tracked.snapshot.observed_at.isoformat()
         rows = [
@@ -80,11 +108,19 @@ class SqliteStore:
                     "updated_at = excluded.updated_at",
                     (watched, state, updated),
                 )
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO events (id, watched, build_arn, payload, observed_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    rows,
-                )
+                for row in rows:
+                    stored = self._db.execute(
+                        "INSERT OR IGNORE INTO events "
+                        "(id, watched, build_arn, payload, observed_at) VALUES (?, ?, ?, ?, ?)",
+                        row,
+                    ).rowcount
+                    # An event stored before was routed then too: never route it twice.
+                    for sink in (routes or {}).get(row[0], ()) if stored else ():
+                        self._db.execute(
+                            "INSERT OR IGNORE INTO deliveries (event_id, sink, next_attempt_at, "
+                            "created_at) VALUES (?, ?, ?, ?)",
+                            (row[0], sink, now, now),
+                        )
 
         await self._run(write)
 
@@ -98,12 +134,99 @@ class SqliteStore:
 
         return [Transition.model_validate_json(payload) for (payload,) in await self._run(read)]
 
+    async def pending(self, sink: str, limit: int = 100) -> list[Delivery]:
+        rows = await self._run(
+            lambda: self._db.execute(
+                "SELECT d.seq, d.sink, e.payload, d.attempts, d.next_attempt_at, d.created_at, "
+                "d.last_error FROM deliveries d JOIN events e ON e.id = d.event_id "
+                "WHERE d.sink = ? ORDER BY d.seq LIMIT ?",
+                (sink, limit),
+            ).fetchall()
+        )
+        return [
+            Delivery(
+                seq, name, Transition.model_validate_json(payload), attempts, due, created, error
+            )
+            for seq, name, payload, attempts, due, created, error in rows
+        ]
+
+    async def delivered(self, seq: int) -> None:
+        await self._write("DELETE FROM deliveries WHERE seq = ?", (seq,))
+
+    async def retry_later(
+        self, seq: int, attempts: int, next_attempt_at: float, error: str
+    ) -> None:
+        await self._write(
+            "UPDATE deliveries SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE seq = ?",
+            (attempts, next_attempt_at, error, seq),
+        )
+
+    async def bury(self, seq: int, reason: str, now: float) -> None:
+        def move() -> None:
+            with self._db:
+                self._db.execute(
+                    "INSERT INTO dead_letters "
+                    "(event_id, sink, attempts, created_at, died_at, reason) "
+                    "SELECT event_id, sink, attempts, created_at, ?, ? "
+                    "FROM deliveries WHERE seq = ?",
+                    (now, reason, seq),
+                )
+                self._db.execute("DELETE FROM deliveries WHERE seq = ?", (seq,))
+
+        await self._run(move)
+
+    async def dead_letters(self, sink: str | None = None) -> list[DeadLetter]:
+        rows = await self._run(
+            lambda: self._db.execute(
+                "SELECT d.seq, d.sink, e.payload, d.attempts, d.created_at, d.died_at, d.reason "
+                "FROM dead_letters d JOIN events e ON e.id = d.event_id "
+                "WHERE ? IS NULL OR d.sink = ? ORDER BY d.seq",
+                (sink, sink),
+            ).fetchall()
+        )
+        return [
+            DeadLetter(
+                seq, name, Transition.model_validate_json(payload), attempts, created, died, reason
+            )
+            for seq, name, payload, attempts, created, died, reason in rows
+        ]
+
+    async def replay(self, seqs: Sequence[int] | None, sink: str | None, now: float) -> int:
+        def move() -> int:
+            chosen = [
+                seq
+                for (seq,) in self._db.execute(
+                    "SELECT seq FROM dead_letters WHERE ? IS NULL OR sink = ? ORDER BY seq",
+                    (sink, sink),
+                ).fetchall()
+                if seqs is None or seq in seqs
+            ]
+            with self._db:
+                for seq in chosen:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO deliveries (event_id, sink, next_attempt_at, "
+                        "created_at) SELECT event_id, sink, ?, ? FROM dead_letters WHERE seq = ?",
+                        (now, now, seq),
+                    )
+                    self._db.execute("DELETE FROM dead_letters WHERE seq = ?", (seq,))
+            return len(chosen)
+
+        return await self._run(move)
+
     async def close(self) -> None:
         await self._run(self._db.close)
 
+    async def _write(self, sql: str, parameters: tuple[object, ...]) -> None:
+        def write() -> None:
+            with self._db:
+                self._db.execute(sql, parameters)
+
+        await self._run(write)
+
     async def _run(self, work: Callable[[], T]) -> T:
         try:
-            return await anyio.to_thread.run_sync(work, limiter=self._one_at_a_time)
+            async with self._one_at_a_time:
+                return await anyio.to_thread.run_sync(work)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from exc
 

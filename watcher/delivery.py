@@ -1,0 +1,211 @@
+"""Delivering committed events from the outbox to the sinks.
+
+One loop per sink, so a slow or failing receiver never delays another. Each loop
+sends its sink's deliveries oldest first (per-build order is kept) and removes a
+row only once the receiver acknowledged it. A failure is judged by the
+`DeliveryPolicy`: try again later (full-jitter backoff, or as long as Retry-After
+says, capped), dead-letter it (a permanent refusal, or older than `max_age`), or
+disable the sink (410 Gone). Backoff times are stored, so they survive restarts.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import anyio
+import structlog
+
+from watcher.clock import Clock
+from watcher.model import Transition
+from watcher.sinks.base import DeliveryError, Sink
+from watcher.store.base import Delivery, Store
+
+log = structlog.get_logger("ibwatch")
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    base: float = 1.0
+    """First retry waits up to this long; each further one up to twice as long."""
+    cap: float = 300.0
+    """No backoff wait is longer than this."""
+    retry_after_cap: float = 3600.0
+    """A receiver's Retry-After is honoured up to this long."""
+    max_age: float = 86400.0
+    """A delivery still failing this long after its event is dead-lettered."""
+
+    def retry_in(self, attempts: int, error: DeliveryError, rng: random.Random) -> float:
+        """Seconds to wait before attempt number `attempts + 1`."""
+        if error.retry_after is not None:
+            return min(error.retry_after, self.retry_after_cap)
+        return rng.uniform(0, min(self.cap, self.base * 2 ** max(0, attempts - 1)))
+
+
+@dataclass(frozen=True)
+class Route:
+    """A sink and which events it wants."""
+
+    name: str
+    sink: Sink
+    wants: Callable[[Transition], bool]
+
+
+class RateLimitedSink:
+    """Paces a sink to at most `rate` messages per second, so a burst of events
+    queues here instead of getting the sink throttled or disabled by its platform."""
+
+    def __init__(self, sink: Sink, rate: float, clock: Clock) -> None:
+        self._sink = sink
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._next = -float("inf")
+
+    async def send(self, event: Transition) -> None:
+        wait = self._next - self._clock.monotonic()
+        if wait > 0:
+            await self._clock.sleep(wait)
+        self._next = self._clock.monotonic() + self._interval
+        await self._sink.send(event)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        routes: Sequence[Route],
+        clock: Clock,
+        policy: DeliveryPolicy | None = None,
+        rng: random.Random | None = None,
+        recheck: float = 30.0,
+    ) -> None:
+        self._store = store
+        self._recheck = recheck
+        self._routes = {route.name: route for route in routes}
+        self._clock = clock
+        self._policy = policy or DeliveryPolicy()
+        self._random = rng or random.Random()
+        self._wakeups: dict[str, anyio.Event] = {name: anyio.Event() for name in self._routes}
+        self.disabled: dict[str, str] = {}
+        """Sinks switched off by a 410 Gone, with why."""
+        self._moved = anyio.Event()
+
+    def route(self, event: Transition) -> list[str]:
+        """The names of the sinks that want `event`."""
+        return [name for name, route in self._routes.items() if route.wants(event)]
+
+    def routes_for(self, events: Sequence[Transition]) -> Mapping[str, Sequence[str]]:
+        return {event.id: self.route(event) for event in events}
+
+    def wake(self) -> None:
+        """New rows were committed: idle sink loops look again."""
+        for event in self._wakeups.values():
+            event.set()
+
+    async def drained(self) -> None:
+        """Return once no enabled sink has anything left to deliver."""
+        while True:
+            moved = self._moved = anyio.Event()
+            waiting = [
+                name
+                for name in self._routes
+                if name not in self.disabled and await self._store.pending(name, limit=1)
+            ]
+            if not waiting:
+                return
+            await moved.wait()
+
+    async def run(self) -> None:
+        """Deliver until cancelled; one loop per sink."""
+        async with anyio.create_task_group() as group:
+            for name in self._routes:
+                group.start_soon(self._serve, name, name=f"deliver to {name}")
+
+    async def _serve(self, name: str) -> None:
+        route = self._routes[name]
+        while name not in self.disabled:
+            # A fresh event before looking, so a commit made meanwhile is not missed.
+            woken = self._wakeups[name] = anyio.Event()
+            batch = await self._store.pending(name)
+            if not batch:
+                await self._idle(woken)
+                continue
+            for delivery in batch:
+                if not await self._deliver(route, delivery):
+                    break  # the oldest is waiting for a retry; nothing overtakes it
+
+    async def _idle(self, woken: anyio.Event) -> None:
+        """Wait for a commit, or look again after `recheck` seconds: rows can also
+        arrive from another process (`ibwatch deliveries replay`)."""
+        async with anyio.create_task_group() as group:
+
+            async def look_again_later() -> None:
+                await self._clock.sleep(self._recheck)
+                group.cancel_scope.cancel()
+
+            group.start_soon(look_again_later)
+            await woken.wait()
+            group.cancel_scope.cancel()
+
+    async def _deliver(self, route: Route, delivery: Delivery) -> bool:
+        """One attempt at `delivery`; True when the loop may go on to the next row."""
+        wait = delivery.next_attempt_at - self._now()
+        if wait > 0:
+            await self._clock.sleep(wait)
+        try:
+            await route.sink.send(delivery.event)
+        except DeliveryError as error:
+            return await self._failed(route.name, delivery, error)
+        except Exception as exc:  # a bug in a sink: keep the row, try again later
+            unexpected = DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True)
+            return await self._failed(route.name, delivery, unexpected)
+        await self._store.delivered(delivery.seq)
+        self._moved.set()
+        log.debug(
+            "delivery.done",
+            sink=route.name,
+            event_id=delivery.event.id,
+            attempts=delivery.attempts + 1,
+        )
+        return True
+
+    async def _failed(self, name: str, delivery: Delivery, error: DeliveryError) -> bool:
+        now = self._now()
+        attempts = delivery.attempts + 1
+        fields = {
+            "sink": name,
+            "event_id": delivery.event.id,
+            "attempts": attempts,
+            "error": str(error),
+        }
+        if error.gone:
+            self.disabled[name] = str(error)
+            await self._store.retry_later(delivery.seq, attempts, now, str(error))
+            self._moved.set()
+            log.error(
+                "sink.disabled",
+                **fields,
+                message=f"sink {name!r} answered 410 Gone: it is disabled and its "
+                "undelivered events are kept; fix its URL and restart to resume",
+            )
+            return False
+        if not error.retryable:
+            await self._store.bury(delivery.seq, str(error), now)
+            self._moved.set()
+            log.error("delivery.dead_letter", **fields, why="refused by the receiver")
+            return True
+        if now - delivery.created_at >= self._policy.max_age:
+            reason = f"still failing after {self._policy.max_age:g}s: {error}"
+            await self._store.bury(delivery.seq, reason, now)
+            self._moved.set()
+            log.error("delivery.dead_letter", **fields, why="too old")
+            return True
+        delay = self._policy.retry_in(attempts, error, self._random)
+        await self._store.retry_later(delivery.seq, attempts, now + delay, str(error))
+        log.warning("delivery.retrying", **fields, retry_in_s=round(delay, 3))
+        return False
+
+    def _now(self) -> float:
+        return self._clock.now().timestamp()
