@@ -6,6 +6,8 @@ import pytest
 
 from watcher.testing import FakeClock
 
+pytest_plugins = ["pytester", "tests.secret_guard"]
+
 
 @pytest.fixture(autouse=True)
 def _no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -301,9 +301,12 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _notify_test(args: argparse.Namespace) -> int:
     from watcher.config import load
+    from watcher.logs import configure
     from watcher.operator_commands import notify_test
 
     config = load(args.config)
+    # The log sink's sample line goes to stderr: stdout is the report.
+    configure(sys.stderr, log_format="auto")
     return anyio.run(
         lambda: notify_test(config, sink_name=args.sink, clock=SystemClock(), out=sys.stdout)
     )

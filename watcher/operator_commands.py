@@ -21,7 +21,7 @@ SAMPLE_ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image/ibwatch-notify-t
 
 
 def check_config(config: Config, out: TextIO) -> int:
-    out.write(json.dumps(config.redacted(), indent=2, default=str) + "\n")
+    out.write(json.dumps(config.redacted(), indent=2, default=str, ensure_ascii=False) + "\n")
     out.write(f"config is valid: {len(config.watch.arns)} ARN(s), {len(config.sinks)} sink(s)\n")
     return 0
 
