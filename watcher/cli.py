@@ -246,7 +246,9 @@ def _run(args: argparse.Namespace) -> int:
     config = load(args.config)
     configure(sys.stdout, log_format=args.log_format, level=args.log_level)
     try:
-        return anyio.run(lambda: run_daemon(config, clock=SystemClock()))
+        return anyio.run(
+            lambda: run_daemon(config, clock=SystemClock(), config_path=Path(args.config))
+        )
     except StoreError as exc:
         print(f"ibwatch: {exc}", file=sys.stderr)
         return EXIT_USAGE

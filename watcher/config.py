@@ -591,6 +591,34 @@ class DeliveryConfig(_Strict):
     max_age: PositiveDuration = 86400.0
 
 
+class ServerConfig(_Strict):
+    """The HTTP endpoint for probes and Prometheus."""
+
+    listen: str = "127.0.0.1:9108"
+    """host:port for /healthz, /readyz and /metrics; "0.0.0.0:9108" in a container."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected host:port such as 127.0.0.1:9108, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class ShutdownConfig(_Strict):
+    grace: PositiveDuration = 20.0
+    """On SIGTERM/SIGINT polling stops at once; pending deliveries get this long."""
+
+
 # ------------------------------------------------------------------------ the whole
 
 
@@ -601,6 +629,8 @@ class Config(_Strict):
     watch: WatchConfig
     state: StateConfig = Field(default_factory=StateConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     sinks: tuple[SinkConfig, ...] = (LogSinkConfig(),)
 
     @model_validator(mode="before")

@@ -1,6 +1,10 @@
-"""`ibwatch run`: the long-running daemon. Builds the engine and the dispatcher
-from a validated config (SQLite state and outbox, the configured sinks) and runs
-both until SIGTERM or SIGINT.
+"""`ibwatch run`: the long-running daemon. Builds the engine, the dispatcher and the
+HTTP endpoint from a validated config and runs them in one task group.
+
+Signals: SIGTERM/SIGINT stop polling at once, give pending deliveries the grace
+period, then exit 0 (what is left stays in the outbox). SIGHUP reloads the config
+file: added and removed ARNs and sinks take effect; a broken file is refused and
+the running configuration stays.
 """
 
 from __future__ import annotations
@@ -9,49 +13,29 @@ import random
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 import structlog
 from aiobotocore.session import AioSession
 
+from watcher import server
+from watcher._validation import FileError
 from watcher._version import __version__
 from watcher.aws import AwsImageSource
 from watcher.clock import Clock
-from watcher.config import Config
+from watcher.config import Config, load
 from watcher.delivery import DeliveryPolicy, Dispatcher
 from watcher.engine import Engine, Schedule
+from watcher.metrics import MeteredSource, Metrics, Readiness
 from watcher.ratelimit import AimdLimiter
 from watcher.retry import RetryPolicy
 from watcher.sinks.factory import build_routes
 from watcher.sinks.http import HttpPoster
-from watcher.store import SqliteStore, Store
+from watcher.store import SqliteStore
 
 log = structlog.get_logger("ibwatch")
-
-
-def build_engine(
-    config: Config, *, source: AwsImageSource, store: Store, clock: Clock, outbox: Dispatcher | None
-) -> Engine:
-    watch = config.watch
-    return Engine(
-        source=source,
-        store=store,
-        clock=clock,
-        limiter=AimdLimiter(watch.max_tps, clock),
-        schedule=Schedule(
-            interval_for=watch.interval_for,
-            jitter=watch.jitter,
-            failed_recheck_interval=watch.failed_recheck_interval,
-            failed_recheck_window=watch.failed_recheck_window,
-        ),
-        retry=RetryPolicy(
-            attempts=watch.retry.attempts, base=watch.retry.base, cap=watch.retry.cap
-        ),
-        concurrency=watch.concurrency,
-        rng=random.Random(),
-        outbox=outbox,
-    )
 
 
 @dataclass
@@ -59,10 +43,15 @@ class Service:
     """Everything a running daemon owns."""
 
     config: Config
-    store: Store
+    store: SqliteStore
     source: AwsImageSource
+    poster: HttpPoster
     dispatcher: Dispatcher
     engine: Engine
+    clock: Clock
+    metrics: Metrics = field(default_factory=Metrics)
+    readiness: Readiness | None = None
+    store_open: bool = True
 
 
 @asynccontextmanager
@@ -75,6 +64,8 @@ async def open_service(
 ) -> AsyncIterator[Service]:
     """Open the store, the AWS clients and the HTTP session; close them after."""
     store = await SqliteStore.open(config.state.path)
+    metrics = Metrics()
+    readiness = Readiness(clock)
     try:
         async with (
             AwsImageSource(
@@ -86,7 +77,7 @@ async def open_service(
                 read_timeout=config.aws.read_timeout,
                 session=source_session,
             ) as source,
-            HttpPoster(user_agent=f"ibwatch/{__version__}") as poster,
+            HttpPoster(user_agent=f"ibwatch/{__version__}", clock=clock) as poster,
         ):
             delivery = config.delivery
             dispatcher = Dispatcher(
@@ -99,36 +90,151 @@ async def open_service(
                     max_age=delivery.max_age,
                 ),
                 routes=build_routes(config.sinks, poster=poster, clock=clock),
+                metrics=metrics,
             )
-            engine = build_engine(
-                config, source=source, store=store, clock=clock, outbox=dispatcher
+            watch = config.watch
+            engine = Engine(
+                source=MeteredSource(source, metrics, readiness, clock),
+                store=store,
+                clock=clock,
+                limiter=AimdLimiter(watch.max_tps, clock),
+                schedule=Schedule(
+                    interval_for=watch.interval_for,
+                    jitter=watch.jitter,
+                    failed_recheck_interval=watch.failed_recheck_interval,
+                    failed_recheck_window=watch.failed_recheck_window,
+                ),
+                retry=RetryPolicy(
+                    attempts=watch.retry.attempts, base=watch.retry.base, cap=watch.retry.cap
+                ),
+                concurrency=watch.concurrency,
+                rng=random.Random(),
+                outbox=dispatcher,
+                metrics=metrics,
             )
-            yield Service(config, store, source, dispatcher, engine)
+            yield Service(
+                config, store, source, poster, dispatcher, engine, clock, metrics, readiness
+            )
     finally:
         await store.close()
 
 
-async def run_daemon(config: Config, *, clock: Clock) -> int:
+async def run_daemon(config: Config, *, clock: Clock, config_path: Path | None = None) -> int:
     """Watch and deliver until SIGTERM/SIGINT; returns the exit code (0)."""
     async with open_service(config, clock=clock) as service:
+        assert service.readiness is not None
+        probes = server.Probes(
+            service.engine,
+            service.dispatcher,
+            service.store,
+            service.metrics,
+            service.readiness,
+            clock,
+            store_open=lambda: service.store_open,
+        )
+        http = await server.start(server.create_app(probes), config.server.host, config.server.port)
         log.info(
             "ibwatch.started",
             version=__version__,
             arns=len(config.watch.arns),
-            sinks=[s.name for s in config.sinks],
-            state=str(config.state.path),
+            sinks=len(config.sinks),
+            listen=config.server.listen,
             config=config.redacted(),
         )
-        async with anyio.create_task_group() as group:
-            group.start_soon(_stop_on_signal, group.cancel_scope)
-            group.start_soon(service.dispatcher.run)
-            await service.engine.run(config.watch.arns)
+        try:
+            with anyio.open_signal_receiver(
+                signal.SIGTERM, signal.SIGINT, signal.SIGHUP
+            ) as signals:
+                async with anyio.create_task_group() as group:
+                    polling = anyio.CancelScope()
+                    group.start_soon(_watch, service, polling)
+                    group.start_soon(service.dispatcher.run)
+                    async for signum in signals:
+                        if signum == signal.SIGHUP:
+                            await _reload(service, config_path)
+                            continue
+                        log.info(
+                            "ibwatch.stopping",
+                            signal=signal.Signals(signum).name,
+                            grace_s=service.config.shutdown.grace,
+                        )
+                        polling.cancel()
+                        await _drain(service)
+                        group.cancel_scope.cancel()
+                        break
+        finally:
+            await http.cleanup()
+        left = sum(s.pending for s in (await service.store.outbox_stats()).values())
+        log.info(
+            "ibwatch.stopped",
+            undelivered=left,
+            note="kept in the outbox; sent after the next start" if left else "",
+        )
     return 0
 
 
-async def _stop_on_signal(scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            log.info("ibwatch.stopping", signal=signal.Signals(signum).name)
-            scope.cancel()
-            return
+async def _watch(service: Service, scope: anyio.CancelScope) -> None:
+    with scope:
+        await service.engine.run(service.config.watch.arns)
+
+
+async def _drain(service: Service) -> None:
+    """Let pending deliveries finish, for the grace period at most (on the clock)."""
+    async with anyio.create_task_group() as group:
+
+        async def give_up() -> None:
+            await service.clock.sleep(service.config.shutdown.grace)
+            group.cancel_scope.cancel()
+
+        group.start_soon(give_up)
+        await service.dispatcher.drained()
+        group.cancel_scope.cancel()
+
+
+async def _reload(service: Service, config_path: Path | None) -> None:
+    if config_path is None:
+        log.warning("config.reload_skipped", why="no config file to reload")
+        return
+    try:
+        new = load(config_path)
+    except FileError as exc:
+        log.error(
+            "config.reload_refused",
+            file=str(config_path),
+            problems=exc.problems,
+            note="the running configuration stays in force",
+        )
+        return
+    old = service.config
+    added_arns, removed_arns = await service.engine.watch_arns(new.watch.arns)
+    added_sinks, removed_sinks = service.dispatcher.set_routes(
+        build_routes(new.sinks, poster=service.poster, clock=service.clock)
+    )
+    unchanged = {
+        "watch": new.watch.model_copy(update={"arns": old.watch.arns}) == old.watch,
+        "aws": new.aws == old.aws,
+        "state": new.state == old.state,
+        "delivery": new.delivery == old.delivery,
+        "server": new.server == old.server,
+    }
+    service.config = old.model_copy(
+        update={
+            "sinks": new.sinks,
+            "shutdown": new.shutdown,
+            "watch": old.watch.model_copy(update={"arns": new.watch.arns}),
+        }
+    )
+    log.info(
+        "config.reloaded",
+        added_arns=added_arns,
+        removed_arns=removed_arns,
+        added_sinks=added_sinks,
+        removed_sinks=removed_sinks,
+    )
+    needs_restart = [section for section, same in unchanged.items() if not same]
+    if needs_restart:
+        log.warning(
+            "config.needs_restart",
+            sections=needs_restart,
+            note="only ARNs, sinks and the shutdown grace change on reload",
+        )

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 import anyio
 import structlog
+from anyio.abc import TaskGroup
 
 from watcher.clock import Clock
+from watcher.metrics import Metrics
 from watcher.model import Transition
 from watcher.sinks.base import DeliveryError, Sink
 from watcher.store.base import Delivery, Store
@@ -80,6 +82,7 @@ class Dispatcher:
         policy: DeliveryPolicy | None = None,
         rng: random.Random | None = None,
         recheck: float = 30.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._recheck = recheck
@@ -91,6 +94,9 @@ class Dispatcher:
         self.disabled: dict[str, str] = {}
         """Sinks switched off by a 410 Gone, with why."""
         self._moved = anyio.Event()
+        self._metrics = metrics
+        self._group: TaskGroup | None = None
+        self._loops: dict[str, anyio.CancelScope] = {}
 
     def route(self, event: Transition) -> list[str]:
         """The names of the sinks that want `event`."""
@@ -117,15 +123,51 @@ class Dispatcher:
                 return
             await moved.wait()
 
+    @property
+    def sinks(self) -> list[str]:
+        return list(self._routes)
+
     async def run(self) -> None:
         """Deliver until cancelled; one loop per sink."""
         async with anyio.create_task_group() as group:
+            self._group = group
             for name in self._routes:
-                group.start_soon(self._serve, name, name=f"deliver to {name}")
+                self._start_loop(name)
+        self._group = None
+
+    def set_routes(self, routes: Sequence[Route]) -> tuple[list[str], list[str]]:
+        """Deliver to exactly these sinks from now on (a config reload). A removed
+        sink's loop stops and its undelivered rows stay in the store; an added one
+        starts with whatever rows it has. Returns (added, removed)."""
+        new = {route.name: route for route in routes}
+        added = [name for name in new if name not in self._routes]
+        removed = [name for name in self._routes if name not in new]
+        for name in removed:
+            scope = self._loops.pop(name, None)
+            if scope is not None:
+                scope.cancel()
+            self._wakeups.pop(name, None)
+            self.disabled.pop(name, None)
+        self._routes = new
+        for name in added:
+            self._wakeups[name] = anyio.Event()
+            if self._group is not None:
+                self._start_loop(name)
+        return added, removed
+
+    def _start_loop(self, name: str) -> None:
+        assert self._group is not None
+        scope = self._loops[name] = anyio.CancelScope()
+
+        async def loop() -> None:
+            with scope:
+                await self._serve(name)
+
+        self._group.start_soon(loop, name=f"deliver to {name}")
 
     async def _serve(self, name: str) -> None:
-        route = self._routes[name]
-        while name not in self.disabled:
+        while name not in self.disabled and name in self._routes:
+            route = self._routes[name]
             # A fresh event before looking, so a commit made meanwhile is not missed.
             woken = self._wakeups[name] = anyio.Event()
             batch = await self._store.pending(name)
@@ -163,6 +205,7 @@ class Dispatcher:
             return await self._failed(route.name, delivery, unexpected)
         await self._store.delivered(delivery.seq)
         self._moved.set()
+        self._count(route.name, "delivered")
         log.debug(
             "delivery.done",
             sink=route.name,
@@ -180,6 +223,7 @@ class Dispatcher:
             "attempts": attempts,
             "error": str(error),
         }
+        self._count(name, "gone" if error.gone else "retryable" if error.retryable else "refused")
         if error.gone:
             self.disabled[name] = str(error)
             await self._store.retry_later(delivery.seq, attempts, now, str(error))
@@ -206,6 +250,10 @@ class Dispatcher:
         await self._store.retry_later(delivery.seq, attempts, now + delay, str(error))
         log.warning("delivery.retrying", **fields, retry_in_s=round(delay, 3))
         return False
+
+    def _count(self, sink: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.deliveries.labels(sink, outcome).inc()
 
     def _now(self) -> float:
         return self._clock.now().timestamp()

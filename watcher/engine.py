@@ -25,6 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from watcher.aws import ImageSource
 from watcher.clock import Clock
 from watcher.errors import ApiError, FinalError, RetryableError
+from watcher.metrics import Metrics
 from watcher.model import Arn, ImageStatus, Transition
 from watcher.ratelimit import AimdLimiter
 from watcher.retry import RetryPolicy, call_with_retry
@@ -97,6 +98,7 @@ class Engine:
         rng: random.Random | None = None,
         outbox: Outbox | None = None,
         listeners: Sequence[Sink] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         """`outbox` routes each committed event to the sinks that want it (durable
         delivery rows in the same transaction); `listeners` are in-process observers
@@ -105,6 +107,8 @@ class Engine:
         self._store = store
         self._listeners: list[Sink] = list(listeners)
         self._outbox = outbox
+        self._metrics = metrics
+        self.running = False
         self._clock = clock
         self._limiter = limiter
         self._schedule = schedule
@@ -121,6 +125,26 @@ class Engine:
         self._events: list[Transition] = []
         self._timed_out = False
 
+    async def watch_arns(self, arns: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Watch exactly `arns` from now on: new ones are polled at once (with what
+        the store remembers of them), dropped ones leave the schedule. Returns
+        (added, removed)."""
+        remembered = await self._store.load_all()
+        added = [arn for arn in arns if arn not in self.watches]
+        removed = [arn for arn in self.watches if arn not in set(arns)]
+        for arn in removed:
+            del self.watches[arn]  # its schedule entry is skipped when it comes due
+        for arn in added:
+            self.watches[arn] = Watch(
+                arn=arn, is_version=not Arn.parse(arn).is_build, tracked=remembered.get(arn)
+            )
+            self._push(arn, self._clock.monotonic())
+        return added, removed
+
+    @property
+    def limiter(self) -> AimdLimiter:
+        return self._limiter
+
     def add_listener(self, listener: Sink) -> None:
         self._listeners.append(listener)
 
@@ -129,13 +153,20 @@ class Engine:
     ) -> RunResult:
         """Watch `arns` until cancelled; with `stop_when_ended`, until every build has
         ended; with `time_limit` (clock seconds), until then at the latest."""
-        remembered = await self._store.load_all()
-        for arn in arns:
-            self.watches[arn] = Watch(
-                arn=arn, is_version=not Arn.parse(arn).is_build, tracked=remembered.get(arn)
-            )
-            self._push(arn, self._clock.monotonic())
+        await self.watch_arns(arns)
         self._stop_when_ended = stop_when_ended
+        self.running = True
+        try:
+            await self._run_all(stop_when_ended, time_limit)
+        finally:
+            self.running = False
+        return RunResult(
+            watches=self.watches,
+            timed_out=self._timed_out and not all(w.ended for w in self.watches.values()),
+            events=list(self._events),
+        )
+
+    async def _run_all(self, stop_when_ended: bool, time_limit: float | None) -> None:
         send, receive = anyio.create_memory_object_stream[str](max_buffer_size=self._concurrency)
         async with anyio.create_task_group() as group:
             for _ in range(self._concurrency):
@@ -146,11 +177,6 @@ class Engine:
                 group.start_soon(self._cancel_when_ended, group.cancel_scope)
             if time_limit is not None:
                 group.start_soon(self._cancel_after, time_limit, group.cancel_scope)
-        return RunResult(
-            watches=self.watches,
-            timed_out=self._timed_out and not all(w.ended for w in self.watches.values()),
-            events=list(self._events),
-        )
 
     # -- scheduling --------------------------------------------------------
 
@@ -166,7 +192,8 @@ class Engine:
                 now = self._clock.monotonic()
                 if self._due and self._due[0][0] <= now:
                     _, _, arn = heapq.heappop(self._due)
-                    await send.send(arn)  # waits while every worker is busy
+                    if arn in self.watches:  # else it was dropped by a reload
+                        await send.send(arn)  # waits while every worker is busy
                     continue
                 self._sleeping_until = self._due[0][0] if self._due else math.inf
                 with anyio.CancelScope() as self._wake:
@@ -201,7 +228,9 @@ class Engine:
     async def _work(self, receive: MemoryObjectReceiveStream[str]) -> None:
         async with receive:
             async for arn in receive:
-                await self._poll(self.watches[arn])
+                watch = self.watches.get(arn)
+                if watch is not None:
+                    await self._poll(watch)
 
     async def _poll(self, watch: Watch) -> None:
         watch.polls += 1
@@ -239,9 +268,13 @@ class Engine:
         watch.tracked = tracked
         for event in events:
             self._events.append(event)
+            if self._metrics is not None:
+                previous = event.previous.status.value if event.previous else "none"
+                self._metrics.transitions.labels(previous, event.current.status.value).inc()
             await self._tell_listeners(event)
         delay = self._next_poll(watch)
-        if delay is not None and not (self._stop_when_ended and watch.ended):
+        dropped = self.watches.get(watch.arn) is not watch  # by a reload meanwhile
+        if delay is not None and not dropped and not (self._stop_when_ended and watch.ended):
             self._push(watch.arn, self._clock.monotonic() + delay)
         self._check_all_ended()
 

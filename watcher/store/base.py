@@ -42,6 +42,15 @@ class DeadLetter:
     reason: str
 
 
+@dataclass(frozen=True)
+class OutboxStats:
+    """One sink's share of the outbox, for metrics."""
+
+    pending: int = 0
+    oldest_created_at: float | None = None
+    dead_letters: int = 0
+
+
 class Store(Protocol):
     async def load_all(self) -> dict[str, Tracked]:
         """The tracked state of every watched ARN the store knows."""
@@ -84,6 +93,10 @@ class Store(Protocol):
     async def replay(self, seqs: Sequence[int] | None, sink: str | None, now: float) -> int:
         """Move dead letters (these, or all, or all of one sink) back to the outbox,
         due now; returns how many."""
+        ...
+
+    async def outbox_stats(self) -> dict[str, OutboxStats]:
+        """Per sink: pending rows, the oldest one's creation time, dead letters."""
         ...
 
     async def close(self) -> None: ...

@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 
 from watcher.model import Transition
-from watcher.store.base import DeadLetter, Delivery
+from watcher.store.base import DeadLetter, Delivery, OutboxStats
 from watcher.tracker import Tracked
 
 
@@ -76,6 +76,17 @@ class MemoryStore:
             seq = next(self._seq)
             self._outbox[seq] = Delivery(seq, dead.sink, dead.event, 0, now, now)
         return len(chosen)
+
+    async def outbox_stats(self) -> dict[str, OutboxStats]:
+        stats: dict[str, OutboxStats] = {}
+        for row in self._outbox.values():
+            old = stats.get(row.sink, OutboxStats())
+            oldest = min(row.created_at, old.oldest_created_at or row.created_at)
+            stats[row.sink] = OutboxStats(old.pending + 1, oldest, old.dead_letters)
+        for dead in self._dead.values():
+            old = stats.get(dead.sink, OutboxStats())
+            stats[dead.sink] = OutboxStats(old.pending, old.oldest_created_at, old.dead_letters + 1)
+        return stats
 
     async def close(self) -> None:
         pass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,7 +17,7 @@ import anyio
 import anyio.to_thread
 
 from watcher.model import Transition
-from watcher.store.base import DeadLetter, Delivery
+from watcher.store.base import DeadLetter, Delivery, OutboxStats
 from watcher.tracker import Tracked
 
 T = TypeVar("T")
@@ -212,6 +213,21 @@ class SqliteStore:
             return len(chosen)
 
         return await self._run(move)
+
+    async def outbox_stats(self) -> dict[str, OutboxStats]:
+        def read() -> dict[str, OutboxStats]:
+            stats: dict[str, OutboxStats] = {}
+            for sink, pending, oldest in self._db.execute(
+                "SELECT sink, COUNT(*), MIN(created_at) FROM deliveries GROUP BY sink"
+            ):
+                stats[sink] = OutboxStats(pending=pending, oldest_created_at=oldest)
+            for sink, dead in self._db.execute(
+                "SELECT sink, COUNT(*) FROM dead_letters GROUP BY sink"
+            ):
+                stats[sink] = replace(stats.get(sink, OutboxStats()), dead_letters=dead)
+            return stats
+
+        return await self._run(read)
 
     async def close(self) -> None:
         await self._run(self._db.close)

@@ -1,0 +1,142 @@
+"""Prometheus metrics of one running watcher, and the readiness verdict.
+
+Labels are bounded: outcomes, statuses, sink names from the config. Never an ARN
+(thousands of them would explode the series count) and never a URL or secret.
+Counters are bumped where things happen; gauges are computed when scraped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from watcher.aws import ImageSource
+from watcher.clock import Clock
+from watcher.errors import AccessDenied, BadCredentials, FinalError, Throttled, Unavailable
+from watcher.model import ImageSnapshot
+
+OUTCOMES = ("ok", "throttled", "unavailable", "final")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.calls = Counter(
+            "ibwatch_api_calls", "GetImage calls by outcome.", ["outcome"], registry=r
+        )
+        for outcome in OUTCOMES:
+            self.calls.labels(outcome)
+        self.poll_seconds = Histogram(
+            "ibwatch_poll_duration_seconds",
+            "Time one GetImage call took.",
+            registry=r,
+            buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.rate = Gauge(
+            "ibwatch_rate_limit_requests_per_second",
+            "The shared limiter's current allowed rate.",
+            registry=r,
+        )
+        self.images = Gauge(
+            "ibwatch_images_watched",
+            "Watched ARNs by their build's status.",
+            ["status"],
+            registry=r,
+        )
+        self.transitions = Counter(
+            "ibwatch_transitions",
+            "Status transitions emitted.",
+            ["from_status", "to_status"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "ibwatch_deliveries",
+            "Delivery attempts by sink and outcome.",
+            ["sink", "outcome"],
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            "ibwatch_outbox_pending", "Undelivered events per sink.", ["sink"], registry=r
+        )
+        self.outbox_oldest = Gauge(
+            "ibwatch_outbox_oldest_pending_seconds",
+            "Age of the oldest undelivered event per sink.",
+            ["sink"],
+            registry=r,
+        )
+        self.dead_letters = Gauge(
+            "ibwatch_dead_letters", "Dead letters per sink.", ["sink"], registry=r
+        )
+
+    def set_images(self, statuses: Iterable[str]) -> None:
+        counts: dict[str, int] = {}
+        for status in statuses:
+            counts[status] = counts.get(status, 0) + 1
+        self.images.clear()
+        for status, count in counts.items():
+            self.images.labels(status).set(count)
+
+
+class Readiness:
+    """Ready when recent calls reached the API (or were throttled by it); not ready
+    when every recent call failed on access, credentials or the network."""
+
+    def __init__(self, clock: Clock, window: float = 60.0) -> None:
+        self._clock = clock
+        self._window = window
+        self._recent: deque[tuple[float, bool]] = deque()
+        self._verdict = False
+        self.reason = "no call has been made yet"
+
+    def record(self, reached: bool, why: str) -> None:
+        now = self._clock.monotonic()
+        self._recent.append((now, reached))
+        while self._recent and self._recent[0][0] < now - self._window:
+            self._recent.popleft()
+        self._verdict = any(ok for _, ok in self._recent)
+        if not reached:
+            self.reason = why
+
+    @property
+    def ready(self) -> bool:
+        return self._verdict
+
+
+class MeteredSource:
+    """Wraps an image source: counts each call by outcome, times it, and tells the
+    readiness verdict whether the API was reached."""
+
+    def __init__(
+        self, source: ImageSource, metrics: Metrics, readiness: Readiness, clock: Clock
+    ) -> None:
+        self._source = source
+        self._metrics = metrics
+        self._readiness = readiness
+        self._clock = clock
+
+    async def get(self, arn: str) -> ImageSnapshot:
+        started = self._clock.monotonic()
+        try:
+            snapshot = await self._source.get(arn)
+        except Throttled:
+            self._count("throttled", started, reached=True, why="")
+            raise
+        except Unavailable as exc:
+            self._count("unavailable", started, reached=False, why=f"API unavailable: {exc.code}")
+            raise
+        except (AccessDenied, BadCredentials) as exc:
+            self._count("final", started, reached=False, why=f"{type(exc).__name__}: {exc.code}")
+            raise
+        except FinalError:
+            self._count("final", started, reached=True, why="")  # a 404 still reached the API
+            raise
+        self._count("ok", started, reached=True, why="")
+        return snapshot
+
+    def _count(self, outcome: str, started: float, *, reached: bool, why: str) -> None:
+        self._metrics.calls.labels(outcome).inc()
+        self._metrics.poll_seconds.observe(self._clock.monotonic() - started)
+        self._readiness.record(reached, why)
