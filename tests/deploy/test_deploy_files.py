@@ -211,7 +211,8 @@ def _step_index(steps: list[dict[str, Any]], step_id: str) -> int:
 def _load_receiver() -> ModuleType:
     path = DEPLOY / "sample-receiver" / "receiver.py"
     spec = importlib.util.spec_from_file_location("sample_receiver", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -299,7 +300,8 @@ def test_deployment_mounts_config_read_only_state_and_tmp() -> None:
     state = volumes[mounts[state_dir]["name"]]
     assert state["persistentVolumeClaim"]["claimName"] == _manifest("pvc.yaml")["metadata"]["name"]
     assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
-    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
 
 
 def test_deployment_fills_every_secret_variable_from_the_secret() -> None:
@@ -431,7 +433,8 @@ def test_dockerfile_final_stage_is_the_same_base_without_build_steps() -> None:
     assert _arguments(final, "FROM") == [base]
     assert re.fullmatch(r"python:3\.\d+-slim-\w+", base), "pin the slim base by tag"
     runs = " ".join(_arguments(final, "RUN"))
-    assert "pip" not in runs and "apt-get" not in runs
+    assert "pip" not in runs
+    assert "apt-get" not in runs
     assert _arguments(final, "COPY") == ["--from=builder /opt/ibwatch /opt/ibwatch"]
 
 
@@ -682,7 +685,8 @@ def test_gitlab_job_waits_with_json_output_and_hands_the_ami_on() -> None:
     assert "--query imageBuildVersionArn --output text" in " ".join(script.split())
     [wait] = [line for line in job["script"] if "ibwatch wait-until-available" in line]
     assert "--output json > result.json" in wait
-    assert "jq" in script and "AMI_US_EAST_1=" in script
+    assert "jq" in script
+    assert "AMI_US_EAST_1=" in script
     assert job["artifacts"]["reports"]["dotenv"] == "build.env"
     assert job["artifacts"]["when"] == "always"
     assert "AWS_ID_TOKEN" in job["id_tokens"]
