@@ -7,7 +7,7 @@ time, so an unknown status is carried as its raw string and never crashes anythi
 
 from __future__ import annotations
 
-import json
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +46,12 @@ class Arn:
 
     @classmethod
     def parse(cls, text: str) -> Arn:
+        """The ARN `text` names; InvalidArn says what is wrong with it. Cached: the
+        engine parses the same few thousand ARNs on every poll."""
+        return _parse_arn(text) if isinstance(text, str) else cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> Arn:
         found = _ARN.match(text.strip()) if isinstance(text, str) else None
         if found is None:
             raise InvalidArn(_explain(text))
@@ -76,6 +82,11 @@ class Arn:
 
     def __str__(self) -> str:
         return self.version_arn if self.build is None else f"{self.version_arn}/{self.build}"
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_arn(text: str) -> Arn:
+    return Arn._parse(text)
 
 
 def _explain(text: object) -> str:
@@ -217,12 +228,17 @@ class ImageSnapshot(_Value):
     observed_at: datetime
     """When we received it, on the watcher's clock."""
 
-    @property
-    def state_key(self) -> tuple[str, str, str | None, str, str]:
-        """What is worth remembering when it changes: build, status, reason,
-        failure context and outputs (only a new status or build is an event)."""
-        context = json.dumps(self.failure_context, sort_keys=True, default=str)
-        return (self.arn, self.status.value, self.reason, context, self.outputs.model_dump_json())
+    def same_state(self, other: ImageSnapshot) -> bool:
+        """Whether `other` shows nothing worth remembering that this one does not:
+        the same build, status, reason, failure context and outputs (only a new
+        status or build is an event). Compared field by field: it runs every poll."""
+        return (
+            self.arn == other.arn
+            and self.status == other.status
+            and self.reason == other.reason
+            and self.failure_context == other.failure_context
+            and self.outputs == other.outputs
+        )
 
 
 class StatusInfo(_AwsShaped):

@@ -75,6 +75,13 @@ class AimdLimiter:
 
     async def acquire(self) -> float:
         """Wait until a request may be sent; return its ticket, the send time."""
+        # Fast path, no lock: nobody is queued and a token is there. Taking it
+        # synchronously cannot overtake a waiter, since none exists.
+        if not self._lock.locked():
+            self._refill()
+            if self._tokens >= 1.0 - _EPSILON:
+                self._tokens = max(0.0, self._tokens - 1.0)
+                return self._clock.monotonic()
         # The lock is held while waiting for the token, so waiters queue in FIFO
         # order and each computes its wait from the bucket its predecessor left.
         async with self._lock:

@@ -56,7 +56,7 @@ def observe(
         state = Tracked(snapshot=snapshot, status_since=snapshot.observed_at, sequence=1)
         return state, [_transition(watched, None, state)]
     if tracked.snapshot.status == snapshot.status:
-        if tracked.snapshot.state_key == snapshot.state_key:
+        if tracked.snapshot.same_state(snapshot):
             return tracked, []
         # Same status, new reason or outputs: remembered, not an event.
         return tracked.model_copy(update={"snapshot": snapshot}), []

@@ -1,0 +1,506 @@
+"""Benchmarks of ibwatch against what users would otherwise run, measured in one
+run on one machine, against the embedded simulator. Prints a table of absolute
+figures and ratios and rewrites bench/RESULTS.md (never edit it by hand).
+
+    .venv/bin/python -m bench            # every benchmark, 5 runs each, medians
+    .venv/bin/python -m bench --quick    # small sizes, one run each: under a minute
+
+Contenders run as separate processes, so CPU time and memory are theirs alone.
+Detection lag is measured on the system's monotonic clock, which the simulator
+(here, in this process) and the contenders share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from watcher.simulator import Scenario, Simulator
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "RESULTS.md"
+AWSCLI_VENV = ROOT / "bench" / ".venv-awscli"
+ACCOUNT = "123456789012"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    runs: int
+    overhead_arns: int
+    overhead_calls: int
+    throttle_arns: int
+    throttle_duration: float
+    throttle_changes: tuple[float, float]
+    lag_arns: int
+    lag_duration: float
+    lag_changes: tuple[float, float]
+    scale_arns: int
+    scale_duration: float
+    ci_runs: int
+
+
+FULL = Sizes(
+    runs=5,
+    overhead_arns=2000,
+    overhead_calls=6000,
+    throttle_arns=1000,
+    throttle_duration=90,
+    throttle_changes=(10, 30),
+    lag_arns=500,
+    lag_duration=30,
+    lag_changes=(5, 15),
+    scale_arns=10_000,
+    scale_duration=120,
+    ci_runs=5,
+)
+QUICK = Sizes(
+    runs=1,
+    overhead_arns=500,
+    overhead_calls=1500,
+    throttle_arns=200,
+    throttle_duration=12,
+    throttle_changes=(2, 4),
+    lag_arns=100,
+    lag_duration=9,
+    lag_changes=(2, 4),
+    scale_arns=2000,
+    scale_duration=8,
+    ci_runs=3,
+)
+
+
+def arns(prefix: str, count: int) -> list[str]:
+    return [
+        f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/{prefix}-{n}/1.0.0/1" for n in range(count)
+    ]
+
+
+def scenario(
+    names: Sequence[str], changes: tuple[float, float] | None, seed: int, rate: float | None = None
+) -> Scenario:
+    """Every build BUILDING, then (with `changes`) AVAILABLE at a random moment."""
+    rng = random.Random(seed)
+    images = []
+    for arn in names:
+        if changes is None:
+            timeline: list[dict[str, Any]] = [{"status": "BUILDING"}]
+        else:
+            timeline = [
+                {"status": "BUILDING", "duration": rng.uniform(*changes)},
+                {"status": "AVAILABLE"},
+            ]
+        images.append({"arn": arn, "timeline": timeline})
+    faults = {"rate_limits": {"GetImage": {"rate": rate, "burst": rate}}} if rate else {}
+    return Scenario.model_validate({"images": images, "faults": faults, "seed": seed})
+
+
+async def contend(name: str, job: dict[str, Any], *flags: str) -> dict[str, Any]:
+    """Run one contender process on `job`; its JSON result."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(job, handle)
+    try:
+        done = await anyio.run_process(
+            [sys.executable, "-m", f"bench.contenders.{name}", handle.name, *flags],
+            cwd=ROOT,
+            check=False,
+        )
+    finally:
+        os.unlink(handle.name)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} failed: {done.stderr.decode()[-2000:]}")
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def lags(
+    simulator: Simulator, observed: dict[str, float], names: Sequence[str], horizon: float
+) -> tuple[list[float], int]:
+    """Seconds from each build's change to its detection; unseen builds count as
+    detected at `horizon` (a lower bound on their lag), and are counted."""
+    values, unseen = [], 0
+    for arn in names:
+        changed = simulator.entered_at(arn, "AVAILABLE")
+        assert changed is not None
+        if arn in observed:
+            values.append(observed[arn] - changed)
+        else:
+            unseen += 1
+            values.append(horizon - changed)
+    return values, unseen
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+# --------------------------------------------------------------------- benchmarks
+
+
+async def overhead(sizes: Sizes) -> dict[str, Any]:
+    """CPU seconds per successful get_image: ibwatch vs a bare aiobotocore loop."""
+    names = arns("overhead", sizes.overhead_arns)
+    per_call: dict[str, list[float]] = {"ibwatch": [], "bare aiobotocore": []}
+    for run in range(sizes.runs):
+        for contender, label in (("ibwatch_engine", "ibwatch"), ("bare_loop", "bare aiobotocore")):
+            async with Simulator(scenario(names, None, seed=run)) as url:
+                job = {
+                    "endpoint_url": url,
+                    "arns": names,
+                    "interval": 0.0,
+                    "concurrency": 16,
+                    "max_tps": 1e6,
+                    "calls": sizes.overhead_calls,
+                }
+                result = await contend(contender, job)
+            per_call[label].append(result["cpu_seconds"] / result["ok"])
+    medians = {k: statistics.median(v) for k, v in per_call.items()}
+    return {
+        "cpu_per_call_us": {k: v * 1e6 for k, v in medians.items()},
+        "ratio": medians["ibwatch"] / medians["bare aiobotocore"],
+        "runs": per_call,
+    }
+
+
+async def throttle(sizes: Sizes) -> dict[str, Any]:
+    """R = 20 req/s, far more demand than budget: goodput, throttled share, lag."""
+    rate = 20.0
+    names = arns("throttle", sizes.throttle_arns)
+    contenders = {
+        "ibwatch": ("ibwatch_engine", ()),
+        "tenacity, no shared limiter": ("ibwatch_engine", ("--no-shared-limiter",)),
+        "naive fixed-sleep loop": ("naive_loop", ()),
+    }
+    figures: dict[str, dict[str, list[float]]] = {
+        k: {"goodput": [], "throttled": [], "lag_p50": [], "lag_p99": [], "unseen": []}
+        for k in contenders
+    }
+    for run in range(sizes.runs):
+
+        async def one(label: str, module: str, flags: tuple[str, ...], run: int) -> None:
+            simulator = Simulator(scenario(names, sizes.throttle_changes, seed=run, rate=rate))
+            async with simulator as url:
+                job = {
+                    "endpoint_url": url,
+                    "arns": names,
+                    "interval": 5.0,
+                    "concurrency": 16,
+                    "max_tps": 50.0,
+                    "duration": sizes.throttle_duration,
+                }
+                started = time.monotonic()
+                result = await contend(module, job, *flags)
+                horizon = time.monotonic()
+            counters = simulator.counters
+            calls = counters.requests["GetImage"]
+            values, unseen = lags(simulator, result["observed"], names, horizon)
+            wall = horizon - started
+            figures[label]["goodput"].append(counters.outcome("ok") / wall / rate)
+            figures[label]["throttled"].append(
+                counters.outcome("CallRateLimitExceededException") / max(1, calls)
+            )
+            figures[label]["lag_p50"].append(pct(values, 50))
+            figures[label]["lag_p99"].append(pct(values, 99))
+            figures[label]["unseen"].append(unseen)
+
+        # Each contender against its own simulator, side by side.
+        async with anyio.create_task_group() as group:
+            for label, (module, flags) in contenders.items():
+                group.start_soon(one, label, module, flags, run)
+    return {k: {m: statistics.median(v) for m, v in f.items()} for k, f in figures.items()}
+
+
+async def lag(sizes: Sizes) -> dict[str, Any]:
+    """No throttling, T = 5 s: detection lag of ibwatch and of the naive loop."""
+    interval = 5.0
+    names = arns("lag", sizes.lag_arns)
+    figures: dict[str, dict[str, list[float]]] = {
+        k: {"lag_p50": [], "lag_p99": [], "unseen": []}
+        for k in ("ibwatch", "naive fixed-sleep loop")
+    }
+    for run in range(sizes.runs):
+        for label, module in (
+            ("ibwatch", "ibwatch_engine"),
+            ("naive fixed-sleep loop", "naive_loop"),
+        ):
+            simulator = Simulator(scenario(names, sizes.lag_changes, seed=run))
+            async with simulator as url:
+                job = {
+                    "endpoint_url": url,
+                    "arns": names,
+                    "interval": interval,
+                    "concurrency": 16,
+                    "max_tps": 1000.0,
+                    "duration": sizes.lag_duration,
+                }
+                result = await contend(module, job)
+                horizon = time.monotonic()
+            values, unseen = lags(simulator, result["observed"], names, horizon)
+            figures[label]["lag_p50"].append(pct(values, 50))
+            figures[label]["lag_p99"].append(pct(values, 99))
+            figures[label]["unseen"].append(unseen)
+    medians = {k: {m: statistics.median(v) for m, v in f.items()} for k, f in figures.items()}
+    return {"interval": interval, **medians}
+
+
+async def scale(sizes: Sizes) -> dict[str, Any]:
+    """Many ARNs at a 60 s interval: peak RSS, RSS per ARN, CPU share of one core."""
+    small, big = 10, sizes.scale_arns
+    runs: dict[str, list[float]] = {"peak_rss_mib": [], "rss_per_arn_kib": [], "cpu_percent": []}
+    for run in range(max(1, sizes.runs // 2)):
+        peaks = {}
+        for count in (small, big):
+            names = arns("scale", count)
+            async with Simulator(scenario(names, None, seed=run)) as url:
+                # The small run only gives the fixed footprint: a short one does.
+                duration = sizes.scale_duration if count == big else min(10.0, sizes.scale_duration)
+                job = {
+                    "endpoint_url": url,
+                    "arns": names,
+                    "interval": 60.0,
+                    "concurrency": 32,
+                    "max_tps": 500.0,
+                    "duration": duration,
+                }
+                result = await contend("ibwatch_engine", job)
+            peaks[count] = result["peak_rss_kib"]
+            if count == big:
+                runs["cpu_percent"].append(100 * result["cpu_seconds"] / result["wall_seconds"])
+        runs["peak_rss_mib"].append(peaks[big] / 1024)
+        runs["rss_per_arn_kib"].append((peaks[big] - peaks[small]) / (big - small))
+    return {
+        "arns": big,
+        "seconds": sizes.scale_duration,
+        **{k: statistics.median(v) for k, v in runs.items()},
+    }
+
+
+async def ci_latency(sizes: Sizes) -> dict[str, Any]:
+    """Start to exit on an already-AVAILABLE image: ibwatch wait vs one AWS CLI call."""
+    aws = _awscli()
+    [arn] = arns("ci", 1)
+    ready = Scenario.model_validate(
+        {"images": [{"arn": arn, "timeline": [{"status": "AVAILABLE"}]}]}
+    )
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "BENCH",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    times: dict[str, list[float]] = {
+        "ibwatch wait-until-available": [],
+        "aws imagebuilder get-image": [],
+    }
+    async with Simulator(ready) as url:
+        commands = {
+            "ibwatch wait-until-available": [
+                str(Path(sys.executable).parent / "ibwatch"),
+                "wait-until-available",
+                "--endpoint-url",
+                url,
+                arn,
+            ],
+            "aws imagebuilder get-image": [
+                str(aws),
+                "imagebuilder",
+                "get-image",
+                "--endpoint-url",
+                url,
+                "--image-build-version-arn",
+                arn,
+            ],
+        }
+        for _ in range(sizes.ci_runs):
+            for label, command in commands.items():
+                started = time.monotonic()
+                done = await anyio.run_process(command, check=False, env=env)
+                times[label].append(time.monotonic() - started)
+                if done.returncode != 0:
+                    raise RuntimeError(f"{label} failed: {done.stderr.decode()[-1000:]}")
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "seconds": medians,
+        "ratio": medians["ibwatch wait-until-available"] / medians["aws imagebuilder get-image"],
+    }
+
+
+def _awscli() -> Path:
+    """The AWS CLI in a virtual environment of its own, made on first use."""
+    aws = AWSCLI_VENV / "bin" / "aws"
+    if not aws.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(AWSCLI_VENV)], check=True)
+        subprocess.run(
+            [str(AWSCLI_VENV / "bin" / "pip"), "install", "--quiet", "awscli"], check=True
+        )
+    return aws
+
+
+BENCHMARKS = {
+    "overhead": overhead,
+    "throttle": throttle,
+    "lag": lag,
+    "scale": scale,
+    "ci": ci_latency,
+}
+
+
+# ------------------------------------------------------------------------ report
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{platform.system()} {platform.machine()}, {model}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def render(results: dict[str, Any], sizes: Sizes, quick: bool) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Regenerated by `python -m bench` (never edited by hand). "
+        f"{'Quick mode: small sizes, one run.' if quick else f'Medians of {sizes.runs} runs.'}",
+        "",
+        f"- Machine: {machine()}",
+        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        "",
+    ]
+    if "overhead" in results:
+        r = results["overhead"]
+        lines += [
+            "## 1. Overhead per call",
+            "",
+            f"{sizes.overhead_arns} ARNs polled as fast as possible, "
+            f"{sizes.overhead_calls} successful calls per contender, concurrency 16.",
+            "",
+            "| contender | CPU µs per successful call |",
+            "| --- | ---: |",
+        ]
+        lines += [f"| {k} | {v:.0f} |" for k, v in r["cpu_per_call_us"].items()]
+        lines += ["", f"Ratio ibwatch / bare: **{r['ratio']:.2f}** (goal ≤ 1.15)", ""]
+    if "throttle" in results:
+        lines += [
+            "## 2. Throttle economy",
+            "",
+            f"Simulator limited to R = 20 req/s; {sizes.throttle_arns} ARNs at a 5 s "
+            f"interval; builds turn AVAILABLE between {sizes.throttle_changes[0]:g} and "
+            f"{sizes.throttle_changes[1]:g} s; {sizes.throttle_duration:g} s per run.",
+            "",
+            "| contender | goodput ÷ R | throttled ÷ calls | lag p50 s | lag p99 s | unseen |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for k, v in results["throttle"].items():
+            lines.append(
+                f"| {k} | {v['goodput']:.2f} | {v['throttled']:.1%} | {v['lag_p50']:.1f} | "
+                f"{v['lag_p99']:.1f} | {v['unseen']:.0f} |"
+            )
+        lines += [
+            "",
+            "Goals for ibwatch: goodput ≥ 0.9, throttled ≤ 2%, lag p99 lower than both "
+            "others. An unseen build counts as detected at the end of the run.",
+            "",
+        ]
+    if "lag" in results:
+        r = results["lag"]
+        lines += [
+            "## 3. Detection lag without throttling",
+            "",
+            f"{sizes.lag_arns} ARNs, interval T = {r['interval']:g} s, no rate limit.",
+            "",
+            "| contender | lag p50 s | lag p99 s | unseen |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for k in ("ibwatch", "naive fixed-sleep loop"):
+            lines.append(
+                f"| {k} | {r[k]['lag_p50']:.2f} | {r[k]['lag_p99']:.2f} | {r[k]['unseen']:.0f} |"
+            )
+        lines += [
+            "",
+            f"Goals: p50 ≈ T/2 = {r['interval'] / 2:g} s, p99 ≤ 1.05 T + 0.2 = "
+            f"{1.05 * r['interval'] + 0.2:g} s.",
+            "",
+        ]
+    if "scale" in results:
+        r = results["scale"]
+        lines += [
+            "## 4. Scale",
+            "",
+            f"{r['arns']} ARNs at a 60 s interval for {r['seconds']:g} s.",
+            "",
+            "| peak RSS MiB | RSS per ARN KiB | CPU % of one core |",
+            "| ---: | ---: | ---: |",
+            f"| {r['peak_rss_mib']:.1f} | {r['rss_per_arn_kib']:.2f} | {r['cpu_percent']:.1f} |",
+            "",
+            "RSS per ARN = (peak with all ARNs - peak with 10) ÷ the difference in ARNs. "
+            "Goals: ≤ 4 KiB per ARN, ≤ 25% CPU.",
+            "",
+        ]
+    if "ci" in results:
+        r = results["ci"]
+        lines += [
+            "## 5. CI step latency",
+            "",
+            "An already-AVAILABLE image, start to exit.",
+            "",
+            "| command | seconds |",
+            "| --- | ---: |",
+        ]
+        lines += [f"| {k} | {v:.2f} |" for k, v in r["seconds"].items()]
+        lines += ["", f"Ratio ibwatch / AWS CLI: **{r['ratio']:.2f}** (goal ≤ 1.0)", ""]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run: under a minute")
+    parser.add_argument(
+        "--only",
+        choices=sorted(BENCHMARKS),
+        action="append",
+        help="run only these benchmarks (repeatable)",
+    )
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    chosen = args.only or list(BENCHMARKS)
+    results: dict[str, Any] = {}
+
+    async def run_all() -> None:
+        for name in chosen:
+            started = time.monotonic()
+            results[name] = await BENCHMARKS[name](sizes)
+            print(f"{name}: done in {time.monotonic() - started:.0f}s", file=sys.stderr)
+
+    anyio.run(run_all)
+    report = render(results, sizes, args.quick)
+    print(report)
+    if not args.no_write:
+        RESULTS.write_text(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
