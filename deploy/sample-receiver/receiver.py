@@ -82,7 +82,7 @@ def summary(event: dict[str, Any]) -> str:
     if amis:
         line += "  " + " ".join(f"{ami.get('region')}={ami.get('image')}" for ami in amis)
     for container in outputs.get("containers") or []:
-        line += "  " + " ".join(container.get("image_uris") or [])
+        line += "  " + " ".join(container.get("imageUris") or [])
     return line
 
 
@@ -125,11 +125,13 @@ def make_server(host: str, port: int, *, key: bytes | None, out: TextIO) -> Thre
             self._answer(HTTPStatus.NO_CONTENT, f"{msg_id} {summary(event)}{mark}")
 
         def _answer(self, status: HTTPStatus, line: str) -> None:
+            # Printed before the answer goes out: once the sender has its 2xx, the
+            # event has been handled (here: shown).
+            with lock:
+                print(f"{status.value} {line}", file=out, flush=True)
             self.send_response(status)
             self.send_header("content-length", "0")
             self.end_headers()
-            with lock:
-                print(f"{status.value} {line}", file=out, flush=True)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # one line per event from _answer is enough
