@@ -217,11 +217,20 @@ async def test_sigterm_during_slow_deliveries_exits_in_grace_and_restart_sends_t
             with anyio.fail_after(grace + 1):
                 assert await first.wait() == 0
         stopped = [c for c in reader.json_lines() if c.get("event") == "ibwatch.stopped"]
+        [started] = [c for c in reader.json_lines() if c.get("event") == "ibwatch.started"]
         all_ids = {c["id"] for c in changes(reader)}
 
         fast = SlowReceiver(delay=0)
         async with serving(fast, hook_port), daemon(tmp_path / "watcher.toml", env):
             await fast.until_acknowledged(all_ids, also=set(slow.ids))
+    from watcher import __version__
+
+    assert (started["version"], started["arns"], started["sinks"]) == (__version__, 8, 2)
+    assert (started["level"], started["config"]["sinks"][1]["url"]) == (
+        "info",
+        "http://127.0.0.1/…",
+    )
+    assert "/hook" not in json.dumps(started), "the start-up line shows no secret URL"
     assert 0 < len(slow.ids) < len(watched), "the grace period ended mid-burst"
     # Left in the outbox: all not acknowledged, plus at most the one whose
     # acknowledgement the deadline cut off (it is sent again, under its id).
