@@ -235,27 +235,30 @@ def snapshot_from_response(
             pipeline=image.get("sourcePipelineName"),
             created=_date(image.get("dateCreated")),
             tests_enabled=tests.get("imageTestsEnabled"),
-            outputs=Outputs(
-                amis=tuple(
-                    Ami(
-                        region=a["region"],
-                        image=a["image"],
-                        name=a.get("name"),
-                        account_id=a.get("accountId"),
-                    )
-                    for a in outputs.get("amis", [])
-                    if a.get("region") and a.get("image")
-                ),
-                containers=tuple(
-                    Container(region=c["region"], image_uris=tuple(c.get("imageUris", [])))
-                    for c in outputs.get("containers", [])
-                    if c.get("region")
-                ),
-            ),
+            outputs=_outputs(outputs),
             observed_at=observed_at,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise Unavailable(f"malformed GetImage response: {exc}", code="Malformed", arn=arn) from exc
+
+
+_NO_OUTPUTS = Outputs()
+
+
+def _outputs(outputs: dict[str, Any]) -> Outputs:
+    amis = tuple(
+        Ami(region=a["region"], image=a["image"], name=a.get("name"), account_id=a.get("accountId"))
+        for a in outputs.get("amis", [])
+        if a.get("region") and a.get("image")
+    )
+    containers = tuple(
+        Container(region=c["region"], image_uris=tuple(c.get("imageUris", [])))
+        for c in outputs.get("containers", [])
+        if c.get("region")
+    )
+    # Most polls are of builds without outputs yet: share one empty value rather
+    # than keep one per watched ARN.
+    return Outputs(amis=amis, containers=containers) if amis or containers else _NO_OUTPUTS
 
 
 def _date(value: object) -> datetime | None:

@@ -14,7 +14,7 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
@@ -81,7 +81,6 @@ class Watch:
 class RunResult:
     watches: dict[str, Watch]
     timed_out: bool = False
-    events: list[Transition] = field(default_factory=list)
 
 
 class Engine:
@@ -122,7 +121,6 @@ class Engine:
         self._sleeping_until = math.inf
         self._all_ended = anyio.Event()
         self._stop_when_ended = False
-        self._events: list[Transition] = []
         self._timed_out = False
 
     async def watch_arns(self, arns: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -163,7 +161,6 @@ class Engine:
         return RunResult(
             watches=self.watches,
             timed_out=self._timed_out and not all(w.ended for w in self.watches.values()),
-            events=list(self._events),
         )
 
     async def _run_all(self, stop_when_ended: bool, time_limit: float | None) -> None:
@@ -267,7 +264,6 @@ class Engine:
                 self._outbox.wake()
         watch.tracked = tracked
         for event in events:
-            self._events.append(event)
             if self._metrics is not None:
                 previous = event.previous.status.value if event.previous else "none"
                 self._metrics.transitions.labels(previous, event.current.status.value).inc()
