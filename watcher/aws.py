@@ -130,8 +130,12 @@ class AwsImageSource:
     async def get(self, arn: str) -> ImageSnapshot:
         region = Arn.parse(arn).region  # the ARN's own region picks the client
         client = self._clients.get(region) or await self._client(region)
-        with classify_errors(arn):
+        try:
             response = await client.get_image(imageBuildVersionArn=arn)
+        except Exception as exc:
+            # classify_errors() as a plain except: this runs on every poll.
+            with classify_errors(arn):
+                raise exc from None
         return snapshot_from_response(response, arn, observed_at=self._clock.now())
 
     async def _client(self, region: str) -> Any:

@@ -190,7 +190,10 @@ class Engine:
                 if self._due and self._due[0][0] <= now:
                     _, _, arn = heapq.heappop(self._due)
                     if arn in self.watches:  # else it was dropped by a reload
-                        await send.send(arn)  # waits while every worker is busy
+                        try:
+                            send.send_nowait(arn)
+                        except anyio.WouldBlock:
+                            await send.send(arn)  # waits while every worker is busy
                     continue
                 self._sleeping_until = self._due[0][0] if self._due else math.inf
                 with anyio.CancelScope() as self._wake:
@@ -224,7 +227,18 @@ class Engine:
 
     async def _work(self, receive: MemoryObjectReceiveStream[str]) -> None:
         async with receive:
-            async for arn in receive:
+            while True:
+                # Take a waiting ARN without a trip round the event loop; block only
+                # when there is none (the overhead benchmark showed the trips).
+                try:
+                    arn = receive.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        arn = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
                 watch = self.watches.get(arn)
                 if watch is not None:
                     await self._poll(watch)

@@ -116,6 +116,8 @@ class MeteredSource:
         self._metrics = metrics
         self._readiness = readiness
         self._clock = clock
+        # Looked up once: a labelled child per outcome, not a lookup per call.
+        self._counters = {outcome: metrics.calls.labels(outcome) for outcome in OUTCOMES}
 
     async def get(self, arn: str) -> ImageSnapshot:
         started = self._clock.monotonic()
@@ -137,6 +139,6 @@ class MeteredSource:
         return snapshot
 
     def _count(self, outcome: str, started: float, *, reached: bool, why: str) -> None:
-        self._metrics.calls.labels(outcome).inc()
+        self._counters[outcome].inc()
         self._metrics.poll_seconds.observe(self._clock.monotonic() - started)
         self._readiness.record(reached, why)
