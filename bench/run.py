@@ -93,13 +93,18 @@ def arns(prefix: str, count: int) -> list[str]:
 
 
 def scenario(
-    names: Sequence[str], changes: tuple[float, float] | None, seed: int, rate: float | None = None
+    names: Sequence[str],
+    changes: tuple[float, float] | None,
+    seed: int,
+    rate: float | None = None,
+    steady: Sequence[str] = (),
 ) -> Scenario:
-    """Every build BUILDING, then (with `changes`) AVAILABLE at a random moment."""
+    """Every build BUILDING, then (with `changes`) AVAILABLE at a random moment;
+    the builds in `steady` stay BUILDING throughout."""
     rng = random.Random(seed)
     images = []
-    for arn in names:
-        if changes is None:
+    for arn in [*names, *steady]:
+        if changes is None or arn in steady:
             timeline: list[dict[str, Any]] = [{"status": "BUILDING"}]
         else:
             timeline = [
@@ -417,8 +422,10 @@ def render(results: dict[str, Any], sizes: Sizes, quick: bool) -> str:
             f"_Measured {results['throttle'].get('measured', '?')}._",
             "",
             f"Simulator limited to R = 20 req/s; {sizes.throttle_arns} ARNs at a 5 s "
-            f"interval; builds turn AVAILABLE between {sizes.throttle_changes[0]:g} and "
-            f"{sizes.throttle_changes[1]:g} s; {sizes.throttle_duration:g} s per run.",
+            f"interval; half the builds turn AVAILABLE between {sizes.throttle_changes[0]:g} and "
+            f"{sizes.throttle_changes[1]:g} s (their lag is measured), the other half stay "
+            f"BUILDING so demand exceeds the budget throughout; {sizes.throttle_duration:g} s "
+            "per run, the contenders side by side, each against its own simulator.",
             "",
             "| contender | goodput ÷ R | throttled ÷ calls | lag p50 s | lag p99 s | unseen |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
