@@ -162,6 +162,7 @@ async def overhead(sizes: Sizes) -> dict[str, Any]:
     """CPU seconds per successful get_image: ibwatch vs a bare aiobotocore loop."""
     names = arns("overhead", sizes.overhead_arns)
     per_call: dict[str, list[float]] = {"ibwatch": [], "bare aiobotocore": []}
+    steady: dict[str, list[float]] = {"ibwatch": [], "bare aiobotocore": []}
     for run in range(sizes.runs):
         for contender, label in (("ibwatch_engine", "ibwatch"), ("bare_loop", "bare aiobotocore")):
             async with Simulator(scenario(names, None, seed=run)) as url:
@@ -175,10 +176,14 @@ async def overhead(sizes: Sizes) -> dict[str, Any]:
                 }
                 result = await contend(contender, job)
             per_call[label].append(result["cpu_seconds"] / result["ok"])
+            steady[label].append(result["steady_cpu_per_call"])
     medians = {k: statistics.median(v) for k, v in per_call.items()}
+    steady_medians = {k: statistics.median(v) for k, v in steady.items()}
     return {
         "cpu_per_call_us": {k: v * 1e6 for k, v in medians.items()},
         "ratio": medians["ibwatch"] / medians["bare aiobotocore"],
+        "steady_cpu_per_call_us": {k: v * 1e6 for k, v in steady_medians.items()},
+        "steady_ratio": steady_medians["ibwatch"] / steady_medians["bare aiobotocore"],
         "runs": per_call,
     }
 
@@ -410,11 +415,22 @@ def render(results: dict[str, Any], sizes: Sizes, quick: bool) -> str:
             f"{sizes.overhead_arns} ARNs polled as fast as possible, "
             f"{sizes.overhead_calls} successful calls per contender, concurrency 16.",
             "",
-            "| contender | CPU µs per successful call |",
-            "| --- | ---: |",
+            "| contender | CPU µs per call, all calls | CPU µs per call, steady state |",
+            "| --- | ---: | ---: |",
         ]
-        lines += [f"| {k} | {v:.0f} |" for k, v in r["cpu_per_call_us"].items()]
-        lines += ["", f"Ratio ibwatch / bare: **{r['ratio']:.2f}** (goal ≤ 1.15)", ""]
+        lines += [
+            f"| {k} | {v:.0f} | {r['steady_cpu_per_call_us'][k]:.0f} |"
+            for k, v in r["cpu_per_call_us"].items()
+        ]
+        lines += [
+            "",
+            f"Ratio ibwatch / bare: **{r['ratio']:.2f}** over all calls, "
+            f"**{r['steady_ratio']:.2f}** in steady state (goal ≤ 1.15). All calls include the "
+            "first poll of every ARN, which for ibwatch is a first sighting: a transition and "
+            "an SQLite commit. Steady state starts once every ARN has been "
+            "polled once.",
+            "",
+        ]
     if "throttle" in results:
         lines += [
             "## 2. Throttle economy",

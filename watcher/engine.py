@@ -15,7 +15,7 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import structlog
@@ -25,13 +25,15 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from watcher.aws import ImageSource
 from watcher.clock import Clock
 from watcher.errors import ApiError, FinalError, RetryableError
-from watcher.metrics import Metrics
 from watcher.model import Arn, ImageStatus, Transition
 from watcher.ratelimit import AimdLimiter
 from watcher.retry import RetryPolicy, call_with_retry
 from watcher.sinks.base import Sink
 from watcher.store.base import Store
 from watcher.tracker import Tracked, observe
+
+if TYPE_CHECKING:  # the one-shot wait needs no Prometheus client at start-up
+    from watcher.metrics import Metrics
 
 log = structlog.get_logger("ibwatch")
 

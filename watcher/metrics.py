@@ -7,7 +7,6 @@ Counters are bumped where things happen; gauges are computed when scraped.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -82,27 +81,34 @@ class Metrics:
 
 class Readiness:
     """Ready when recent calls reached the API (or were throttled by it); not ready
-    when every recent call failed on access, credentials or the network."""
+    when every call of the last `window` seconds failed on access, credentials or
+    the network. With no call at all in the window, the last verdict stands.
+    Constant time per call: it runs on every poll."""
 
     def __init__(self, clock: Clock, window: float = 60.0) -> None:
         self._clock = clock
         self._window = window
-        self._recent: deque[tuple[float, bool]] = deque()
-        self._verdict = False
+        self._last_reached: float | None = None
+        self._last_failed: float | None = None
         self.reason = "no call has been made yet"
 
     def record(self, reached: bool, why: str) -> None:
         now = self._clock.monotonic()
-        self._recent.append((now, reached))
-        while self._recent and self._recent[0][0] < now - self._window:
-            self._recent.popleft()
-        self._verdict = any(ok for _, ok in self._recent)
-        if not reached:
+        if reached:
+            self._last_reached = now
+        else:
+            self._last_failed = now
             self.reason = why
 
     @property
     def ready(self) -> bool:
-        return self._verdict
+        if self._last_reached is None:
+            return False
+        if self._last_failed is None:
+            return True
+        if self._last_reached >= self._clock.monotonic() - self._window:
+            return True
+        return self._last_reached > self._last_failed
 
 
 class MeteredSource:

@@ -15,13 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
-
 from watcher.clock import Clock
 from watcher.errors import RetryableError, Throttled
 from watcher.ratelimit import AimdLimiter
@@ -83,6 +76,15 @@ async def call_with_retry(
     except RetryableError:
         if policy.attempts <= 1:
             raise
+    # Imported here: a one-shot `wait-until-available` whose calls all succeed
+    # never pays for importing tenacity (the CI latency benchmark counts start-up).
+    from tenacity import (
+        AsyncRetrying,
+        retry_if_exception_type,
+        stop_after_attempt,
+        wait_random_exponential,
+    )
+
     # Full jitter before attempt 2: up to base * 2^0 ...
     await clock.sleep(random.uniform(0, min(policy.cap, policy.base)))
     retrying = AsyncRetrying(

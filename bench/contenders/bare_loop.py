@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
 from aiobotocore.session import get_session
 
@@ -23,12 +24,15 @@ async def main(job: Job) -> None:
                 try:
                     await client.get_image(imageBuildVersionArn=next(arns))
                     result.ok += 1
+                    if result.ok == len(job.arns):  # the first pass is over
+                        result.steady_from = (time.process_time(), result.ok)
                 except Exception:
                     result.errors += 1
 
         with Stopwatch() as watch:
             await asyncio.gather(*(worker() for _ in range(job.concurrency)))
     result.cpu_seconds, result.wall_seconds = watch.cpu, watch.wall
+    result.finish_steady(time.process_time())
     result.report()
 
 

@@ -38,10 +38,19 @@ class Result:
     wall_seconds: float = 0.0
     observed: dict[str, float] = field(default_factory=dict)
     """arn -> time.monotonic() when AVAILABLE was first seen (a system-wide clock)."""
+    steady_from: tuple[float, int] | None = None
+    """(CPU seconds, successes) when every ARN had been polled once."""
+    steady_cpu_per_call: float | None = None
+
+    def finish_steady(self, cpu_now: float) -> None:
+        if self.steady_from is not None and self.ok > self.steady_from[1]:
+            cpu, ok = self.steady_from
+            self.steady_cpu_per_call = (cpu_now - cpu) / (self.ok - ok)
 
     def report(self, **extra: Any) -> None:
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        json.dump({**self.__dict__, "peak_rss_kib": peak_kib, **extra}, sys.stdout)
+        fields = {k: v for k, v in self.__dict__.items() if k != "steady_from"}
+        json.dump({**fields, "peak_rss_kib": peak_kib, **extra}, sys.stdout)
         sys.stdout.write("\n")
 
 
