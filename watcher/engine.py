@@ -303,6 +303,10 @@ class Engine:
                 )
 
     def _check_all_ended(self) -> None:
+        # Only a one-shot run stops when everything ended; the daemon never asks,
+        # and with thousands of ended builds this scan would run on every poll.
+        if not self._stop_when_ended:
+            return
         if self.watches and all(w.ended for w in self.watches.values()):
             self._all_ended.set()
 

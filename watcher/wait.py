@@ -94,14 +94,16 @@ def exit_code(result: RunResult) -> int:
     watches = result.watches.values()
     if any(w.error is not None for w in watches):
         return EXIT_API_ERROR
-    if any(
-        _status(w) not in (None, ImageStatus.AVAILABLE) and _status(w).terminal  # type: ignore[union-attr]
-        for w in watches
-    ):
+    if any(_ended_otherwise(_status(w)) for w in watches):
         return EXIT_FAILED
     if result.timed_out or not all(w.ended for w in watches):
         return EXIT_TIMEOUT
     return EXIT_AVAILABLE
+
+
+def _ended_otherwise(status: ImageStatus | None) -> bool:
+    """Terminal but not AVAILABLE: FAILED, CANCELLED, DEPRECATED, DELETED, DISABLED."""
+    return status is not None and status.terminal and status is not ImageStatus.AVAILABLE
 
 
 def _status(watch: Watch) -> ImageStatus | None:
@@ -117,9 +119,9 @@ def build_report(result: RunResult) -> dict[str, Any]:
     )
     if overall is None:
         overall = next(
-            i["status"]
-            for i in images
-            if i["status"] not in (None, "AVAILABLE") and ImageStatus(i["status"]).terminal
+            s.value
+            for s in map(_status, result.watches.values())
+            if s is not None and _ended_otherwise(s)
         )
     return {"status": overall, "exit_code": code, "timed_out": result.timed_out, "images": images}
 
