@@ -69,7 +69,6 @@ class Watch:
     is_version: bool
     tracked: Tracked | None = None
     error: FinalError | None = None
-    polls: int = 0
 
     @property
     def ended(self) -> bool:
@@ -246,7 +245,6 @@ class Engine:
                     await self._poll(watch)
 
     async def _poll(self, watch: Watch) -> None:
-        watch.polls += 1
         try:
             snapshot = await call_with_retry(
                 lambda: self._source.get(watch.arn),

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -203,10 +203,6 @@ class Outputs(_Value):
     amis: tuple[Ami, ...] = ()
     containers: tuple[Container, ...] = ()
 
-    @property
-    def empty(self) -> bool:
-        return not self.amis and not self.containers
-
 
 class ImageSnapshot(_Value):
     """What one get_image told us about one build."""
@@ -292,6 +288,3 @@ class Transition(_Value):
         data = self.model_dump(mode="json")
         data["version"] = EVENT_VERSION
         return {"type": EVENT_TYPE, "timestamp": data["observed_at"], "data": data}
-
-
-Outcome = Literal["available", "failed", "error", "timeout", "watching"]

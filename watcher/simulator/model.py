@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import botocore.session
@@ -141,7 +140,3 @@ def _bounds(size: int, shape: Shape, where: str, unit: str) -> list[str]:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
-
-
-def epoch_seconds(moment: datetime) -> float:
-    return round(moment.timestamp(), 3)
