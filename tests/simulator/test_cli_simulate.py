@@ -65,6 +65,63 @@ async def test_until_settled_prints_each_change_and_exits(tmp_path: Path) -> Non
     assert lines[-1] == "every build has reached its final status; stopping"
 
 
+SCHEDULED = """
+time_scale = 600
+[[pipelines]]
+arn = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/web-base-nightly"
+image = "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.4.0"
+schedule = { every = "1m", first = "1m", until = "2m" }
+timeline = [{ status = "BUILDING", duration = "30s" }, { status = "AVAILABLE" }]
+"""
+
+
+@pytest.mark.timeout(60)
+async def test_until_settled_narrates_scheduled_runs_as_they_start(tmp_path: Path) -> None:
+    scenario = tmp_path / "scheduled.toml"
+    scenario.write_text(SCHEDULED)
+    async with await anyio.open_process(
+        [str(IBWATCH), "simulate", "--scenario", str(scenario), "--until-settled"]
+    ) as process:
+        with anyio.fail_after(50):
+            lines = await _lines(process)
+            returncode = await process.wait()
+    assert returncode == 0
+    changes = [line.split(None, 1)[1] for line in lines if line.startswith("  t=")]
+    assert changes == [
+        "1m00s  pipeline web-base-nightly: scheduled run web-base 1.4.0/1 starts",
+        "1m00s  web-base 1.4.0/1             BUILDING",
+        "1m30s  web-base 1.4.0/1             AVAILABLE",
+        "2m00s  pipeline web-base-nightly: scheduled run web-base 1.4.0/2 starts",
+        "2m00s  web-base 1.4.0/2             BUILDING",
+        "2m30s  web-base 1.4.0/2             AVAILABLE",
+    ]
+    assert lines[-1] == "every build has reached its final status; stopping"
+
+
+@pytest.mark.timeout(60)
+async def test_until_settled_with_an_endless_schedule_says_so_and_serves_on(
+    tmp_path: Path,
+) -> None:
+    scenario = tmp_path / "endless.toml"
+    scenario.write_text(SCHEDULED.replace(', until = "2m"', ""))
+    async with await anyio.open_process(
+        [str(IBWATCH), "simulate", "--scenario", str(scenario), "--until-settled"]
+    ) as process:
+        assert process.stdout is not None
+        text = ""
+        with anyio.fail_after(30):
+            async for chunk in TextReceiveStream(process.stdout):
+                text += chunk
+                if "serving until interrupted" in text:
+                    break
+            process.send_signal(signal.SIGINT)
+            returncode = await process.wait()
+    assert "pipeline 'web-base-nightly' runs every 60s without an `until`, so the scenario " in (
+        text
+    )
+    assert returncode == 0
+
+
 def test_a_port_in_use_is_reported_clearly() -> None:
     import socket
     import subprocess

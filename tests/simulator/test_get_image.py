@@ -89,46 +89,102 @@ async def test_failed_build_carries_reason_and_failure_context(clock: FakeClock)
     }
 
 
-async def test_version_arn_returns_the_newest_started_build(clock: FakeClock) -> None:
+async def test_version_arn_returns_the_newest_available_build_not_the_newest_started(
+    clock: FakeClock,
+) -> None:
+    """The model's GetImage.imageBuildVersionArn: "A version or wildcard ARN resolves
+    to the latest matching build version that has reached AVAILABLE status."
+    Build 8 starts later than 7 and is newer, but only counts once AVAILABLE."""
     newer = web_base_image(arn=WEB_BASE_VERSION + "/8", start=100)
     async with (
         Simulator(scenario([web_base_image(), newer]), clock=clock) as url,
         imagebuilder(url) as client,
     ):
+        clock.advance(1200)  # 7 AVAILABLE since 1170; 8 is DISTRIBUTING until 1270
         before = (await client.get_image(imageBuildVersionArn=WEB_BASE_VERSION))["image"]["arn"]
-        clock.advance(100)
+        clock.advance(70)
         after = (await client.get_image(imageBuildVersionArn=WEB_BASE_VERSION))["image"]["arn"]
     assert (before, after) == (WEB_BASE, WEB_BASE_VERSION + "/8")
 
 
-async def test_build_started_during_a_run_takes_over_the_version_arn(clock: FakeClock) -> None:
+async def test_version_arn_never_resolves_to_a_build_in_progress(clock: FakeClock) -> None:
+    """ "To get an image in any other state, such as a failed or in-progress build,
+    specify the full build version ARN." With no AVAILABLE build there is nothing to
+    resolve to: ResourceNotFoundException (our reading; GetImage's model error list
+    does not even name that error)."""
+    async with Simulator(scenario(), clock=clock) as url, imagebuilder(url) as client:
+        clock.advance(600)  # BUILDING
+        with pytest.raises(client.exceptions.ResourceNotFoundException):
+            await client.get_image(imageBuildVersionArn=WEB_BASE_VERSION)
+        in_progress = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]
+    assert in_progress["state"]["status"] == "BUILDING"
+
+
+async def test_version_arn_never_resolves_to_a_failed_build(clock: FakeClock) -> None:
+    failed = web_base_image(timeline=timeline(("BUILDING", 10), ("FAILED", None)))
+    async with (
+        Simulator(scenario([failed]), clock=clock) as url,
+        imagebuilder(url) as client,
+    ):
+        clock.advance(20)
+        with pytest.raises(client.exceptions.ResourceNotFoundException):
+            await client.get_image(imageBuildVersionArn=WEB_BASE_VERSION)
+        state = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]["state"]
+    assert state["status"] == "FAILED"
+
+
+async def test_version_arn_passes_over_a_build_later_deprecated(clock: FakeClock) -> None:
+    """ "Builds that were later deprecated, disabled, or deleted don't resolve." """
+    older = web_base_image(arn=WEB_BASE_VERSION + "/6", timeline=timeline(("AVAILABLE", None)))
+    deprecated = web_base_image(timeline=timeline(("AVAILABLE", 100), ("DEPRECATED", None)))
+    async with (
+        Simulator(scenario([older, deprecated]), clock=clock) as url,
+        imagebuilder(url) as client,
+    ):
+        newest = (await client.get_image(imageBuildVersionArn=WEB_BASE_VERSION))["image"]["arn"]
+        clock.advance(100)
+        after = (await client.get_image(imageBuildVersionArn=WEB_BASE_VERSION))["image"]["arn"]
+    assert (newest, after) == (WEB_BASE, WEB_BASE_VERSION + "/6")
+
+
+async def test_build_started_during_a_run_takes_over_the_version_arn_once_available(
+    clock: FakeClock,
+) -> None:
+    """A version ARN resolves to the latest build "that has reached AVAILABLE
+    status", so the new build takes over only when it gets there."""
     simulator = Simulator(scenario(), clock=clock)
     async with simulator as url, imagebuilder(url) as client:
         clock.advance(5000)
         new_arn = simulator.start_build(
             WEB_BASE, [Step(status="BUILDING", duration=60), Step(status="AVAILABLE")]
         )
+        building = (await client.get_image(imageBuildVersionArn=WEB_BASE_VERSION))["image"]
+        new = (await client.get_image(imageBuildVersionArn=new_arn))["image"]
+        clock.advance(60)
         newest = (await client.get_image(imageBuildVersionArn=WEB_BASE_VERSION))["image"]
-        old = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]
     assert new_arn == WEB_BASE_VERSION + "/8"
-    assert (newest["arn"], newest["version"], newest["state"]["status"]) == (
-        new_arn,
-        "1.4.0/8",
-        "BUILDING",
-    )
-    assert old["state"]["status"] == "AVAILABLE"
+    assert building["arn"] == WEB_BASE
+    assert (new["version"], new["state"]["status"]) == ("1.4.0/8", "BUILDING")
+    assert (newest["arn"], newest["state"]["status"]) == (new_arn, "AVAILABLE")
 
 
-async def test_version_arn_with_wildcards_resolves_to_the_highest_version(clock: FakeClock) -> None:
+async def test_version_arn_with_wildcards_resolves_to_the_highest_available_version(
+    clock: FakeClock,
+) -> None:
+    """Latest is our reading of "the latest matching build version": the highest
+    semantic version among AVAILABLE builds, then the highest build number."""
     prefix = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/web-base"
+    available = timeline(("AVAILABLE", None))
     images = [
-        web_base_image(),
-        web_base_image(arn=f"{prefix}/1.10.0/1"),
-        web_base_image(arn=f"{prefix}/2.0.0/1"),
+        web_base_image(arn=f"{prefix}/1.4.0/7", timeline=available),
+        web_base_image(arn=f"{prefix}/1.4.0/6", timeline=available),
+        web_base_image(arn=f"{prefix}/1.10.0/1"),  # higher, but PENDING
+        web_base_image(arn=f"{prefix}/2.0.0/1", timeline=available),
     ]
     async with Simulator(scenario(images), clock=clock) as url, imagebuilder(url) as client:
-        got = (await client.get_image(imageBuildVersionArn=f"{prefix}/1.x.x"))["image"]["arn"]
-    assert got == f"{prefix}/1.10.0/1"
+        ones = (await client.get_image(imageBuildVersionArn=f"{prefix}/1.x.x"))["image"]["arn"]
+        any_ = (await client.get_image(imageBuildVersionArn=f"{prefix}/x.x.x"))["image"]["arn"]
+    assert (ones, any_) == (f"{prefix}/1.4.0/7", f"{prefix}/2.0.0/1")
 
 
 async def test_build_does_not_exist_before_its_start_time(clock: FakeClock) -> None:
@@ -236,3 +292,29 @@ async def test_synchronous_botocore_client_as_the_aws_cli_uses_reads_it_too() ->
     async with Simulator(scenario()) as url:
         image = await anyio.to_thread.run_sync(call, url)
     assert (image["arn"], image["state"]) == (WEB_BASE, {"status": "PENDING"})
+
+
+async def test_synchronous_botocore_client_resolves_a_version_arn_to_the_newest_available(
+    clock: FakeClock,
+) -> None:
+    """The AWS CLI's way in, on the model's rule: newest AVAILABLE, not newest."""
+    images = [
+        web_base_image(timeline=timeline(("AVAILABLE", None))),
+        web_base_image(arn=WEB_BASE_VERSION + "/8"),  # newer, PENDING
+    ]
+
+    def call(url: str) -> dict[str, object]:
+        client = botocore.session.get_session().create_client(
+            "imagebuilder", region_name="us-east-1", endpoint_url=url
+        )
+        try:
+            result: dict[str, object] = client.get_image(imageBuildVersionArn=WEB_BASE_VERSION)[
+                "image"
+            ]
+            return result
+        finally:
+            client.close()
+
+    async with Simulator(scenario(images), clock=clock) as url:
+        image = await anyio.to_thread.run_sync(call, url)
+    assert (image["arn"], image["state"]) == (WEB_BASE, {"status": "AVAILABLE"})

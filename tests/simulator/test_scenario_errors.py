@@ -75,9 +75,14 @@ def test_unknown_key_is_named(tmp_path: Path) -> None:
     assert "images[0].colour: unknown key" in message
 
 
-def test_unknown_top_level_key_is_named(tmp_path: Path) -> None:
+def test_unknown_top_level_key_is_named_with_the_key_it_resembles(tmp_path: Path) -> None:
     message = problems_of(write(tmp_path, "time_scael = 60\n" + GOOD_IMAGE))
-    assert "time_scael: unknown key" in message
+    assert "time_scael: unknown key (did you mean 'time_scale'?)" in message
+
+
+def test_misspelled_image_key_suggests_the_right_one(tmp_path: Path) -> None:
+    message = problems_of(write(tmp_path, GOOD_IMAGE + 'piepline = "x"\n'))
+    assert "images[0].piepline: unknown key (did you mean 'pipeline'?)" in message
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -98,6 +103,11 @@ def test_last_step_with_a_duration_is_refused(tmp_path: Path) -> None:
 def test_step_before_the_last_without_a_duration_is_refused(tmp_path: Path) -> None:
     message = problems_of(write(tmp_path, GOOD_IMAGE.replace(', duration = "10m"', "")))
     assert "images[0]: timeline[1] (BUILDING) needs a duration" in message
+
+
+def test_short_pages_is_a_probability(tmp_path: Path) -> None:
+    message = problems_of(write(tmp_path, "[faults]\nshort_pages = 2\n"))
+    assert "faults.short_pages: Input should be less than or equal to 1" in message
 
 
 def test_misspelled_error_code_is_refused(tmp_path: Path) -> None:
@@ -126,6 +136,18 @@ def test_failure_context_is_checked_against_the_model(tmp_path: Path) -> None:
     )
     message = problems_of(write(tmp_path, text))
     assert "failure_context.failedStp: not a member of ImageFailureContext" in message
+
+
+def test_failure_context_on_a_cancelled_step_is_refused_citing_the_model(tmp_path: Path) -> None:
+    """ImageState.failureContext: "Image Builder only sets this property when the
+    image status is FAILED"."""
+    text = GOOD_IMAGE.replace(
+        '{ status = "AVAILABLE" }',
+        '{ status = "CANCELLED", failure_context = { failedStep = "Build" } }',
+    )
+    message = problems_of(write(tmp_path, text))
+    assert "failure_context is only served with FAILED, not CANCELLED" in message
+    assert "'Image Builder only sets this property when the image status is FAILED'" in message
 
 
 def test_outputs_of_the_wrong_kind_are_refused(tmp_path: Path) -> None:

@@ -1,12 +1,16 @@
-"""The per-operation token bucket answers CallRateLimitExceededException past its rate."""
+"""The per-operation token bucket answers CallRateLimitExceededException past its rate,
+for every simulated operation; injected errors reach every operation too."""
 
 from __future__ import annotations
 
+import aiohttp
 import anyio
 import pytest
 
+from tests.simulator.helpers import NIGHTLY, raw_call, world
 from tests.support import WEB_BASE, imagebuilder, scenario
 from watcher.simulator import Simulator
+from watcher.simulator.scenario import OPERATIONS
 from watcher.testing import FakeClock
 
 R = 10  # requests per second the simulator accepts
@@ -50,3 +54,39 @@ async def test_limit_applies_per_operation(clock: FakeClock) -> None:
         await client.list_image_build_versions(imageVersionArn=WEB_BASE.rsplit("/", 1)[0])
         with pytest.raises(client.exceptions.CallRateLimitExceededException):
             await client.list_image_build_versions(imageVersionArn=WEB_BASE.rsplit("/", 1)[0])
+
+
+PARAMS = {
+    "GetImage": {"imageBuildVersionArn": WEB_BASE},
+    "ListImageBuildVersions": {},
+    "GetImagePipeline": {"imagePipelineArn": NIGHTLY},
+    "ListImagePipelines": {},
+    "ListImagePipelineImages": {"imagePipelineArn": NIGHTLY},
+    "StartImagePipelineExecution": {"imagePipelineArn": NIGHTLY, "clientToken": "t"},
+    "CancelImageCreation": {"imageBuildVersionArn": WEB_BASE, "clientToken": "t"},
+}
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+async def test_every_operation_can_be_rate_limited_and_is_counted(
+    operation: str, clock: FakeClock
+) -> None:
+    limited = world(faults={"rate_limits": {operation: {"rate": 1, "burst": 1}}})
+    simulator = Simulator(limited, clock=clock)
+    async with simulator as url, aiohttp.ClientSession() as http:
+        first = await raw_call(http, url, operation, PARAMS[operation])
+        second = await raw_call(http, url, operation, PARAMS[operation])
+    assert (first[0], second[0]) == (200, 429)
+    assert simulator.counters.requests[operation] == 2
+    assert simulator.counters.injected[operation, "rate_limit"] == 1
+    assert simulator.counters.outcome("ok", operation) == 1
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+async def test_every_operation_can_get_injected_errors(operation: str, clock: FakeClock) -> None:
+    faulty = world(faults={"errors": {"ServiceUnavailableException": 1.0}})
+    simulator = Simulator(faulty, clock=clock)
+    async with simulator as url, aiohttp.ClientSession() as http:
+        status, headers, _ = await raw_call(http, url, operation, PARAMS[operation])
+    assert (status, headers["x-amzn-ErrorType"]) == (503, "ServiceUnavailableException")
+    assert simulator.counters.injected[operation, "ServiceUnavailableException"] == 1

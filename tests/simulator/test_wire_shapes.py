@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.simulator.helpers import raw_call
 from tests.support import WEB_BASE, raw_get_image, raw_list, scenario, web_base_image
 from watcher.simulator import Scenario, Simulator, load_scenario, model
 from watcher.testing import FakeClock
@@ -15,32 +17,121 @@ from watcher.testing import FakeClock
 DEMO = Path(__file__).parents[2] / "config" / "demo-scenario.toml"
 
 
-async def test_get_image_bodies_of_every_demo_build_at_every_status_fit_the_model() -> None:
-    # The demo's builds without its faults: this test is about the documents.
-    demo = Scenario.model_validate({**load_scenario(DEMO).model_dump(), "faults": {}})
+def _demo_without_faults(**faults: object) -> Scenario:
+    # The demo's builds and pipelines without its faults: these tests are about documents.
+    return Scenario.model_validate({**load_scenario(DEMO).model_dump(), "faults": faults})
+
+
+def _fits(operation: str, status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """The parsed body, after checking it against the operation's output shape, or
+    for an error, against the error's shape, status and the operation's error list
+    (plus ResourceNotFoundException, our reading where the model omits it)."""
+    document: dict[str, Any] = json.loads(body)
+    if status == 200:
+        assert model.violations(document, model.output_shape(operation)) == [], operation
+        return document
+    code = headers["x-amzn-ErrorType"]
+    allowed = {e.name for e in model.operation(operation).error_shapes}
+    assert code in allowed | {"ResourceNotFoundException"}, (operation, code)
+    assert status == model.error_status(code)
+    assert model.violations(document, model.shape(code)) == []
+    return document
+
+
+async def _every_page(
+    http: aiohttp.ClientSession, url: str, operation: str, params: dict[str, Any], key: str
+) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    while True:
+        page = _fits(operation, *await raw_call(http, url, operation, params))
+        items += page[key]
+        if "nextToken" not in page:
+            return items
+        params = {**params, "nextToken": page["nextToken"]}
+
+
+async def test_every_read_of_the_demo_at_every_status_fits_the_model() -> None:
+    """Every read operation, every build and pipeline of the demo, every half minute
+    of scenario time until it has settled: each body fits the model's shapes."""
     clock = FakeClock()
-    simulator = Simulator(demo, clock=clock)
-    checked: set[tuple[str, str]] = set()
+    simulator = Simulator(_demo_without_faults(short_pages=0.3), clock=clock)
+    seen: set[tuple[str, str]] = set()
     async with simulator as url, aiohttp.ClientSession() as http:
-        # Visit the middle of every phase of every build.
-        moments = sorted(
-            {
-                (p.begins + (p.ends if p.ends is not None else p.begins + 60)) / 2
-                for b in simulator.catalog
-                for p in b.phases
-            }
-        )
-        for moment in moments:
+        end = simulator.account.settles_by() + 60
+        moment = 0.0
+        while moment <= end:
             clock.advance(simulator.real_time(moment) - clock.monotonic())
-            for build in simulator.catalog:
-                status, _, body = await raw_get_image(http, url, build.arn)
-                if status == 404:
-                    continue
-                document = json.loads(body)
-                assert model.violations(document, model.output_shape("GetImage")) == []
-                checked.add((build.arn, document["image"]["state"]["status"]))
+            for build in list(simulator.catalog):
+                for arn in (build.arn, build.version_arn):
+                    status, headers, body = await raw_call(
+                        http, url, "GetImage", {"imageBuildVersionArn": arn}
+                    )
+                    document = _fits("GetImage", status, headers, body)
+                    if status == 200 and arn == build.arn:
+                        seen.add((arn, document["image"]["state"]["status"]))
+            summaries = await _every_page(
+                http, url, "ListImageBuildVersions", {"maxResults": 3}, "imageSummaryList"
+            )
+            assert len(summaries) == len(simulator.catalog.visible(moment))
+            await _every_page(
+                http, url, "ListImagePipelines", {"maxResults": 2}, "imagePipelineList"
+            )
+            for pipeline in simulator.pipelines:
+                params = {"imagePipelineArn": pipeline.arn}
+                _fits("GetImagePipeline", *await raw_call(http, url, "GetImagePipeline", params))
+                await _every_page(
+                    http,
+                    url,
+                    "ListImagePipelineImages",
+                    {**params, "maxResults": 1},
+                    "imageSummaryList",
+                )
+            moment += 30
     expected = {(b.arn, p.status) for b in simulator.catalog for p in b.phases}
-    assert checked == expected
+    assert seen == expected
+    assert len([b for b in simulator.catalog if b.build_type == "SCHEDULED"]) == 2
+
+
+async def test_start_and_cancel_bodies_and_their_errors_fit_the_model(clock: FakeClock) -> None:
+    simulator = Simulator(_demo_without_faults(), clock=clock)
+    pipeline = next(iter(simulator.pipelines)).arn
+    other = list(simulator.pipelines)[1].arn
+    cases: list[tuple[str, dict[str, Any], str | None]] = [
+        ("StartImagePipelineExecution", {"imagePipelineArn": pipeline, "clientToken": "a"}, None),
+        (
+            "StartImagePipelineExecution",
+            {"imagePipelineArn": other, "clientToken": "a"},
+            "IdempotentParameterMismatchException",
+        ),
+        (
+            "StartImagePipelineExecution",
+            {"imagePipelineArn": pipeline + "-gone", "clientToken": "b"},
+            "ResourceNotFoundException",
+        ),
+        (
+            "StartImagePipelineExecution",
+            {"imagePipelineArn": pipeline},
+            "InvalidRequestException",
+        ),
+        ("CancelImageCreation", {"imageBuildVersionArn": "", "clientToken": "c"}, None),
+        (
+            "CancelImageCreation",
+            {"imageBuildVersionArn": "", "clientToken": "d"},
+            "ResourceInUseException",
+        ),
+        (
+            "ListImagePipelines",
+            {"nextToken": "bm90IGEgdG9rZW4="},
+            "InvalidPaginationTokenException",
+        ),
+    ]
+    async with simulator as url, aiohttp.ClientSession() as http:
+        for operation, params, error in cases:
+            if params.get("imageBuildVersionArn") == "":
+                params["imageBuildVersionArn"] = simulator.catalog.visible(0)[0].arn
+            status, headers, body = await raw_call(http, url, operation, params)
+            _fits(operation, status, headers, body)
+            assert headers.get("x-amzn-ErrorType") == error, (operation, body)
 
 
 async def test_list_image_build_versions_bodies_fit_the_model(clock: FakeClock) -> None:
@@ -104,4 +195,12 @@ class TestShapeWalker:
         assert model.violations(document, self.shape) == [
             "image.outputResources.amis[0].region: expected a string for NonEmptyString, got 3",
             "image.state: expected an object for ImageState, got list",
+        ]
+
+    def test_walks_pipeline_documents_too(self) -> None:
+        document = {"imagePipelineList": [{"status": "PAUSED", "consecutiveFailures": -1}]}
+        assert model.violations(document, model.output_shape("ListImagePipelines")) == [
+            "imagePipelineList[0].status: 'PAUSED' is not one of PipelineStatus: DISABLED, ENABLED",
+            "imagePipelineList[0].consecutiveFailures: -1 value, ConsecutiveFailures needs "
+            "at least 0",
         ]

@@ -54,7 +54,8 @@ def error_codes() -> frozenset[str]:
 
 
 @functools.cache
-def _pattern(text: str) -> re.Pattern[str]:
+def pattern(text: str) -> re.Pattern[str]:
+    """A pattern of the model, compiled once."""
     return re.compile(text)
 
 
@@ -123,8 +124,8 @@ def _string(value: Any, shape: Shape, where: str, *, known_enums: bool) -> list[
     enum = shape.enum
     if enum and known_enums and value not in enum:
         return [f"{where}: {value!r} is not one of {shape.name}: {', '.join(enum)}"]
-    pattern = shape.metadata.get("pattern")
-    if pattern and not _pattern(pattern).search(value):
+    regex = shape.metadata.get("pattern")
+    if regex and not pattern(regex).search(value):
         return [f"{where}: {value!r} does not match the pattern of {shape.name}"]
     return _bounds(len(value), shape, where, "characters")
 

@@ -1,221 +1,106 @@
-"""Scenario files: which images exist, how each build's status moves over time, and
-which faults the simulated endpoint injects.
+"""Scenario files: which images and pipelines exist, how each build's status moves
+over time, and which faults the simulated endpoint injects.
 
 Loading validates everything up front: a mistake is reported with the file, the
 field path and what was expected, before any request is served. This module knows
-Image Builder, never the watcher.
+Image Builder, never the watcher. Builds' keys live in `scenario_images`,
+pipelines' in `scenario_pipelines`.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
+import types
+import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from watcher._validation import FileError, describe, read_toml
 from watcher.durations import Duration
 from watcher.simulator import model
-
-STATUSES: tuple[str, ...] = tuple(model.shape("ImageStatus").enum)
-OPERATIONS = ("GetImage", "ListImageBuildVersions")
-
-# A build-version ARN: the model's pattern for GetImage, restricted to the branch
-# with a build number, with the pieces named.
-BUILD_ARN = re.compile(
-    r"^arn:(?P<partition>aws[^:]*):imagebuilder:(?P<region>[^:]+):"
-    r"(?P<account>[0-9]{12}|aws(?:-[a-z-]+)?):image/(?P<name>[a-z0-9-_]+)/"
-    r"(?P<version>[0-9]+\.[0-9]+\.[0-9]+)/(?P<build>[0-9]+)$"
+from watcher.simulator.scenario_images import (
+    BUILD_ARN,
+    STATUSES,
+    Ami,
+    BuildTemplate,
+    Container,
+    Image,
+    Step,
+    Strict,
 )
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]+$")
-_AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
+from watcher.simulator.scenario_pipelines import Pipeline, Schedule
+
+__all__ = [
+    "BUILD_ARN",
+    "OPERATIONS",
+    "STATUSES",
+    "Ami",
+    "BuildTemplate",
+    "Container",
+    "Faults",
+    "Image",
+    "Latency",
+    "Pipeline",
+    "RateLimit",
+    "Scenario",
+    "ScenarioError",
+    "Schedule",
+    "Step",
+    "load_scenario",
+]
+
+OPERATIONS = (
+    "GetImage",
+    "ListImageBuildVersions",
+    "GetImagePipeline",
+    "ListImagePipelines",
+    "ListImagePipelineImages",
+    "StartImagePipelineExecution",
+    "CancelImageCreation",
+)
 
 
 class ScenarioError(FileError):
     """A scenario file that cannot be served; the message names file, field and fix."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-class Step(_Strict):
-    """One status of a build's timeline and how long the build stays in it."""
-
-    allow_unknown_status: bool = False
-    """Serve a status the model does not list (AWS adds values over time)."""
-    status: str
-    duration: Duration | None = None
-    reason: str | None = Field(default=None, min_length=1)
-    failure_context: dict[str, Any] | None = None
-
-    @field_validator("status")
-    @classmethod
-    def _known_status(cls, value: str, info: ValidationInfo) -> str:
-        if value in STATUSES:
-            return value
-        if not info.data.get("allow_unknown_status"):
-            hint = difflib.get_close_matches(value.upper(), STATUSES, n=1)
-            guess = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ValueError(
-                f"{value!r} is not an Image Builder status{guess}; expected one of "
-                f"{', '.join(STATUSES)}, or set allow_unknown_status = true to serve a new one"
-            )
-        if not re.fullmatch(r"[A-Z][A-Z_]*", value):
-            raise ValueError(f"{value!r} must be UPPER_CASE like the API's statuses")
-        return value
-
-    @model_validator(mode="after")
-    def _failure_context_shape(self) -> Step:
-        if self.failure_context is None:
-            return self
-        if self.status not in ("FAILED", "CANCELLED"):
-            raise ValueError(
-                f"failure_context is only served with FAILED or CANCELLED, not {self.status}"
-            )
-        shape = model.shape("ImageFailureContext")
-        problems = model.violations(self.failure_context, shape, "failure_context")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-
-class Ami(_Strict):
-    region: str
-    image: str
-    name: str | None = None
-    description: str | None = None
-    account_id: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        return _check_region(value)
-
-    @field_validator("image")
-    @classmethod
-    def _ami_id(cls, value: str) -> str:
-        if not _AMI_ID.match(value):
-            raise ValueError(f"expected an AMI id like 'ami-0abc12345def67890', got {value!r}")
-        return value
-
-
-class Container(_Strict):
-    region: str
-    image_uris: list[str] = Field(min_length=1)
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        return _check_region(value)
-
-
-def _check_region(value: str) -> str:
-    if not _REGION.match(value):
-        raise ValueError(f"expected an AWS region like 'us-east-1', got {value!r}")
-    return value
-
-
-class Image(_Strict):
-    """One build: its ARN (with build number), what it is, and its timeline."""
-
-    arn: str
-    type: Literal["AMI", "DOCKER"] = "AMI"
-    platform: Literal["Linux", "Windows", "macOS"] = "Linux"
-    os_version: str = Field(default="Amazon Linux 2023", min_length=1)
-    pipeline: str | None = Field(
-        default=None, pattern=r"^[-_A-Za-z0-9][-_A-Za-z0-9 ]{1,126}[-_A-Za-z0-9]$"
-    )
-    start: Duration = 0.0
-    """When the build appears, in scenario time; before that it does not exist."""
-    timeline: list[Step] = Field(min_length=1)
-    amis: list[Ami] = []
-    containers: list[Container] = []
-    tags: dict[str, str] = {}
-
-    @field_validator("arn")
-    @classmethod
-    def _build_arn(cls, value: str) -> str:
-        if not BUILD_ARN.match(value):
-            raise ValueError(
-                "expected an image build-version ARN like "
-                "'arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.4.0/7', "
-                f"got {value!r}"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _timeline_durations(self) -> Image:
-        *ongoing, last = self.timeline
-        for index, step in enumerate(ongoing):
-            if step.duration is None:
-                raise ValueError(
-                    f"timeline[{index}] ({step.status}) needs a duration: only the last step "
-                    "lasts forever"
-                )
-        if last.duration is not None:
-            raise ValueError(
-                f"timeline[{len(ongoing)}] ({last.status}) is the last step and lasts forever; "
-                "remove its duration"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _outputs_match_type(self) -> Image:
-        if self.type == "AMI" and self.containers:
-            raise ValueError("an AMI image has no container outputs; use amis, or type = 'DOCKER'")
-        if self.type == "DOCKER" and self.amis:
-            raise ValueError("a DOCKER image has no AMI outputs; use containers, or type = 'AMI'")
-        return self
-
-    @property
-    def parts(self) -> dict[str, str]:
-        found = BUILD_ARN.match(self.arn)
-        assert found is not None
-        return found.groupdict()
-
-
-class RateLimit(_Strict):
+class RateLimit(Strict):
     rate: float = Field(gt=0)
     """Requests per second (real time) the operation accepts."""
     burst: float | None = Field(default=None, ge=1)
     """Bucket size; defaults to one second's worth of `rate` (at least 1)."""
 
 
-class Latency(_Strict):
+class Latency(Strict):
     fixed: Duration = 0.0
     random: Duration = 0.0
     """Up to this much more, drawn uniformly per request."""
 
 
-class Faults(_Strict):
-    rate_limits: dict[str, RateLimit] = {}
-    errors: dict[str, Probability] = {}
+class Faults(Strict):
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+    errors: dict[str, Probability] = Field(default_factory=dict)
     """Per error code, the probability that a request is answered with it."""
     latency: Latency = Latency()
     dropped_connections: Probability = 0.0
     malformed_bodies: Probability = 0.0
+    short_pages: Probability = 0.0
+    """Chance that a List page holds fewer items than maxResults yet carries nextToken."""
 
     @field_validator("rate_limits")
     @classmethod
     def _operations(cls, value: dict[str, RateLimit]) -> dict[str, RateLimit]:
         for name in value:
             if name not in OPERATIONS:
+                hint = difflib.get_close_matches(name, OPERATIONS, n=1)
+                guess = f" (did you mean {hint[0]!r}?)" if hint else ""
                 raise ValueError(
-                    f"{name!r} is not a simulated operation; expected one of "
+                    f"{name!r} is not a simulated operation{guess}; expected one of "
                     f"{', '.join(OPERATIONS)}"
                 )
         return value
@@ -236,6 +121,7 @@ class Faults(_Strict):
 
     @model_validator(mode="after")
     def _probabilities_fit(self) -> Faults:
+        # short_pages is left out: it is a chance per page, not an outcome of a request.
         total = sum(self.errors.values()) + self.dropped_connections + self.malformed_bodies
         if total > 1.0 + 1e-9:
             raise ValueError(
@@ -245,7 +131,7 @@ class Faults(_Strict):
         return self
 
 
-class Scenario(_Strict):
+class Scenario(Strict):
     """What the simulated endpoint serves; see config/demo-scenario.toml."""
 
     name: str = "scenario"
@@ -254,7 +140,8 @@ class Scenario(_Strict):
     time_scale: float = Field(default=1.0, gt=0)
     """Scenario seconds per real second: 60 plays a 40-minute build in 40 seconds."""
     faults: Faults = Faults()
-    images: list[Image] = []
+    images: list[Image] = Field(default_factory=list)
+    pipelines: list[Pipeline] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_arns(self) -> Scenario:
@@ -265,6 +152,38 @@ class Scenario(_Strict):
             seen.add(image.arn)
         return self
 
+    @model_validator(mode="after")
+    def _pipelines_fit(self) -> Scenario:
+        arns: set[str] = set()
+        names: dict[str, Pipeline] = {}
+        for index, pipeline in enumerate(self.pipelines):
+            if pipeline.arn in arns:
+                raise ValueError(f"pipelines[{index}].arn {pipeline.arn!r} appears twice")
+            arns.add(pipeline.arn)
+            name = pipeline.pipeline_name
+            if name in names:
+                raise ValueError(
+                    f"pipelines[{index}].name {name!r} appears twice; images name their "
+                    "pipeline by name, so names must be unique"
+                )
+            names[name] = pipeline
+        for index, image in enumerate(self.images):
+            owner = names.get(image.pipeline or "")
+            if owner is None:
+                continue
+            parts, home = image.parts, owner.image_parts
+            if any(parts[k] != home[k] for k in ("partition", "region", "account")):
+                raise ValueError(
+                    f"images[{index}] names pipeline {owner.pipeline_name!r}, which lives in "
+                    f"another partition, region or account ({owner.arn})"
+                )
+            if image.start < owner.created:
+                raise ValueError(
+                    f"images[{index}] starts at {image.start:g}s, before its pipeline "
+                    f"{owner.pipeline_name!r} is created at {owner.created:g}s"
+                )
+        return self
+
 
 def load_scenario(path: Path | str) -> Scenario:
     """Read and validate a scenario file; ScenarioError says what is wrong and where."""
@@ -272,7 +191,7 @@ def load_scenario(path: Path | str) -> Scenario:
     try:
         return Scenario.model_validate(document)
     except ValidationError as exc:
-        raise ScenarioError(path, describe(exc)) from None
+        raise ScenarioError(path, _with_key_hints(exc)) from None
 
 
 def _read(path: Path | str) -> dict[str, Any]:
@@ -280,3 +199,59 @@ def _read(path: Path | str) -> dict[str, Any]:
         return read_toml(path)
     except FileError as exc:
         raise ScenarioError(exc.path, exc.problems) from None
+
+
+_UNKNOWN_KEY = "unknown key (check its spelling and the documented keys)"
+
+
+def _with_key_hints(error: ValidationError) -> list[str]:
+    """`describe`'s lines, with "did you mean" added to each misspelled key."""
+    problems = describe(error)
+    for index, item in enumerate(error.errors(include_url=False)):
+        if item["type"] != "extra_forbidden":
+            continue
+        # pydantic adds the tried type's name for unions and function validators.
+        *where, key = (p for p in item["loc"] if not (isinstance(p, str) and "[" in p))
+        hint = difflib.get_close_matches(str(key), _keys_at(Scenario, tuple(where)), n=1)
+        if hint:
+            problems[index] = problems[index].replace(
+                _UNKNOWN_KEY, f"unknown key (did you mean {hint[0]!r}?)"
+            )
+    return problems
+
+
+def _keys_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the model at `loc` (below `root`) accepts; [] where that is not a model."""
+    current: Any = root
+    for part in loc:
+        if isinstance(part, int):
+            current = _inner_model(current, list)
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part)
+            if field is None:
+                return []
+            current = field.annotation
+        else:
+            current = _inner_model(current, dict)
+        if current is None:
+            return []
+    current = _inner_model(current, None)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _inner_model(annotation: Any, container: type | None) -> Any:
+    """The model inside `list[M]`, `dict[str, M]`, `M | None`, or `M` itself."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation if container is None else None
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _inner_model(arg, container)
+            if found is not None:
+                return found
+        return None
+    if container is not None and origin is container:
+        return typing.get_args(annotation)[-1]
+    return None

@@ -2,7 +2,9 @@
 
 `async with Simulator(scenario) as endpoint_url:` serves the scenario on
 127.0.0.1 at a free port until the block ends. Everything a test or benchmark
-needs to compare what a client saw with what the server did is readable here.
+needs to compare what a client saw with what the server did is readable here,
+and the changes a caller can make over the API (start a pipeline, cancel a
+build) can be made in-process too, through the same code.
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ from types import TracebackType
 from aiohttp import web
 
 from watcher.clock import Clock, SystemClock
-from watcher.simulator.app import World, create_app
-from watcher.simulator.catalog import Build, Catalog
+from watcher.simulator.account import Account
+from watcher.simulator.app import create_app
+from watcher.simulator.catalog import Catalog
+from watcher.simulator.documents import Renderer
 from watcher.simulator.faults import Counters, FaultPlan
-from watcher.simulator.scenario import Image, Scenario, Step
-from watcher.simulator.wire import Renderer
+from watcher.simulator.paging import Pager
+from watcher.simulator.pipelines import NeverSettles, Pipelines
+from watcher.simulator.scenario import Scenario, Step
+from watcher.simulator.world import World
+
+__all__ = ["NeverSettles", "Simulator"]
 
 
 class Simulator:
@@ -40,7 +48,7 @@ class Simulator:
         self.scenario = scenario
         self.clock: Clock = clock or SystemClock()
         self.counters = Counters()
-        self.catalog = Catalog(scenario.images)
+        self.account = Account(scenario)
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self._world: World | None = None
@@ -62,8 +70,9 @@ class Simulator:
         if self._runner is not None:
             raise RuntimeError("the simulator is already running")
         self._world = World(
-            catalog=self.catalog,
+            account=self.account,
             renderer=Renderer(self.clock.now(), self.scenario.time_scale),
+            pager=Pager(self.scenario.seed, self.scenario.faults.short_pages),
             plan=FaultPlan(self.scenario.faults, self.scenario.seed, self.clock),
             counters=self.counters,
             clock=self.clock,
@@ -93,11 +102,22 @@ class Simulator:
             await self._runner.cleanup()
             self._runner = None
 
+    @property
+    def catalog(self) -> Catalog:
+        """Every build that exists or is declared to come; scheduled runs appear here
+        as scenario time reaches them."""
+        return self.account.catalog
+
+    @property
+    def pipelines(self) -> Pipelines:
+        return self.account.pipelines
+
     # -- time ------------------------------------------------------------
 
     def scenario_time(self) -> float:
-        """Seconds of scenario time since the server started (0 before)."""
-        return self._require_world().scenario_time() if self._world else 0.0
+        """Seconds of scenario time since the server started (0 before); scheduled
+        runs due by then have started."""
+        return self._now()
 
     def real_time(self, scenario_seconds: float) -> float:
         """The `clock.monotonic()` value at which scenario time reaches `scenario_seconds`."""
@@ -105,14 +125,24 @@ class Simulator:
         return world.started + scenario_seconds / world.time_scale
 
     def entered_at(self, arn: str, status: str) -> float | None:
-        """When (on `clock.monotonic()`) the build first showed `status`; None if it never does."""
+        """When (on `clock.monotonic()`) the build first showed `status`; None if it never
+        does (or, for a scheduled run, has not started yet)."""
         build = self.catalog.get(arn)
         at = build.entered(status) if build else None
         return None if at is None else self.real_time(at)
 
     def settled_at(self) -> float:
-        """When (on `clock.monotonic()`) every build known now reaches its last step."""
-        return self.real_time(max((b.settled_by() for b in self.catalog), default=0.0))
+        """When (on `clock.monotonic()`) every build reaches its last step: the builds
+        known now and the runs their pipelines' schedules will still start (a schedule
+        with `until` ends; auto-disable can end one earlier), assuming nobody starts
+        or cancels a build from now on.
+
+        Raises NeverSettles (a RuntimeError naming the pipeline) when a schedule
+        without `until` keeps starting runs forever: a moment that never comes has
+        no clock reading, and a caller waiting for it must be told, not hang.
+        """
+        self._now()
+        return self.real_time(self.account.settles_by())
 
     # -- changes during a run --------------------------------------------
 
@@ -120,24 +150,30 @@ class Simulator:
         """Start a new build of the same image version as build ARN `like`, now.
 
         It gets the next build number, the spec of `like`, and `timeline` (else
-        the timeline of `like`). Returns the new build's ARN; the version ARN
-        resolves to it from now on.
+        the timeline of `like`). Returns the new build's ARN; once AVAILABLE, the
+        version ARN resolves to it (if it is the newest AVAILABLE build).
         """
-        template = self.catalog.get(like)
-        if template is None:
-            raise KeyError(f"no build {like} to start a new build like")
-        number = self.catalog.next_build_number(template.version_arn)
-        steps = timeline if timeline is not None else template.image.timeline
-        # Validated again, so a timeline given here obeys the same rules as a file's.
-        image = Image.model_validate(
-            {
-                **template.image.model_dump(),
-                "arn": f"{template.version_arn}/{number}",
-                "timeline": [step.model_dump(exclude_none=True) for step in steps],
-            }
-        )
-        build: Build = self.catalog.add(image, self.scenario_time())
-        return build.arn
+        return self.account.start_like(like, timeline, self._now()).arn
+
+    def start_pipeline(self, pipeline_arn: str, client_token: str | None = None) -> str:
+        """Start a run of the pipeline now, as StartImagePipelineExecution does (a
+        USER_INITIATED build, enabled or disabled pipeline alike, idempotent on
+        `client_token`). Returns the new build's ARN. Raises ApiError
+        (`watcher.simulator.wire`) with the code the endpoint would answer with.
+        """
+        return self.account.start_pipeline(pipeline_arn, self._now(), client_token)
+
+    def cancel_build(self, build_arn: str) -> None:
+        """Cancel a build that is still being created, now, as CancelImageCreation
+        does. Raises ApiError for an unknown build (ResourceNotFoundException) or
+        one whose creation is over (ResourceInUseException)."""
+        self.account.cancel(build_arn, self._now(), None)
+
+    def _now(self) -> float:
+        if self._world is None:
+            self.account.advance(0.0)
+            return 0.0
+        return self._world.now()
 
     def _require_world(self) -> World:
         if self._world is None:

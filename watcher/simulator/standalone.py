@@ -1,6 +1,7 @@
 """`ibwatch simulate`: serve a scenario on a port until interrupted, printing the
-endpoint URL and each status change the scenario makes, so a person can follow
-along while pointing the AWS CLI, `ibwatch` or their own scripts at it.
+endpoint URL, each status change the scenario makes and each pipeline run as it
+starts, so a person can follow along while pointing the AWS CLI, `ibwatch` or
+their own scripts at it.
 """
 
 from __future__ import annotations
@@ -10,8 +11,14 @@ from typing import TextIO
 
 import anyio
 
+from watcher.simulator.catalog import Build
+from watcher.simulator.pipelines import NeverSettles
 from watcher.simulator.scenario import Scenario
 from watcher.simulator.server import Simulator
+
+_RECHECK = 1.0
+"""Real seconds between looks at the account while nothing is known to be due."""
+_GRACE = 0.2
 
 
 async def serve(
@@ -38,24 +45,60 @@ async def serve(
 
 
 async def _narrate(simulator: Simulator, out: TextIO) -> None:
-    """Print each scenario status change as its moment comes."""
-    changes = sorted(
-        (phase.begins, build.arn, f"{build.name} {build.version}/{build.number}", phase.status)
-        for build in simulator.catalog
-        for phase in build.phases
-        if phase.ends is None or phase.ends > phase.begins
-    )
-    for at, _, label, status in changes:
-        wait = simulator.real_time(at) - simulator.clock.monotonic()
-        if wait > 0:
-            await simulator.clock.sleep(wait)
-        _say(out, f"  t={_minutes(at)}  {label:<28} {status}")
+    """Print each status change, and each pipeline run as it starts, as its moment
+    comes. Builds can appear at any time (scheduled runs, runs started over the
+    API), so the account is looked at again at least every `_RECHECK` seconds."""
+    told: set[tuple[str, int]] = set()
+    while True:
+        now = simulator.scenario_time()
+        for line in _news(simulator, now, told):
+            _say(out, line)
+        upcoming = simulator.account.next_change_after(now)
+        due = None if upcoming is None else simulator.real_time(upcoming)
+        wait = _RECHECK if due is None else due - simulator.clock.monotonic()
+        # At least a moment, so float rounding at a boundary cannot spin the loop.
+        await simulator.clock.sleep(min(max(wait, 0.001), _RECHECK))
+
+
+def _news(simulator: Simulator, now: float, told: set[tuple[str, int]]) -> list[str]:
+    """Lines for every change up to `now` not printed yet, in time order."""
+    declared = {image.arn for image in simulator.scenario.images}
+    changes: list[tuple[float, int, str]] = []
+    for build in simulator.catalog:
+        label = f"{build.name} {build.version}/{build.number}"
+        for phase in build.phases:
+            if phase.begins > now or (build.arn, phase.index) in told:
+                continue
+            told.add((build.arn, phase.index))
+            at = f"  t={_minutes(phase.begins)}  "
+            if phase.index == 0 and build.arn not in declared:
+                changes.append((phase.begins, 0, at + _new_run(build, label)))
+            if phase.ends is None or phase.ends > phase.begins:
+                changes.append((phase.begins, 1, at + f"{label:<28} {phase.status}"))
+    return [line for _, _, line in sorted(changes)]
+
+
+def _new_run(build: Build, label: str) -> str:
+    if build.source is None:
+        return f"build {label} started by a caller"
+    if build.build_type == "SCHEDULED":
+        return f"pipeline {build.source.name}: scheduled run {label} starts"
+    return f"pipeline {build.source.name}: run {label} started by a caller"
 
 
 async def _stop_when_settled(simulator: Simulator, scope: anyio.CancelScope, out: TextIO) -> None:
-    wait = simulator.settled_at() - simulator.clock.monotonic()
-    # A moment past the last change, so its line is printed before we stop.
-    await simulator.clock.sleep(max(0.0, wait) + 0.2)
+    while True:
+        try:
+            settled = simulator.settled_at()
+        except NeverSettles as exc:
+            _say(out, f"{exc}; serving until interrupted")
+            return
+        # A moment past the last change, so its line is printed before we stop.
+        wait = settled + _GRACE - simulator.clock.monotonic()
+        if wait <= 0:
+            break
+        # Looked at again: a run started over the API meanwhile moves the moment.
+        await simulator.clock.sleep(min(wait, _RECHECK))
     _say(out, "every build has reached its final status; stopping")
     scope.cancel()
 
