@@ -1,7 +1,8 @@
 """The files under deploy/: the Kubernetes manifests are valid against the API's
 schemas and run the image as its Dockerfile builds it; the Dockerfile is lint-clean and
 installs the way the README says; every shipped config loads in this version of
-ibwatch; the compose and CI examples are wired the way their comments say.
+ibwatch; the compose and CI examples are wired the way their comments say; the IAM
+policies grant real Image Builder actions on the resource types AWS documents for them.
 
 No Docker, no cluster, no network: schemas and linters run offline, and the sample
 receiver is exercised over loopback.
@@ -29,6 +30,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
+import botocore.session
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -49,6 +51,9 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
 GITHUB_WORKFLOW = DEPLOY / "ci" / "github-actions.yml"
 GITLAB_CI = DEPLOY / "ci" / "gitlab-ci.yml"
+DAEMON_POLICY = KUBERNETES / "iam-policy.json"
+CI_POLICY = DEPLOY / "ci" / "iam-policy-ci.json"
+POLICIES = (DAEMON_POLICY, CI_POLICY)
 
 # The oldest and the newest Kubernetes minor the manifests are checked against (both
 # ship with kubernetes-validate): stable APIs only, nothing removed, nothing too new.
@@ -386,16 +391,127 @@ def test_secret_placeholder_stops_ibwatch_at_start(variable: str) -> None:
     assert any(problem.startswith(f"sinks[{index}]") for problem in raised.value.problems)
 
 
-def test_iam_policy_allows_exactly_the_two_read_actions_on_images() -> None:
-    policy = json.loads((KUBERNETES / "iam-policy.json").read_text(encoding="utf-8"))
+# ----------------------------------------------------------------------------- IAM
+
+# The Service Authorization Reference, "Actions, resources, and condition keys for Amazon
+# EC2 Image Builder" (docs.aws.amazon.com/service-authorization/latest/reference/
+# list_amazonec2imagebuilder.html): each action's resource type, as the start of the
+# resource part of its ARN; None where it has none and takes only "*".
+DOCUMENTED_RESOURCE = {
+    "GetImage": "image/",  # image*: image/NAME/VERSION/BUILD
+    "ListImageBuildVersions": "image/",  # allImageBuildVersions*: image/NAME/VERSION/*
+    "GetImagePipeline": "image-pipeline/",  # imagePipeline*
+    "ListImagePipelineImages": "image-pipeline/",  # imagePipeline*
+    "ListImagePipelines": None,
+    "StartImagePipelineExecution": "image-pipeline/",  # imagePipeline*
+    "CancelImageCreation": "image/",  # image*
+}
+DAEMON_ACTIONS = {
+    "GetImage",
+    "ListImageBuildVersions",
+    "GetImagePipeline",
+    "ListImagePipelineImages",
+    "ListImagePipelines",
+}
+CI_ACTIONS = {
+    "GetImage",
+    "ListImageBuildVersions",
+    "GetImagePipeline",
+    "StartImagePipelineExecution",
+    "CancelImageCreation",
+}
+
+
+def _policy(path: Path) -> dict[str, Any]:
+    policy = json.loads(path.read_text(encoding="utf-8"))
+    assert isinstance(policy, dict)
+    return policy
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _grants(path: Path) -> dict[str, set[str]]:
+    """Each operation the policy allows -> the resources it allows it on."""
+    grants: dict[str, set[str]] = {}
+    for statement in _policy(path)["Statement"]:
+        for action in _as_list(statement["Action"]):
+            service, _, operation = action.partition(":")
+            assert service == "imagebuilder", f"{action}: not an Image Builder action"
+            grants.setdefault(operation, set()).update(_as_list(statement["Resource"]))
+    return grants
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=lambda p: p.name)
+def test_iam_policy_is_a_plain_allow_policy(path: Path) -> None:
+    policy = _policy(path)
+    assert set(policy) == {"Version", "Statement"}
     assert policy["Version"] == "2012-10-17"
-    actions: set[str] = set()
+    sids = [statement["Sid"] for statement in policy["Statement"]]
+    assert len(sids) == len(set(sids))
     for statement in policy["Statement"]:
+        assert set(statement) == {"Sid", "Effect", "Action", "Resource"}
         assert statement["Effect"] == "Allow"
-        assert statement["Resource"] == "arn:aws:imagebuilder:*:*:image/*"
-        listed = statement["Action"]
-        actions |= {listed} if isinstance(listed, str) else set(listed)
-    assert actions == {"imagebuilder:GetImage", "imagebuilder:ListImageBuildVersions"}
+        actions = _as_list(statement["Action"])
+        assert actions
+        assert len(actions) == len(set(actions))
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=lambda p: p.name)
+def test_iam_policy_actions_are_operations_of_the_botocore_model(path: Path) -> None:
+    """An IAM action imagebuilder:X is the API operation X: a typo would grant nothing."""
+    model = botocore.session.get_session().get_service_model("imagebuilder")
+    assert set(_grants(path)) <= set(model.operation_names)
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=lambda p: p.name)
+def test_iam_policy_resources_are_the_documented_resource_types(path: Path) -> None:
+    """Each action on "*" or on ARNs of the resource type AWS documents for it, in the
+    aws partition, any Region and account."""
+    for operation, resources in _grants(path).items():
+        assert operation in DOCUMENTED_RESOURCE, f"{operation}: look up its resource type"
+        documented = DOCUMENTED_RESOURCE[operation]
+        for resource in resources:
+            if resource == "*":
+                continue
+            assert documented is not None, f"{operation} has no resource type: use *"
+            prefix = "arn:aws:imagebuilder:*:*:"
+            assert resource.startswith(prefix + documented), f"{operation} on {resource}"
+
+
+def test_daemon_iam_policy_reads_images_and_discovers_pipelines_only() -> None:
+    grants = _grants(DAEMON_POLICY)
+    assert set(grants) == DAEMON_ACTIONS
+    writes = [operation for operation in grants if not operation.startswith(("Get", "List"))]
+    assert writes == []
+
+
+def test_ci_iam_policy_starts_and_cancels_and_reads_nothing_more() -> None:
+    grants = _grants(CI_POLICY)
+    assert set(grants) == CI_ACTIONS
+    assert grants["StartImagePipelineExecution"] == {"arn:aws:imagebuilder:*:*:image-pipeline/*"}
+    assert grants["CancelImageCreation"] == {"arn:aws:imagebuilder:*:*:image/*"}
+
+
+@pytest.mark.parametrize("path", [GITHUB_WORKFLOW, GITLAB_CI], ids=lambda p: p.name)
+def test_ci_example_points_at_the_ci_iam_policy(path: Path) -> None:
+    comments = " ".join(
+        line.lstrip("# ")
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.startswith("#")
+    )
+    named = set(re.findall(r"deploy/[\w/.-]+\.json", comments))
+    assert named == {str(CI_POLICY.relative_to(ROOT))}
+    for operation in CI_ACTIONS:
+        assert operation in comments, f"{path.name}: say the role needs {operation}"
+
+
+def test_deploy_readme_explains_both_iam_policies() -> None:
+    readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    for path in POLICIES:
+        assert str(path.relative_to(DEPLOY)) in readme
+    assert "service-authorization/latest/reference/list_amazonec2imagebuilder.html" in readme
 
 
 # ---------------------------------------------------------------------- Dockerfile
@@ -672,6 +788,7 @@ def test_github_workflow_reads_only_outputs_ibwatch_writes(tmp_path: Path) -> No
         "timed_out": False,
         "images": [
             {
+                "build_arn": "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.0.0/1",
                 "amis": [
                     {"region": "us-east-1", "image": "ami-1"},
                     {"region": "eu-west-1", "image": "ami-2"},
