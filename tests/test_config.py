@@ -28,6 +28,7 @@ from watcher.model import ImageStatus
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "watcher.example.toml"
 ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.4.0/7"
 OTHER_ARN = "arn:aws:imagebuilder:eu-west-1:123456789012:image/app/2.0.x"
+PIPELINE = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/web-base-nightly"
 MINIMAL = f'[watch]\narns = ["{ARN}"]\n'
 
 
@@ -185,7 +186,8 @@ def test_example_values_are_the_defaults() -> None:
     """What the example shows as a default is what an empty section gives."""
     example = load(EXAMPLE, env={}).redacted()
     minimal = from_mapping(
-        {"aws": {"region": "us-east-1"}, "watch": {"arns": [ARN]}}, base_dir=EXAMPLE.parent
+        {"aws": {"region": "us-east-1"}, "watch": {"arns": [ARN], "pipelines": [PIPELINE]}},
+        base_dir=EXAMPLE.parent,
     ).redacted()
     assert example == minimal
 
@@ -319,12 +321,12 @@ def test_duplicate_arn_names_both_indexes(tmp_path: Path) -> None:
 
 def test_empty_arn_list_is_rejected(tmp_path: Path) -> None:
     message = problems_of(write(tmp_path, "[watch]\narns = []\n"))
-    assert "watch.arns: list at least one image ARN to watch" in message
+    assert "watch.arns: list at least one image ARN, or a pipeline in watch.pipelines" in message
 
 
 def test_missing_arns_are_named(tmp_path: Path) -> None:
     message = problems_of(write(tmp_path, "[aws]\n"))
-    assert "watch.arns: required, but missing" in message
+    assert "watch.arns: list at least one image ARN, or a pipeline in watch.pipelines" in message
 
 
 def test_negative_duration_is_rejected(tmp_path: Path) -> None:
@@ -388,7 +390,7 @@ def test_duplicate_sink_names_are_rejected(tmp_path: Path) -> None:
 
 def test_section_of_the_wrong_type_is_named(tmp_path: Path) -> None:
     message = problems_of(write(tmp_path, 'watch = "all of them"\n'))
-    assert "  watch: expected a table with keys arns, concurrency," in message
+    assert "  watch: expected a table with keys arns, pipelines, discovery_interval," in message
     assert "got a string" in message
 
 
@@ -425,11 +427,13 @@ def test_config_error_is_a_file_error(tmp_path: Path) -> None:
         load(write(tmp_path, "[watch]\n"), env={})
     assert isinstance(caught.value, ConfigError)
     assert caught.value.path == tmp_path / "watcher.toml"
-    assert caught.value.problems == ["watch.arns: required, but missing"]
+    assert caught.value.problems == [
+        "watch.arns: list at least one image ARN, or a pipeline in watch.pipelines"
+    ]
 
 
 def test_from_mapping_names_its_source() -> None:
-    with pytest.raises(ConfigError, match=r"^inline: 1 problem\(s\):\n  watch.arns: required"):
+    with pytest.raises(ConfigError, match=r"^inline: 1 problem\(s\):\n  watch.arns: list at"):
         from_mapping({}, source="inline")
 
 
@@ -501,6 +505,9 @@ def test_override_variables_cover_the_scalar_keys() -> None:
             "IBWATCH_AWS_CONNECT_TIMEOUT",
             "IBWATCH_AWS_READ_TIMEOUT",
             "IBWATCH_WATCH_ARNS",
+            "IBWATCH_WATCH_PIPELINES",
+            "IBWATCH_WATCH_DISCOVERY_INTERVAL",
+            "IBWATCH_WATCH_NOT_FOUND_GRACE",
             "IBWATCH_WATCH_CONCURRENCY",
             "IBWATCH_WATCH_MAX_TPS",
             "IBWATCH_WATCH_JITTER",
@@ -543,3 +550,38 @@ def test_relative_state_path_from_the_environment_is_relative_to_the_working_dir
 def test_empty_state_path_is_rejected(tmp_path: Path) -> None:
     message = problems_of(write(tmp_path, MINIMAL + '[state]\npath = ""\n'))
     assert "state.path: expected a file path" in message
+
+
+def test_pipelines_alone_are_something_to_watch(tmp_path: Path) -> None:
+    config = load(write(tmp_path, f'[watch]\npipelines = ["{PIPELINE}"]\n'), env={})
+    assert config.watch.pipelines == (PIPELINE,)
+    assert config.watch.arns == ()
+
+
+def test_a_pipeline_wildcard_is_accepted(tmp_path: Path) -> None:
+    every = PIPELINE.rsplit("/", 1)[0] + "/*"
+    config = load(write(tmp_path, f'[watch]\npipelines = ["{every}"]\n'), env={})
+    assert config.watch.pipelines == (every,)
+
+
+def test_an_image_arn_among_pipelines_is_named(tmp_path: Path) -> None:
+    message = problems_of(write(tmp_path, f'[watch]\npipelines = ["{ARN}"]\n'))
+    assert "watch.pipelines[0]: " in message
+    assert "is not an image pipeline ARN; expected one like" in message
+
+
+def test_a_pipeline_listed_twice_is_named(tmp_path: Path) -> None:
+    message = problems_of(write(tmp_path, f'[watch]\npipelines = ["{PIPELINE}", "{PIPELINE}"]\n'))
+    assert "is already listed at watch.pipelines[0]; list it once" in message
+
+
+def test_version_and_build_arns_are_told_apart() -> None:
+    config = from_mapping({"watch": {"arns": [ARN, OTHER_ARN]}})
+    assert config.watch.build_arns == (ARN,)
+    assert config.watch.version_arns == (OTHER_ARN,)
+
+
+def test_pipelines_come_from_the_environment_as_a_list(tmp_path: Path) -> None:
+    other = PIPELINE.replace("web-base-nightly", "api-runtime")
+    config = load(write(tmp_path, ""), env={"IBWATCH_WATCH_PIPELINES": f"{PIPELINE}, {other}"})
+    assert config.watch.pipelines == (PIPELINE, other)

@@ -108,7 +108,9 @@ def test_first_sighting_has_no_time_in_a_previous_status() -> None:
 def test_first_sighting_starts_tracking_the_build() -> None:
     snapshot = snap("BUILDING", 90)
     state, _ = observe(VERSION_ARN, None, snapshot)
-    assert state == Tracked(snapshot=snapshot, status_since=snapshot.observed_at, sequence=1)
+    assert state == Tracked(
+        snapshot=snapshot, status_since=snapshot.observed_at, sequence=1, watched=VERSION_ARN
+    )
 
 
 def test_an_event_records_the_arn_as_watched_and_the_build_it_resolved_to() -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import AsyncExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 import anyio
@@ -30,7 +31,18 @@ from watcher.errors import (
     Throttled,
     Unavailable,
 )
-from watcher.model import Ami, Arn, Container, ImageSnapshot, ImageStatus, Outputs
+from watcher.model import (
+    Ami,
+    Arn,
+    Container,
+    ImageSnapshot,
+    ImageStatus,
+    Outputs,
+    PipelineArn,
+    PipelineInfo,
+)
+
+T = TypeVar("T")
 
 _THROTTLING = {
     "CallRateLimitExceededException",
@@ -67,6 +79,15 @@ _BAD_CREDENTIALS = {
     "InvalidClientTokenId",
     "RequestExpired",
 }
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a List operation. The model: a `nextToken` means more items
+    may follow, even when this page is short or empty."""
+
+    items: list[T]
+    next_token: str | None
 
 
 class ImageSource(Protocol):
@@ -122,9 +143,11 @@ class AwsImageSource:
         self._clients.clear()
 
     async def warm(self, arns: Iterable[str]) -> None:
-        """Create the clients these ARNs need now rather than on their first poll:
-        loading models and TLS contexts happens once, before the clock matters."""
-        for region in sorted({Arn.parse(arn).region for arn in arns}):
+        """Create the clients these (image or pipeline) ARNs need now rather than on
+        their first call: loading models and TLS contexts happens once, before the
+        clock matters."""
+        # Image and pipeline ARNs alike: the region is the ARN's fourth field.
+        for region in sorted({arn.split(":")[3] for arn in arns}):
             await self._client(region)
 
     async def get(self, arn: str) -> ImageSnapshot:
@@ -137,6 +160,106 @@ class AwsImageSource:
             with classify_errors(arn):
                 raise exc from None
         return snapshot_from_response(response, arn, observed_at=self._clock.now())
+
+    # -- discovery and CI calls: one API call each, so that every page goes
+    # -- through the caller's rate limiter and retries on its own.
+
+    async def list_build_versions(
+        self,
+        region: str,
+        *,
+        version_arn: str | None = None,
+        name: str | None = None,
+        next_token: str | None = None,
+    ) -> Page[ImageSnapshot]:
+        """One page of ListImageBuildVersions: the builds of exact version
+        `version_arn`, or (without it) of every image named `name` in the region's
+        account. The model: imageVersionArn is optional and takes no wildcards."""
+        request: dict[str, Any] = {"maxResults": 25}
+        if version_arn is not None:
+            request["imageVersionArn"] = version_arn
+        if name is not None:
+            request["filters"] = [{"name": "name", "values": [name]}]
+        if next_token:
+            request["nextToken"] = next_token
+        response = await self._call(region, "list_image_build_versions", version_arn or "", request)
+        return self._summaries(response, version_arn or name or "")
+
+    async def list_pipeline_images(
+        self, pipeline_arn: str, *, next_token: str | None = None
+    ) -> Page[ImageSnapshot]:
+        """One page of ListImagePipelineImages: the builds a pipeline created."""
+        request: dict[str, Any] = {"imagePipelineArn": pipeline_arn, "maxResults": 25}
+        if next_token:
+            request["nextToken"] = next_token
+        region = PipelineArn.parse(pipeline_arn).region
+        response = await self._call(region, "list_image_pipeline_images", pipeline_arn, request)
+        return self._summaries(response, pipeline_arn)
+
+    async def get_pipeline(self, pipeline_arn: str) -> PipelineInfo:
+        region = PipelineArn.parse(pipeline_arn).region
+        response = await self._call(
+            region, "get_image_pipeline", pipeline_arn, {"imagePipelineArn": pipeline_arn}
+        )
+        return _pipeline(response.get("imagePipeline"), pipeline_arn)
+
+    async def list_pipelines(
+        self, region: str, *, next_token: str | None = None
+    ) -> Page[PipelineInfo]:
+        """One page of ListImagePipelines: every pipeline of the region's account."""
+        request: dict[str, Any] = {"maxResults": 25}
+        if next_token:
+            request["nextToken"] = next_token
+        response = await self._call(region, "list_image_pipelines", "", request)
+        items = response.get("imagePipelineList") or []
+        return Page(
+            [_pipeline(item, "") for item in items if isinstance(item, dict)],
+            response.get("nextToken") or None,
+        )
+
+    async def start_pipeline(self, pipeline_arn: str, client_token: str) -> str:
+        """StartImagePipelineExecution; returns the new build's ARN. The same
+        `client_token` returns the original build instead of starting another."""
+        region = PipelineArn.parse(pipeline_arn).region
+        response = await self._call(
+            region,
+            "start_image_pipeline_execution",
+            pipeline_arn,
+            {"imagePipelineArn": pipeline_arn, "clientToken": client_token},
+        )
+        arn = response.get("imageBuildVersionArn")
+        if not isinstance(arn, str):
+            raise Unavailable(
+                "malformed StartImagePipelineExecution response: no imageBuildVersionArn",
+                code="Malformed",
+                arn=pipeline_arn,
+            )
+        return arn
+
+    async def cancel_build(self, build_arn: str, client_token: str) -> None:
+        """CancelImageCreation: asynchronous, the build moves to CANCELLED later."""
+        await self._call(
+            Arn.parse(build_arn).region,
+            "cancel_image_creation",
+            build_arn,
+            {"imageBuildVersionArn": build_arn, "clientToken": client_token},
+        )
+
+    async def _call(
+        self, region: str, operation: str, arn: str, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        client = self._clients.get(region) or await self._client(region)
+        with classify_errors(arn):
+            response: dict[str, Any] = await getattr(client, operation)(**request)
+        return response
+
+    def _summaries(self, response: dict[str, Any], arn: str) -> Page[ImageSnapshot]:
+        now = self._clock.now()
+        items = response.get("imageSummaryList") or []
+        return Page(
+            [snapshot_from_image(item, arn, observed_at=now) for item in items],
+            response.get("nextToken") or None,
+        )
 
     async def _client(self, region: str) -> Any:
         async with self._lock:
@@ -220,6 +343,12 @@ def snapshot_from_response(
     if not isinstance(image, dict) or not isinstance(image.get("state"), dict):
         # botocore turns an unparseable 200 body into a response without `image`.
         raise Unavailable("malformed GetImage response: no image in it", code="Malformed", arn=arn)
+    return snapshot_from_image(image, arn, observed_at=observed_at)
+
+
+def snapshot_from_image(image: dict[str, Any], arn: str, *, observed_at: datetime) -> ImageSnapshot:
+    """Read an `Image` (GetImage) or an `ImageSummary` (the List operations): they
+    share every member a snapshot holds."""
     try:
         state = image["state"]
         built = Arn.parse(image["arn"])
@@ -236,14 +365,20 @@ def snapshot_from_response(
             build=int(build) if build else (built.build or 0),
             type=image.get("type"),
             platform=image.get("platform"),
-            pipeline=image.get("sourcePipelineName"),
+            pipeline=image.get("sourcePipelineName") or _pipeline_name(image),
             created=_date(image.get("dateCreated")),
             tests_enabled=tests.get("imageTestsEnabled"),
             outputs=_outputs(outputs),
             observed_at=observed_at,
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise Unavailable(f"malformed GetImage response: {exc}", code="Malformed", arn=arn) from exc
+        raise Unavailable(f"malformed image in response: {exc}", code="Malformed", arn=arn) from exc
+
+
+def _pipeline_name(image: dict[str, Any]) -> str | None:
+    # The model: sourcePipelineName is not returned for new images; use sourcePipelineArn.
+    source = image.get("sourcePipelineArn")
+    return source.rsplit("/", 1)[-1] if isinstance(source, str) and "/" in source else None
 
 
 _NO_OUTPUTS = Outputs()
@@ -274,3 +409,19 @@ def _date(value: object) -> datetime | None:
         except ValueError:
             return None
     return None
+
+
+def _pipeline(value: object, arn: str) -> PipelineInfo:
+    if not isinstance(value, dict):
+        raise Unavailable("malformed response: no image pipeline in it", code="Malformed", arn=arn)
+    try:
+        last_run = value.get("dateLastRun")
+        return PipelineInfo(
+            arn=value["arn"],
+            name=value.get("name") or value["arn"].rsplit("/", 1)[-1],
+            status=value.get("status") or "ENABLED",
+            date_last_run=str(last_run) if last_run else None,
+            last_run_status=value.get("lastRunStatus"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Unavailable(f"malformed image pipeline: {exc}", code="Malformed", arn=arn) from exc

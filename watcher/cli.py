@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -18,7 +19,10 @@ from watcher._validation import FileError
 from watcher._version import __version__
 from watcher.clock import SystemClock
 from watcher.durations import parse_duration
-from watcher.model import Arn, InvalidArn
+from watcher.model import Arn, InvalidArn, PipelineArn
+
+if TYPE_CHECKING:
+    from watcher.wait import WaitRequest
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -63,38 +67,42 @@ def build_parser() -> argparse.ArgumentParser:
         "arns",
         nargs="+",
         metavar="ARN",
-        help="image build-version ARN (.../NAME/1.2.3/4) or version ARN (.../NAME/1.2.3)",
+        help="image build-version ARN (.../NAME/1.2.3/4), or version ARN (.../NAME/1.2.3, "
+        "'x' wildcards allowed) meaning its newest build, found by listing",
     )
-    wait.add_argument(
-        "--timeout",
-        type=_duration,
-        default=7200.0,
-        help="give up after this long, exit 3 (default: 2h)",
+    _wait_options(wait)
+
+    start = commands.add_parser(
+        "start",
+        help="start image pipelines, then wait for their builds like wait-until-available",
+        description="Call StartImagePipelineExecution for each pipeline, then wait for the "
+        "new builds exactly as wait-until-available does (same options, outputs and exit "
+        "codes). The client token is printed: give it back with --client-token when a CI job "
+        "is retried, and Image Builder returns the same builds instead of starting new ones.",
     )
-    wait.add_argument(
-        "--interval",
-        type=_duration,
-        default=30.0,
-        help="time between polls of one build (default: 30s)",
+    start.add_argument(
+        "pipelines",
+        nargs="+",
+        metavar="PIPELINE_ARN",
+        type=_pipeline_arn,
+        help="image pipeline ARN (.../image-pipeline/NAME)",
     )
-    wait.add_argument("--region", help="AWS region for the clients; an ARN's own region wins")
-    wait.add_argument(
-        "--endpoint-url",
-        help="Image Builder endpoint (default: botocore's, which "
-        "honours AWS_ENDPOINT_URL_IMAGEBUILDER)",
+    start.add_argument(
+        "--client-token",
+        metavar="TOKEN",
+        help="idempotency token (1-64 characters; default: a new one, printed)",
     )
-    wait.add_argument(
-        "--output",
-        choices=("text", "json"),
-        default="text",
-        help="result format on stdout (default: text)",
+    start.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="print the new build ARN(s) and exit 0 without waiting",
     )
-    wait.add_argument(
-        "--max-tps",
-        type=_positive,
-        default=5.0,
-        help="most get_image calls per second across all ARNs (default: 5)",
+    start.add_argument(
+        "--cancel-on-timeout",
+        action="store_true",
+        help="at the timeout, cancel (CancelImageCreation) the builds still running; exit 3",
     )
+    _wait_options(start)
 
     demo = commands.add_parser(
         "demo",
@@ -172,6 +180,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _wait_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=_duration,
+        default=7200.0,
+        help="give up after this long, exit 3 (default: 2h)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=_duration,
+        default=30.0,
+        help="time between polls of one build (default: 30s)",
+    )
+    parser.add_argument(
+        "--not-found-grace",
+        type=_duration,
+        default=120.0,
+        help="a build answering NotFound this soon after it is first polled is retried "
+        "(a just-started build can 404 for a moment); later it is an error, exit 4 "
+        "(default: 2m)",
+    )
+    parser.add_argument("--region", help="AWS region for the clients; an ARN's own region wins")
+    parser.add_argument(
+        "--endpoint-url",
+        help="Image Builder endpoint (default: botocore's, which "
+        "honours AWS_ENDPOINT_URL_IMAGEBUILDER)",
+    )
+    parser.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="result format on stdout (default: text)",
+    )
+    parser.add_argument(
+        "--max-tps",
+        type=_positive,
+        default=5.0,
+        help="most Image Builder calls per second across all ARNs (default: 5)",
+    )
+
+
+def _pipeline_arn(text: str) -> str:
+    try:
+        found = PipelineArn.parse(text)
+    except InvalidArn as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if found.is_wildcard:
+        raise argparse.ArgumentTypeError(f"{text!r}: name one pipeline to start, not all of them")
+    return str(found)
+
+
 def _log_options(parser: argparse.ArgumentParser, default: str = "auto") -> None:
     parser.add_argument(
         "--log-format",
@@ -219,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "run": _run,
         "wait-until-available": _wait,
+        "start": _start,
         "demo": _demo,
         "simulate": _simulate,
         "check-config": _check_config,
@@ -256,13 +316,58 @@ def _run(args: argparse.Namespace) -> int:
 
 def _wait(args: argparse.Namespace) -> int:
     from watcher.logs import configure
-    from watcher.wait import WaitRequest, wait_until_available
+    from watcher.wait import wait_until_available
 
     arns = tuple(
         dict.fromkeys(str(Arn.parse(text)) for text in args.arns)
     )  # exit 2 before any call
     configure(sys.stderr, log_format="auto", level="warning")
-    request = WaitRequest(
+    github_output = os.environ.get("GITHUB_OUTPUT")
+    return anyio.run(
+        lambda: wait_until_available(
+            _wait_request(args, arns),
+            clock=SystemClock(),
+            stdout=sys.stdout,
+            stderr=sys.stderr,
+            github_output=Path(github_output) if github_output else None,
+        )
+    )
+
+
+def _start(args: argparse.Namespace) -> int:
+    from watcher.logs import configure
+    from watcher.start import StartRequest, check_client_token, start_pipelines
+
+    pipelines = tuple(dict.fromkeys(args.pipelines))
+    if args.client_token is not None:
+        problem = check_client_token(args.client_token, len(pipelines))
+        if problem:
+            print(f"ibwatch: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+    configure(sys.stderr, log_format="auto", level="warning")
+    request = StartRequest(
+        pipelines=pipelines,
+        wait=_wait_request(args, ()),
+        client_token=args.client_token,
+        no_wait=args.no_wait,
+        cancel_on_timeout=args.cancel_on_timeout,
+    )
+    github_output = os.environ.get("GITHUB_OUTPUT")
+    return anyio.run(
+        lambda: start_pipelines(
+            request,
+            clock=SystemClock(),
+            stdout=sys.stdout,
+            stderr=sys.stderr,
+            github_output=Path(github_output) if github_output else None,
+        )
+    )
+
+
+def _wait_request(args: argparse.Namespace, arns: tuple[str, ...]) -> WaitRequest:
+    from watcher.wait import WaitRequest
+
+    return WaitRequest(
         arns=arns,
         timeout=args.timeout,
         interval=args.interval,
@@ -270,16 +375,7 @@ def _wait(args: argparse.Namespace) -> int:
         endpoint_url=args.endpoint_url,
         output=args.output,
         max_tps=args.max_tps,
-    )
-    github_output = os.environ.get("GITHUB_OUTPUT")
-    return anyio.run(
-        lambda: wait_until_available(
-            request,
-            clock=SystemClock(),
-            stdout=sys.stdout,
-            stderr=sys.stderr,
-            github_output=Path(github_output) if github_output else None,
-        )
+        not_found_grace=args.not_found_grace,
     )
 
 

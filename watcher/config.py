@@ -40,7 +40,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from watcher._validation import FileError, describe, read_toml
 from watcher.durations import Duration
-from watcher.model import Arn, ImageStatus, Transition
+from watcher.model import Arn, ImageStatus, PipelineArn, Transition
 
 ENV_PREFIX = "IBWATCH_"
 
@@ -211,6 +211,10 @@ def _arn(value: str) -> str:
     return str(Arn.parse(value))
 
 
+def _pipeline_arn(value: str) -> str:
+    return str(PipelineArn.parse(value))
+
+
 def _interval_key(key: str) -> str:
     if key == "default" or key in STATUSES:
         return key
@@ -267,8 +271,17 @@ class RetryConfig(_Strict):
 class WatchConfig(_Strict):
     """What to watch and how hard to poll."""
 
-    arns: tuple[Annotated[str, AfterValidator(_arn)], ...]
-    """Image ARNs (build-version or version), normalised; at least one, each once."""
+    arns: tuple[Annotated[str, AfterValidator(_arn)], ...] = ()
+    """Image ARNs, normalised, each once. A build-version ARN is watched itself; a
+    version ARN (wildcards allowed) is a source: discovery follows every build of it."""
+    pipelines: tuple[Annotated[str, AfterValidator(_pipeline_arn)], ...] = ()
+    """Image pipeline ARNs whose builds discovery follows; `.../image-pipeline/*` is
+    every pipeline of that account and region, including ones created later."""
+    discovery_interval: PositiveDuration = 60.0
+    """How often version ARNs and pipelines are listed for new builds."""
+    not_found_grace: FiniteDuration = 120.0
+    """A build that answers NotFound within this long of first being polled is
+    retried (a just-started build can 404 for a moment); after it, it is parked."""
     concurrency: int = Field(default=16, ge=1, le=1024)
     max_tps: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     """GetImage requests per second across all workers (the rate limiter's ceiling)."""
@@ -282,11 +295,9 @@ class WatchConfig(_Strict):
     """Seconds between polls by status; `default` for any status not listed."""
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
-    @field_validator("arns")
+    @field_validator("arns", "pipelines")
     @classmethod
-    def _unique_arns(cls, arns: tuple[str, ...]) -> tuple[str, ...]:
-        if not arns:
-            raise ValueError("list at least one image ARN to watch")
+    def _unique_arns(cls, arns: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         first: dict[str, int] = {}
         repeated = []
         for index, arn in enumerate(arns):
@@ -294,7 +305,8 @@ class WatchConfig(_Strict):
                 repeated.append(
                     (
                         (index,),
-                        f"{arn!r} is already listed at watch.arns[{first[arn]}]; list it once",
+                        f"{arn!r} is already listed at watch.{info.field_name}[{first[arn]}]; "
+                        "list it once",
                         arn,
                     )
                 )
@@ -302,6 +314,25 @@ class WatchConfig(_Strict):
         if repeated:
             raise _problems("WatchConfig", repeated)
         return arns
+
+    @model_validator(mode="after")
+    def _something_to_watch(self) -> Self:
+        if not self.arns and not self.pipelines:
+            raise _problems(
+                "WatchConfig",
+                [(("arns",), "list at least one image ARN, or a pipeline in watch.pipelines", [])],
+            )
+        return self
+
+    @property
+    def build_arns(self) -> tuple[str, ...]:
+        """The build-version ARNs in `arns`: watched themselves."""
+        return tuple(arn for arn in self.arns if Arn.parse(arn).is_build)
+
+    @property
+    def version_arns(self) -> tuple[str, ...]:
+        """The version ARNs in `arns`: sources whose every build is followed."""
+        return tuple(arn for arn in self.arns if not Arn.parse(arn).is_build)
 
     def interval_for(self, status: ImageStatus) -> float:
         """Seconds between polls of a build in `status` (before jitter); `default`
@@ -699,7 +730,7 @@ ENV_OVERRIDES: Mapping[str, tuple[str, str]] = _env_overrides()
 A list key (`watch.arns`) takes a comma-separated value."""
 
 _ENV_SECTIONS = tuple(f"{ENV_PREFIX}{name}_" for name in ("AWS", "WATCH", "STATE"))
-_LIST_KEYS = frozenset({("watch", "arns")})
+_LIST_KEYS = frozenset({("watch", "arns"), ("watch", "pipelines")})
 _NO_ENV: Mapping[str, str] = MappingProxyType({})
 
 

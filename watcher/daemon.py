@@ -25,8 +25,9 @@ from watcher._validation import FileError
 from watcher._version import __version__
 from watcher.aws import AwsImageSource
 from watcher.clock import Clock
-from watcher.config import Config, load
+from watcher.config import Config, WatchConfig, load
 from watcher.delivery import DeliveryPolicy, Dispatcher
+from watcher.discovery import Discovery, Sources
 from watcher.engine import Engine, Schedule
 from watcher.metrics import MeteredSource, Metrics, Readiness
 from watcher.ratelimit import AimdLimiter
@@ -36,6 +37,11 @@ from watcher.sinks.http import HttpPoster
 from watcher.store import SqliteStore
 
 log = structlog.get_logger("ibwatch")
+
+
+def _watched_keys(watch: WatchConfig) -> dict[str, object]:
+    """The [watch] keys a reload applies: what to watch."""
+    return {"arns": watch.arns, "pipelines": watch.pipelines}
 
 
 @dataclass
@@ -49,6 +55,7 @@ class Service:
     dispatcher: Dispatcher
     engine: Engine
     clock: Clock
+    discovery: Discovery
     metrics: Metrics = field(default_factory=Metrics)
     readiness: Readiness | None = None
     store_open: bool = True
@@ -103,6 +110,7 @@ async def open_service(
                     jitter=watch.jitter,
                     failed_recheck_interval=watch.failed_recheck_interval,
                     failed_recheck_window=watch.failed_recheck_window,
+                    not_found_grace=watch.not_found_grace,
                 ),
                 retry=RetryPolicy(
                     attempts=watch.retry.attempts, base=watch.retry.base, cap=watch.retry.cap
@@ -112,8 +120,26 @@ async def open_service(
                 outbox=dispatcher,
                 metrics=metrics,
             )
+            discovery = Discovery(
+                edge=source,
+                engine=engine,
+                store=store,
+                clock=clock,
+                interval=watch.discovery_interval,
+                sources=sources_of(config),
+                metrics=metrics,
+            )
             yield Service(
-                config, store, source, poster, dispatcher, engine, clock, metrics, readiness
+                config,
+                store,
+                source,
+                poster,
+                dispatcher,
+                engine,
+                clock,
+                discovery,
+                metrics,
+                readiness,
             )
     finally:
         await store.close()
@@ -137,6 +163,7 @@ async def run_daemon(config: Config, *, clock: Clock, config_path: Path | None =
             "ibwatch.started",
             version=__version__,
             arns=len(config.watch.arns),
+            pipelines=len(config.watch.pipelines),
             sinks=len(config.sinks),
             listen=config.server.listen,
             config=config.redacted(),
@@ -173,9 +200,16 @@ async def run_daemon(config: Config, *, clock: Clock, config_path: Path | None =
     return 0
 
 
+def sources_of(config: Config) -> Sources:
+    return Sources(versions=config.watch.version_arns, pipelines=config.watch.pipelines)
+
+
 async def _watch(service: Service, scope: anyio.CancelScope) -> None:
     with scope:
-        await service.engine.run(service.config.watch.arns)
+        async with anyio.create_task_group() as group:
+            group.start_soon(service.discovery.run)
+            await service.engine.run(service.config.watch.build_arns)
+            group.cancel_scope.cancel()
 
 
 async def _drain(service: Service) -> None:
@@ -206,12 +240,13 @@ async def _reload(service: Service, config_path: Path | None) -> None:
         )
         return
     old = service.config
-    added_arns, removed_arns = await service.engine.watch_arns(new.watch.arns)
+    added_arns, removed_arns = await service.engine.watch_arns(new.watch.build_arns)
+    service.discovery.sources = sources_of(new)
     added_sinks, removed_sinks = service.dispatcher.set_routes(
         build_routes(new.sinks, poster=service.poster, clock=service.clock)
     )
     unchanged = {
-        "watch": new.watch.model_copy(update={"arns": old.watch.arns}) == old.watch,
+        "watch": new.watch.model_copy(update=_watched_keys(old.watch)) == old.watch,
         "aws": new.aws == old.aws,
         "state": new.state == old.state,
         "delivery": new.delivery == old.delivery,
@@ -221,7 +256,7 @@ async def _reload(service: Service, config_path: Path | None) -> None:
         update={
             "sinks": new.sinks,
             "shutdown": new.shutdown,
-            "watch": old.watch.model_copy(update={"arns": new.watch.arns}),
+            "watch": old.watch.model_copy(update=_watched_keys(new.watch)),
         }
     )
     log.info(
@@ -236,5 +271,5 @@ async def _reload(service: Service, config_path: Path | None) -> None:
         log.warning(
             "config.needs_restart",
             sections=needs_restart,
-            note="only ARNs, sinks and the shutdown grace change on reload",
+            note="only ARNs, pipelines, sinks and the shutdown grace change on reload",
         )

@@ -19,6 +19,7 @@ from aiobotocore.session import AioSession
 from watcher.clock import Clock
 from watcher.config import from_mapping
 from watcher.daemon import open_service
+from watcher.engine import Watch
 from watcher.simulator import Simulator, load_scenario
 from watcher.summary import duration_text
 
@@ -29,7 +30,11 @@ DEMO_SCENARIO = Path(__file__).resolve().parent / "simulator" / "scenarios" / "d
 
 async def run_demo(scenario_path: Path, *, clock: Clock, out: TextIO, interval: float = 0.5) -> int:
     scenario = load_scenario(scenario_path)
-    arns = [image.arn for image in scenario.images]
+    pipelines = [str(pipeline.arn) for pipeline in scenario.pipelines]
+    # Builds no pipeline made are watched by their own ARN; the rest are found by
+    # following their pipelines, as a platform team's daemon would.
+    names = {pipeline.pipeline_name for pipeline in scenario.pipelines}
+    arns = [image.arn for image in scenario.images if image.pipeline not in names]
     session = AioSession()
     session.set_credentials("DEMOACCESSKEY", "demo-secret-not-used-by-the-simulator")
     started = clock.monotonic()
@@ -37,37 +42,62 @@ async def run_demo(scenario_path: Path, *, clock: Clock, out: TextIO, interval: 
         config = from_mapping(
             {
                 "aws": {"region": "us-east-1"},
-                "watch": {"arns": arns, "intervals": {"default": interval}, "max_tps": 10},
+                "watch": {
+                    "arns": arns,
+                    "pipelines": pipelines,
+                    "discovery_interval": interval * 2,
+                    "intervals": {"default": interval},
+                    # The demo account's GetImage quota (its scenario's rate limit).
+                    "max_tps": 20,
+                },
                 "state": {"path": str(Path(state_dir) / "demo-state.db")},
                 "sinks": [{"type": "log"}],
             },
             source="ibwatch demo",
         )
-        async with Simulator(scenario, clock=clock) as endpoint_url:
+        simulator = Simulator(scenario, clock=clock)
+        async with simulator as endpoint_url:
             _say(
                 out,
-                f"ibwatch demo: watching {len(arns)} builds on the embedded simulator at "
-                f"{endpoint_url} (scenario {scenario.name!r}, {scenario.time_scale:g}x speed)",
+                f"ibwatch demo: following {len(pipelines)} pipelines and {len(arns)} builds on "
+                f"the embedded simulator at {endpoint_url} (scenario {scenario.name!r}, "
+                f"{scenario.time_scale:g}x speed)",
             )
             async with open_service(
                 config, clock=clock, endpoint_url=endpoint_url, source_session=session
             ) as service:
-                await service.source.warm(arns)
+                await service.source.warm(arns + pipelines)
+
+                async def finish_once_settled() -> None:
+                    # Past the scenario's last change, list once more so the last
+                    # scheduled run is found, then stop when every build has ended.
+                    await clock.sleep(max(0.0, simulator.settled_at() - clock.monotonic()))
+                    await service.discovery.discover_once()
+                    service.engine.finish_when_ended()
+
                 async with anyio.create_task_group() as group:
                     group.start_soon(service.dispatcher.run)
-                    result = await service.engine.run(arns, stop_when_ended=True)
+                    group.start_soon(service.discovery.run)
+                    group.start_soon(finish_once_settled)
+                    result = await service.engine.run(arns)
                     await service.dispatcher.drained()
                     group.cancel_scope.cancel()
     _say(
         out,
         f"ibwatch demo: every build has ended after {duration_text(clock.monotonic() - started)}:",
     )
-    for watch in result.watches.values():
+    # Discovery finds builds in no set order: list them by image and build.
+    for watch in sorted(result.watches.values(), key=_by_image):
         snapshot = watch.tracked.snapshot if watch.tracked else None
         status = snapshot.status.value if snapshot else f"error: {watch.error}"
         name = f"{snapshot.name} {snapshot.version}/{snapshot.build}" if snapshot else watch.arn
         _say(out, f"  {name:<28} {status}")
     return 0
+
+
+def _by_image(watch: Watch) -> tuple[str, str, int]:
+    snapshot = watch.tracked.snapshot if watch.tracked else None
+    return (snapshot.name, snapshot.version, snapshot.build) if snapshot else (watch.arn, "", 0)
 
 
 def _say(out: TextIO, line: str) -> None:

@@ -13,9 +13,9 @@ import heapq
 import itertools
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio
 import structlog
@@ -24,8 +24,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from watcher.aws import ImageSource
 from watcher.clock import Clock
-from watcher.errors import ApiError, FinalError, RetryableError
-from watcher.model import Arn, ImageStatus, Transition
+from watcher.errors import ApiError, FinalError, NotFound, RetryableError
+from watcher.model import Arn, ImageSnapshot, ImageStatus, Transition
 from watcher.ratelimit import AimdLimiter
 from watcher.retry import RetryPolicy, call_with_retry
 from watcher.sinks.base import Sink
@@ -36,6 +36,8 @@ if TYPE_CHECKING:  # the one-shot wait needs no Prometheus client at start-up
     from watcher.metrics import Metrics
 
 log = structlog.get_logger("ibwatch")
+
+T = TypeVar("T")
 
 
 class Outbox(Protocol):
@@ -59,16 +61,42 @@ class Schedule:
     failed_recheck_interval: float = 600.0
     failed_recheck_window: float = 6 * 3600.0
     """A FAILED build is re-checked this long, since RetryImage can revive it."""
+    not_found_grace: float = 120.0
+    """A build that answers NotFound this soon after it was first polled is
+    retried: right after StartImagePipelineExecution the new ARN can 404 for a
+    moment. Later, NotFound parks it."""
+
+
+Resolver = Callable[[str], Awaitable[str | None]]
+"""A version ARN -> the ARN of its newest build, or None while it has none."""
 
 
 @dataclass
 class Watch:
-    """What the engine knows of one watched ARN."""
+    """What the engine knows of one watched ARN.
+
+    Three kinds share it: a build ARN from the config (`arn` = `watched` =
+    `build_arn`); a build found by discovery (`arn` = `build_arn`, `watched` the
+    version or pipeline ARN it was found through); and, in one-shot runs, a
+    version ARN (`arn` = `watched`) whose newest build is looked up first
+    (`build_arn` None until then).
+    """
 
     arn: str
-    is_version: bool
+    """The key: what the store remembers the watch under."""
+    watched: str
+    """What its events name as `watched`."""
+    build_arn: str | None
+    """The build GetImage is asked about; None while a version ARN is unresolved."""
     tracked: Tracked | None = None
     error: FinalError | None = None
+    added_at: float = 0.0
+    """Clock seconds (monotonic) when the engine began polling `build_arn`: the
+    NotFound grace counts from here."""
+    discovered: bool = False
+    """Found by discovery, not configured: a config reload does not drop it."""
+    waiting: str | None = None
+    """Why an unresolved version ARN is not being polled yet ("no build of ... yet")."""
 
     @property
     def ended(self) -> bool:
@@ -82,6 +110,9 @@ class Watch:
 class RunResult:
     watches: dict[str, Watch]
     timed_out: bool = False
+    cancelled: set[str] = field(default_factory=set)
+    """ARNs whose builds the caller cancelled because time ran out (`ibwatch start
+    --cancel-on-timeout`): they count as timed out, not as failed."""
 
 
 class Engine:
@@ -99,10 +130,13 @@ class Engine:
         outbox: Outbox | None = None,
         listeners: Sequence[Sink] = (),
         metrics: Metrics | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         """`outbox` routes each committed event to the sinks that want it (durable
         delivery rows in the same transaction); `listeners` are in-process observers
-        told right after the commit, such as the progress lines of a one-shot wait."""
+        told right after the commit, such as the progress lines of a one-shot wait;
+        `resolver` finds the newest build of a version ARN (one-shot runs only: the
+        daemon follows version ARNs through discovery instead)."""
         self._source = source
         self._store = store
         self._listeners: list[Sink] = list(listeners)
@@ -123,22 +157,90 @@ class Engine:
         self._all_ended = anyio.Event()
         self._stop_when_ended = False
         self._timed_out = False
+        self._resolver = resolver
+        self._remembered: dict[str, Tracked] | None = None
 
     async def watch_arns(self, arns: Sequence[str]) -> tuple[list[str], list[str]]:
-        """Watch exactly `arns` from now on: new ones are polled at once (with what
-        the store remembers of them), dropped ones leave the schedule. Returns
-        (added, removed)."""
+        """Watch exactly these configured `arns` from now on: new ones are polled at
+        once (with what the store remembers of them), dropped ones leave the
+        schedule. Builds found by discovery are not touched. Returns (added, removed)."""
         remembered = await self._store.load_all()
+        wanted = set(arns)
         added = [arn for arn in arns if arn not in self.watches]
-        removed = [arn for arn in self.watches if arn not in set(arns)]
+        removed = [arn for arn, w in self.watches.items() if not w.discovered and arn not in wanted]
         for arn in removed:
             del self.watches[arn]  # its schedule entry is skipped when it comes due
+        now = self._clock.monotonic()
         for arn in added:
+            is_build = Arn.parse(arn).is_build
+            if not is_build and self._resolver is None:
+                raise ValueError(f"{arn} is a version ARN: only discovery follows those here")
+            tracked = remembered.get(arn)
             self.watches[arn] = Watch(
-                arn=arn, is_version=not Arn.parse(arn).is_build, tracked=remembered.get(arn)
+                arn=arn,
+                watched=(tracked.watched if tracked and tracked.watched else arn),
+                build_arn=arn if is_build else (tracked.snapshot.arn if tracked else None),
+                tracked=tracked,
+                added_at=now,
             )
-            self._push(arn, self._clock.monotonic())
+            self._push(arn, now)
         return added, removed
+
+    async def add_discovered(
+        self, source: str, builds: Sequence[ImageSnapshot], *, baseline: bool = False
+    ) -> list[str]:
+        """Watch the builds discovery listed through `source` that are not watched
+        yet; returns the ARNs of those it added.
+
+        A build the store remembers carries on from there. With `baseline` (the
+        source's first listing ever), a build already terminal is recorded without
+        an event: a first start must not flood chat with historical AVAILABLEs.
+        Every other new build is polled at once, and its first sighting announced.
+        """
+        new = [build for build in builds if build.arn not in self.watches]
+        if not new:
+            return []
+        if self._remembered is None:
+            self._remembered = await self._store.load_all()
+        now = self._clock.monotonic()
+        for build in new:
+            remembered = self._remembered.pop(build.arn, None)
+            watch = Watch(
+                arn=build.arn,
+                watched=remembered.watched if remembered and remembered.watched else source,
+                build_arn=build.arn,
+                tracked=remembered,
+                added_at=now,
+                discovered=True,
+            )
+            self.watches[build.arn] = watch
+            if remembered is None and baseline and build.status.terminal:
+                watch.tracked = Tracked(
+                    snapshot=build, status_since=build.observed_at, sequence=1, watched=source
+                )
+                await self._store.commit(
+                    build.arn, watch.tracked, [], None, now=self._clock.now().timestamp()
+                )
+            if watch.tracked is None or not watch.tracked.snapshot.status.terminal:
+                self._push(build.arn, now)
+                continue
+            delay = self._next_poll(watch)  # a FAILED build is re-checked for a while
+            if delay is not None:
+                self._push(build.arn, now + delay)
+        self._check_all_ended()
+        return [build.arn for build in new]
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run one API call as polls run: paced by the shared limiter, retried."""
+        return await call_with_retry(
+            fn, limiter=self._limiter, clock=self._clock, policy=self._retry
+        )
+
+    def finish_when_ended(self) -> None:
+        """From now on, stop once every watched build has ended (the demo, which
+        first lets discovery find everything its scenario will build)."""
+        self._stop_when_ended = True
+        self._check_all_ended()
 
     @property
     def limiter(self) -> AimdLimiter:
@@ -156,7 +258,7 @@ class Engine:
         self._stop_when_ended = stop_when_ended
         self.running = True
         try:
-            await self._run_all(stop_when_ended, time_limit)
+            await self._run_all(time_limit)
         finally:
             self.running = False
         return RunResult(
@@ -164,15 +266,14 @@ class Engine:
             timed_out=self._timed_out and not all(w.ended for w in self.watches.values()),
         )
 
-    async def _run_all(self, stop_when_ended: bool, time_limit: float | None) -> None:
+    async def _run_all(self, time_limit: float | None) -> None:
         send, receive = anyio.create_memory_object_stream[str](max_buffer_size=self._concurrency)
         async with anyio.create_task_group() as group:
             for _ in range(self._concurrency):
                 group.start_soon(self._work, receive.clone())
             receive.close()
             group.start_soon(self._dispatch_due, send)
-            if stop_when_ended:
-                group.start_soon(self._cancel_when_ended, group.cancel_scope)
+            group.start_soon(self._cancel_when_ended, group.cancel_scope)
             if time_limit is not None:
                 group.start_soon(self._cancel_after, time_limit, group.cancel_scope)
 
@@ -209,7 +310,7 @@ class Engine:
         """Seconds until `watch` is polled again; None when it leaves the schedule."""
         assert watch.tracked is not None
         status = watch.tracked.snapshot.status
-        if status.terminal and not watch.is_version:
+        if status.terminal:
             if status is not ImageStatus.FAILED:
                 return None
             failed_for = (
@@ -245,14 +346,28 @@ class Engine:
                     await self._poll(watch)
 
     async def _poll(self, watch: Watch) -> None:
+        build_arn = watch.build_arn
+        if build_arn is None:
+            await self._resolve(watch)
+            return
         try:
             snapshot = await call_with_retry(
-                lambda: self._source.get(watch.arn),
+                lambda: self._source.get(build_arn),
                 limiter=self._limiter,
                 clock=self._clock,
                 policy=self._retry,
             )
         except FinalError as exc:
+            if isinstance(exc, NotFound) and self._within_grace(watch):
+                if watch.waiting is None:  # said once, not on every retry
+                    log.warning(
+                        "image.not_found_yet",
+                        **_error_fields(watch, exc),
+                        note="a new build can answer NotFound for a moment; retrying",
+                    )
+                watch.waiting = "not found yet: a new build can answer NotFound for a moment"
+                self._poll_again(watch)
+                return
             # Reported once; the ARN is parked and the others go on.
             watch.error = exc
             log.error("image.watch_stopped", **_error_fields(watch, exc))
@@ -262,13 +377,10 @@ class Engine:
             log.warning(
                 "image.poll_failed", **_error_fields(watch, exc), attempts=self._retry.attempts
             )
-            status = watch.tracked.snapshot.status if watch.tracked else ImageStatus.PENDING
-            self._push(
-                watch.arn,
-                self._clock.monotonic() + self._jittered(self._schedule.interval_for(status)),
-            )
+            self._poll_again(watch)
             return
-        tracked, events = observe(watch.arn, watch.tracked, snapshot)
+        watch.waiting = None
+        tracked, events = observe(watch.watched, watch.tracked, snapshot)
         if tracked != watch.tracked:
             routes = self._outbox.routes_for(events) if self._outbox and events else None
             await self._store.commit(
@@ -287,6 +399,40 @@ class Engine:
         if delay is not None and not dropped and not (self._stop_when_ended and watch.ended):
             self._push(watch.arn, self._clock.monotonic() + delay)
         self._check_all_ended()
+
+    async def _resolve(self, watch: Watch) -> None:
+        """Find the newest build of a one-shot version ARN, then poll that build."""
+        assert self._resolver is not None
+        try:
+            found = await self._resolver(watch.arn)
+        except FinalError as exc:
+            watch.error = exc
+            log.error("image.watch_stopped", **_error_fields(watch, exc))
+            self._check_all_ended()
+            return
+        except RetryableError as exc:
+            log.warning("image.resolve_failed", **_error_fields(watch, exc))
+            self._poll_again(watch)
+            return
+        if found is None:
+            watch.waiting = f"no build of {watch.arn} yet"
+            self._poll_again(watch)
+            return
+        watch.build_arn, watch.waiting = found, None
+        watch.added_at = self._clock.monotonic()
+        log.info("image.resolved", arn=watch.arn, build_arn=found)
+        self._push(watch.arn, watch.added_at)
+
+    def _within_grace(self, watch: Watch) -> bool:
+        return self._clock.monotonic() - watch.added_at < self._schedule.not_found_grace
+
+    def _poll_again(self, watch: Watch) -> None:
+        """Schedule the next poll at the interval of the status last seen."""
+        status = watch.tracked.snapshot.status if watch.tracked else ImageStatus.PENDING
+        self._push(
+            watch.arn,
+            self._clock.monotonic() + self._jittered(self._schedule.interval_for(status)),
+        )
 
     async def _tell_listeners(self, event: Transition) -> None:
         for listener in self._listeners:

@@ -66,6 +66,12 @@ class Metrics:
             ["sink"],
             registry=r,
         )
+        self.pipelines_disabled = Counter(
+            "ibwatch_pipelines_disabled",
+            "Pipelines seen turning DISABLED (Image Builder disables one after consecutive "
+            "scheduled failures), or DISABLED when first seen.",
+            registry=r,
+        )
         self.dead_letters = Gauge(
             "ibwatch_dead_letters", "Dead letters per sink.", ["sink"], registry=r
         )

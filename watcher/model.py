@@ -74,6 +74,25 @@ class Arn:
         return self.build is not None
 
     @property
+    def is_wildcard(self) -> bool:
+        """A version ARN with `x` in it (`1.x.x`): ListImageBuildVersions refuses it."""
+        return "x" in self.version
+
+    def matches(self, build: Arn) -> bool:
+        """Whether build-version ARN `build` is a build of this (version) ARN."""
+        return (
+            (build.partition, build.region, build.account, build.name)
+            == (self.partition, self.region, self.account, self.name)
+            and all(
+                want in ("x", have)
+                for want, have in zip(
+                    self.version.split("."), build.version.split("."), strict=True
+                )
+            )
+            and (self.build is None or self.build == build.build)
+        )
+
+    @property
     def version_arn(self) -> str:
         return (
             f"arn:{self.partition}:imagebuilder:{self.region}:{self.account}:"
@@ -105,6 +124,44 @@ def _explain(text: object) -> str:
         f"{text!r} is not a valid image ARN; expected region, 12-digit account, lower-case "
         f"name and version X.Y.Z with an optional /BUILD, like {_EXAMPLE}"
     )
+
+
+_PIPELINE_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):imagebuilder:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]+):"
+    r"(?P<account>[0-9]{12}|aws):image-pipeline/(?P<name>[a-z0-9-_]+|\*)$"
+)
+_PIPELINE_EXAMPLE = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/web-base-nightly"
+
+
+@dataclass(frozen=True)
+class PipelineArn:
+    """An image pipeline ARN (the model's `ImagePipelineArn` pattern), or our
+    wildcard `.../image-pipeline/*`: every pipeline of that account and region."""
+
+    partition: str
+    region: str
+    account: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> PipelineArn:
+        found = _PIPELINE_ARN.match(text.strip()) if isinstance(text, str) else None
+        if found is None:
+            raise InvalidArn(
+                f"{text!r} is not an image pipeline ARN; expected one like {_PIPELINE_EXAMPLE}, "
+                "or one ending in image-pipeline/* for every pipeline of that account and region"
+            )
+        return cls(found["partition"], found["region"], found["account"], found["name"])
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.name == "*"
+
+    def __str__(self) -> str:
+        return (
+            f"arn:{self.partition}:imagebuilder:{self.region}:{self.account}:"
+            f"image-pipeline/{self.name}"
+        )
 
 
 class ImageStatus(StrEnum):
@@ -235,6 +292,19 @@ class ImageSnapshot(_Value):
             and self.failure_context == other.failure_context
             and self.outputs == other.outputs
         )
+
+
+class PipelineInfo(_Value):
+    """What GetImagePipeline or ListImagePipelines told us about one pipeline."""
+
+    arn: str
+    name: str
+    status: str
+    """ENABLED or DISABLED (Image Builder disables a pipeline after consecutive
+    scheduled failures); kept as the raw string, as AWS may add values."""
+    date_last_run: str | None = None
+    """The API's `dateLastRun` as sent: compared, never computed with."""
+    last_run_status: str | None = None
 
 
 class StatusInfo(_AwsShaped):

@@ -68,7 +68,7 @@ class Progress:
             if watch.error is not None:
                 lines.append(f"{name}  error: {watch.error.code or type(watch.error).__name__}")
             elif watch.tracked is None:
-                lines.append(f"{name}  waiting for the first answer")
+                lines.append(f"{name}  {watch.waiting or 'waiting for the first answer'}")
             else:
                 snapshot = watch.tracked.snapshot
                 in_status = (now - watch.tracked.status_since).total_seconds()

@@ -44,6 +44,10 @@ class Tracked(_Value):
     """When the current status was first seen."""
     sequence: int
     """How many transitions the current build has had (first sighting is 1)."""
+    watched: str | None = None
+    """The ARN its events name as `watched`: as configured, or the version or
+    pipeline ARN that discovery found the build through. Kept so that a restart
+    recomputes the same event ids; None in state files written before it existed."""
 
 
 def observe(
@@ -53,7 +57,9 @@ def observe(
     status did not change)."""
     if tracked is None or tracked.snapshot.arn != snapshot.arn:
         # First sighting, or a new build number behind a version ARN.
-        state = Tracked(snapshot=snapshot, status_since=snapshot.observed_at, sequence=1)
+        state = Tracked(
+            snapshot=snapshot, status_since=snapshot.observed_at, sequence=1, watched=watched
+        )
         return state, [_transition(watched, None, state)]
     if tracked.snapshot.status == snapshot.status:
         if tracked.snapshot.same_state(snapshot):
@@ -61,7 +67,10 @@ def observe(
         # Same status, new reason or outputs: remembered, not an event.
         return tracked.model_copy(update={"snapshot": snapshot}), []
     state = Tracked(
-        snapshot=snapshot, status_since=snapshot.observed_at, sequence=tracked.sequence + 1
+        snapshot=snapshot,
+        status_since=snapshot.observed_at,
+        sequence=tracked.sequence + 1,
+        watched=watched,
     )
     return state, [_transition(watched, tracked, state)]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -19,6 +20,7 @@ import anyio
 from watcher.aws import AwsImageSource, ImageSource
 from watcher.clock import Clock
 from watcher.engine import Engine, RunResult, Schedule, Watch
+from watcher.listing import newest_build
 from watcher.model import ImageStatus
 from watcher.progress import Progress
 from watcher.ratelimit import AimdLimiter
@@ -32,6 +34,9 @@ EXIT_TIMEOUT = 3
 EXIT_API_ERROR = 4
 
 
+OnTimeout = Callable[[Engine, RunResult], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class WaitRequest:
     arns: tuple[str, ...]
@@ -42,6 +47,7 @@ class WaitRequest:
     output: Literal["text", "json"] = "text"
     max_tps: float = 5.0
     heartbeat: float = 300.0
+    not_found_grace: float = 120.0
 
 
 async def wait_until_available(
@@ -60,26 +66,56 @@ async def wait_until_available(
         endpoint_url=request.endpoint_url,
         concurrency=min(16, len(request.arns)),
     ) as aws:
-        engine = Engine(
-            source=source or aws,
-            store=MemoryStore(),
+        return await wait_with(
+            aws,
+            request,
             clock=clock,
-            limiter=AimdLimiter(request.max_tps, clock),
-            schedule=Schedule(interval_for=lambda _status: request.interval),
-            retry=RetryPolicy(),
-            concurrency=min(16, len(request.arns)),
-            rng=random.Random(),
+            stdout=stdout,
+            stderr=stderr,
+            github_output=github_output,
+            source=source,
         )
-        progress = Progress(
-            stderr, clock, engine.watches, live=stderr.isatty(), heartbeat=request.heartbeat
-        )
-        engine.add_listener(progress)
-        async with anyio.create_task_group() as group:
-            group.start_soon(progress.run)
-            result = await engine.run(
-                request.arns, stop_when_ended=True, time_limit=request.timeout
-            )
-            group.cancel_scope.cancel()
+
+
+async def wait_with(
+    aws: AwsImageSource,
+    request: WaitRequest,
+    *,
+    clock: Clock,
+    stdout: TextIO,
+    stderr: TextIO,
+    github_output: Path | None = None,
+    source: ImageSource | None = None,
+    on_timeout: OnTimeout | None = None,
+) -> int:
+    """`wait_until_available` on clients the caller opened (`ibwatch start` shares
+    them); `on_timeout` may act on the builds still running when time is up."""
+    engine = Engine(
+        source=source or aws,
+        store=MemoryStore(),
+        clock=clock,
+        limiter=AimdLimiter(request.max_tps, clock),
+        schedule=Schedule(
+            interval_for=lambda _status: request.interval,
+            not_found_grace=request.not_found_grace,
+        ),
+        retry=RetryPolicy(),
+        concurrency=min(16, len(request.arns)),
+        rng=random.Random(),
+        # A version ARN is listed first: GetImage on it shows only its newest
+        # AVAILABLE build, never the one in progress or failed (botocore's model).
+        resolver=lambda arn: newest_build(aws, engine.call, arn),
+    )
+    progress = Progress(
+        stderr, clock, engine.watches, live=stderr.isatty(), heartbeat=request.heartbeat
+    )
+    engine.add_listener(progress)
+    async with anyio.create_task_group() as group:
+        group.start_soon(progress.run)
+        result = await engine.run(request.arns, stop_when_ended=True, time_limit=request.timeout)
+        group.cancel_scope.cancel()
+    if result.timed_out and on_timeout is not None:
+        await on_timeout(engine, result)
     report = build_report(result)
     stdout.write(
         json.dumps(report, indent=2) + "\n" if request.output == "json" else render_text(report)
@@ -94,7 +130,7 @@ def exit_code(result: RunResult) -> int:
     watches = result.watches.values()
     if any(w.error is not None for w in watches):
         return EXIT_API_ERROR
-    if any(_ended_otherwise(_status(w)) for w in watches):
+    if any(_ended_otherwise(_status(w)) and w.arn not in result.cancelled for w in watches):
         return EXIT_FAILED
     if result.timed_out or not all(w.ended for w in watches):
         return EXIT_TIMEOUT
@@ -112,29 +148,33 @@ def _status(watch: Watch) -> ImageStatus | None:
 
 def build_report(result: RunResult) -> dict[str, Any]:
     """The result as plain data: what --output json prints, and what text renders."""
-    images = [_image_report(w) for w in result.watches.values()]
+    images = [_image_report(w, w.arn in result.cancelled) for w in result.watches.values()]
     code = exit_code(result)
     overall = {EXIT_AVAILABLE: "AVAILABLE", EXIT_TIMEOUT: "TIMEOUT", EXIT_API_ERROR: "ERROR"}.get(
         code
     )
     if overall is None:
         overall = next(
-            s.value
-            for s in map(_status, result.watches.values())
-            if s is not None and _ended_otherwise(s)
+            status.value
+            for w in result.watches.values()
+            if (status := _status(w)) is not None
+            and _ended_otherwise(status)
+            and w.arn not in result.cancelled
         )
     return {"status": overall, "exit_code": code, "timed_out": result.timed_out, "images": images}
 
 
-def _image_report(watch: Watch) -> dict[str, Any]:
+def _image_report(watch: Watch, cancelled: bool) -> dict[str, Any]:
     report: dict[str, Any] = {
         "arn": watch.arn,
-        "build_arn": None,
+        "build_arn": watch.build_arn,
         "status": None,
         "reason": None,
         "failed_in": None,
         "failed_step": None,
         "error": None,
+        "waiting": watch.waiting,
+        "cancelled_at_timeout": cancelled,
         "amis": [],
         "containers": [],
     }
@@ -170,8 +210,12 @@ def render_text(report: dict[str, Any]) -> str:
             continue
         status = image["status"] or ("TIMEOUT" if report["timed_out"] else "UNKNOWN")
         line = f"{image['build_arn'] or image['arn']}  {status}"
-        if report["timed_out"] and status != "AVAILABLE" and not ImageStatus(status).terminal:
+        if image["build_arn"] is None and image.get("waiting"):
+            line += f"  ({image['waiting']})"
+        elif report["timed_out"] and status != "AVAILABLE" and not ImageStatus(status).terminal:
             line += "  (still in progress at the timeout)"
+        if image["cancelled_at_timeout"]:
+            line += "  (cancelled at the timeout)"
         if image["failed_in"]:
             line += f"  in {image['failed_in']}"
         if image["reason"]:
@@ -188,12 +232,16 @@ def write_github_output(path: Path, report: dict[str, Any]) -> None:
     """Append step outputs a workflow can use: `steps.<id>.outputs.status`, ..."""
     amis: dict[str, str] = {}
     uris: list[str] = []
+    builds = [image["build_arn"] for image in report["images"] if image["build_arn"]]
     for image in report["images"]:
         amis |= {a["region"]: a["image"] for a in image["amis"]}
         uris += [u for c in image["containers"] for u in c["image_uris"]]
     lines = [
         f"status={report['status']}",
         f"exit_code={report['exit_code']}",
+        # The build each ARN was resolved to: a version ARN names its newest build.
+        f"build_arn={builds[0] if len(builds) == 1 else ''}",
+        f"build_arns={json.dumps(builds, separators=(',', ':'))}",
         f"amis={json.dumps(amis, separators=(',', ':'))}",
         f"container_uris={json.dumps(uris, separators=(',', ':'))}",
         *(f"ami_{region}={ami}" for region, ami in amis.items()),

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support import ACCOUNT, scenario, timeline, web_base_image
 from watcher.simulator import Scenario, Simulator
+from watcher.testing import FakeClock
 
 IBWATCH = Path(sys.executable).parent / "ibwatch"
 WEB = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/web-base/1.4.0/7"
@@ -99,7 +100,7 @@ async def test_exit_3_on_timeout_while_a_build_is_still_in_progress() -> None:
 
 async def test_exit_4_on_an_error_retrying_cannot_heal() -> None:
     missing = WEB.replace("web-base", "nothing-here")
-    done, simulator = await ibwatch_wait(accounts(), missing)
+    done, simulator = await ibwatch_wait(accounts(), missing, "--not-found-grace", "0s")
     assert done.returncode == 4
     assert done.stdout.startswith(f"{missing}  ERROR  ResourceNotFoundException: ")
     assert simulator.counters.requests["GetImage"] == 1, "a final error is never retried"
@@ -182,3 +183,128 @@ async def test_endpoint_from_aws_endpoint_url_imagebuilder() -> None:
         )
     assert done.returncode == 0, done.stderr.decode()
     assert simulator.counters.requests["GetImage"] == 1
+
+
+# --- version ARNs: the newest build, found by listing ---------------------------------
+# botocore's model, GetImage imageBuildVersionArn: "A version or wildcard ARN resolves to
+# the latest matching build version that has reached AVAILABLE status ... To get an image
+# in any other state, such as a failed or in-progress build, specify the full build
+# version ARN." So a version ARN is listed, and its newest build waited on.
+
+VERSION = WEB.rsplit("/", 1)[0]
+NEWER_AMI = "ami-0d4e5f60718293a4b"
+
+
+def old_available_and_newer(last: dict[str, Any]) -> Scenario:
+    """Build 6 AVAILABLE, then build 7 (created a second later) ending as `last`."""
+    return scenario(
+        [
+            web_base_image(arn=f"{VERSION}/6", timeline=timeline(("AVAILABLE", None))),
+            web_base_image(
+                arn=f"{VERSION}/7",
+                start=1,
+                timeline=[{k: v for k, v in last.items() if k != "amis"}],
+                amis=last.get("amis", []),
+            ),
+        ]
+    )
+
+
+async def after(plan: Scenario, seconds: float, *args: str) -> tuple[Any, Simulator]:
+    """`ibwatch wait-until-available` once the simulator's scenario time is past `seconds`."""
+    clock = FakeClock()
+    simulator = Simulator(plan, clock=clock)
+    async with simulator as url:
+        clock.advance(seconds)
+        done = await anyio.run_process(
+            [
+                str(IBWATCH),
+                "wait-until-available",
+                "--endpoint-url",
+                url,
+                "--interval",
+                "0.2s",
+                *args,
+            ],
+            check=False,
+        )
+    return done, simulator
+
+
+async def test_a_version_whose_newest_build_fails_exits_1_despite_an_older_available() -> None:
+    """The bug a CI gate must never have: passing on the failing build's predecessor."""
+    done, _ = await after(old_available_and_newer(FAILED_STEP), 2, VERSION, "--output", "json")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    (image,) = report["images"]
+    assert (image["arn"], image["build_arn"], image["status"]) == (
+        VERSION,
+        f"{VERSION}/7",
+        "FAILED",
+    )
+
+
+async def test_a_version_whose_newest_build_succeeds_exits_0_with_its_own_amis() -> None:
+    newer = {"status": "AVAILABLE", "amis": [{"region": "us-east-1", "image": NEWER_AMI}]}
+    done, _ = await after(old_available_and_newer(newer), 2, VERSION)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().splitlines() == [
+        f"{VERSION}/7  AVAILABLE",
+        f"  us-east-1  {NEWER_AMI}",
+    ]
+
+
+async def test_a_wildcard_version_resolves_to_the_newest_matching_build() -> None:
+    """`1.x.x`: every build of the image name is listed, matched here, newest created wins."""
+    plan = scenario(
+        [
+            web_base_image(arn=f"{VERSION}/7", timeline=timeline(("AVAILABLE", None))),
+            web_base_image(arn=WEB.replace("1.4.0/7", "1.3.9/2"), start=5, timeline=[FAILED_STEP]),
+            web_base_image(
+                arn=WEB.replace("1.4.0/7", "2.0.0/1"),
+                start=9,
+                timeline=timeline(("AVAILABLE", None)),
+            ),
+        ],
+    )
+    wildcard = WEB.replace("1.4.0/7", "1.x.x")
+    done, simulator = await after(plan, 10, "--output", "json", wildcard)
+    report = json.loads(done.stdout)
+    assert report["images"][0]["build_arn"] == WEB.replace("1.4.0/7", "1.3.9/2")
+    assert done.returncode == 1
+    assert simulator.counters.requests["ListImageBuildVersions"] >= 1
+
+
+async def test_a_version_without_a_build_keeps_looking_then_exits_3_saying_so() -> None:
+    done, simulator = await ibwatch_wait(
+        accounts(), VERSION.replace("web-base", "unbuilt"), "--timeout", "1s"
+    )
+    assert done.returncode == 3
+    assert done.stdout.splitlines() == [
+        f"{VERSION.replace('web-base', 'unbuilt')}  TIMEOUT  "
+        f"(no build of {VERSION.replace('web-base', 'unbuilt')} yet)"
+    ]
+    assert simulator.counters.requests["ListImageBuildVersions"] >= 3, "it kept looking"
+    assert simulator.counters.requests["GetImage"] == 0
+
+
+async def test_github_output_names_the_build_a_version_resolved_to(tmp_path: Path) -> None:
+    outputs = tmp_path / "github_output"
+    env = {**os.environ, "GITHUB_OUTPUT": str(outputs)}
+    newer = {"status": "AVAILABLE", "amis": [{"region": "us-east-1", "image": NEWER_AMI}]}
+    plan = old_available_and_newer(newer)
+    plan = Scenario.model_validate(
+        {**plan.model_dump(), "images": [plan.images[1].model_dump() | {"start": 0}]}
+    )
+    done, _ = await ibwatch_wait(plan, VERSION, env=env)
+    assert done.returncode == 0
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert values["build_arn"] == f"{VERSION}/7"
+    assert json.loads(values["build_arns"]) == [f"{VERSION}/7"]
+
+
+async def test_not_found_within_the_grace_is_retried_and_the_build_then_waited_on() -> None:
+    late = scenario([web_base_image(start=1, timeline=timeline(("AVAILABLE", None)))])
+    done, simulator = await ibwatch_wait(late, WEB, "--not-found-grace", "30s")
+    assert done.returncode == 0, done.stderr
+    assert simulator.counters.responses["GetImage", "ResourceNotFoundException"] >= 1

@@ -13,6 +13,7 @@ import pytest
 from tests.support import ACCOUNT, scenario, timeline
 from watcher.aws import AwsImageSource
 from watcher.engine import Engine, RunResult, Schedule
+from watcher.listing import newest_build
 from watcher.model import ImageStatus
 from watcher.ratelimit import AimdLimiter
 from watcher.retry import RetryPolicy
@@ -33,6 +34,8 @@ async def watch(
     time_limit: float | None = None,
     retry: RetryPolicy | None = None,
     stop_when_ended: bool = True,
+    not_found_grace: float = 120.0,
+    resolve_versions: bool = False,
 ) -> tuple[RunResult, RecordingSink, Simulator]:
     clock = VirtualClock()
     simulator = Simulator(plan, clock=clock)
@@ -49,10 +52,15 @@ async def watch(
                 listeners=[sink],
                 clock=clock,
                 limiter=AimdLimiter(max_tps, clock),
-                schedule=Schedule(interval_for=lambda _: interval),
+                schedule=Schedule(interval_for=lambda _: interval, not_found_grace=not_found_grace),
                 retry=retry or RetryPolicy(attempts=8, base=0.05, cap=1.0),
                 concurrency=concurrency,
                 rng=random.Random(7),
+                resolver=(
+                    (lambda arn: newest_build(source, engine.call, arn))
+                    if resolve_versions
+                    else None
+                ),
             )
             await source.warm(arns)
             result = await engine.run(arns, stop_when_ended=stop_when_ended, time_limit=time_limit)
@@ -113,36 +121,59 @@ async def test_every_transition_survives_thirty_percent_of_calls_failing() -> No
 async def test_a_final_error_is_never_retried_and_the_others_go_on() -> None:
     demo = without_faults(load_scenario(DEMO))
     missing = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/nothing-here/1.0.0/1"
-    result, sink, simulator = await watch(demo, [missing, demo.images[0].arn])
+    result, sink, simulator = await watch(demo, [missing, demo.images[0].arn], not_found_grace=0)
     assert simulator.counters.responses["GetImage", "ResourceNotFoundException"] == 1
     assert type(result.watches[missing].error).__name__ == "NotFound"
     assert seen_statuses(sink)[demo.images[0].arn][-1] == "AVAILABLE"
 
 
-async def test_new_build_behind_a_version_arn_is_a_new_build_with_its_own_events() -> None:
+async def test_not_found_within_the_grace_is_retried_until_the_build_appears() -> None:
+    """Right after StartImagePipelineExecution the new build ARN can answer 404."""
+    arn = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/web-base/1.4.0/7"
+    late = {"arn": arn, "start": 5, "timeline": timeline(("BUILDING", 5), ("AVAILABLE", None))}
+    result, sink, simulator = await watch(scenario([late]), [arn], interval=1.0, not_found_grace=30)
+    assert simulator.counters.responses["GetImage", "ResourceNotFoundException"] >= 3
+    assert result.watches[arn].error is None
+    assert [e.current.status.value for e in sink.events] == ["BUILDING", "AVAILABLE"]
+
+
+async def test_not_found_past_the_grace_parks_the_arn() -> None:
+    missing = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/nothing-here/1.0.0/1"
+    result, _, simulator = await watch(
+        scenario([]), [missing], interval=1.0, not_found_grace=5, time_limit=60
+    )
+    assert type(result.watches[missing].error).__name__ == "NotFound"
+    assert not result.timed_out, "parked, so the run ended long before its time limit"
+    not_found = simulator.counters.responses["GetImage", "ResourceNotFoundException"]
+    assert 4 <= not_found <= 7, "retried about once a second for the 5 s grace, then parked"
+
+
+async def test_a_one_shot_version_arn_follows_its_newest_build_not_its_newest_available() -> None:
+    """GetImage on a version ARN answers only its newest AVAILABLE build (botocore's model),
+    so the engine lists the version and polls the newest build itself."""
     version = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/web-base/1.4.0"
     images = [
-        {"arn": f"{version}/1", "timeline": timeline(("BUILDING", 10), ("AVAILABLE", None))},
-        {
-            "arn": f"{version}/2",
-            "start": 30,
-            "timeline": timeline(("BUILDING", 10), ("FAILED", None)),
-        },
+        {"arn": f"{version}/1", "timeline": timeline(("AVAILABLE", None))},
+        {"arn": f"{version}/2", "timeline": timeline(("BUILDING", 10), ("FAILED", None))},
     ]
-    # As the daemon does: a version ARN stays watched after its build ends.
-    _, sink, _ = await watch(
-        scenario(images), [version], interval=1.0, stop_when_ended=False, time_limit=60
-    )
-    assert [
-        (e.image.build, e.previous.status.value if e.previous else None, e.current.status.value)
-        for e in sink.events
-    ] == [
-        (1, None, "BUILDING"),
-        (1, "BUILDING", "AVAILABLE"),
-        (2, None, "BUILDING"),
-        (2, "BUILDING", "FAILED"),
+    result, sink, _ = await watch(scenario(images), [version], interval=1.0, resolve_versions=True)
+    assert result.watches[version].build_arn == f"{version}/2"
+    assert [(e.image.build, e.current.status.value) for e in sink.events] == [
+        (2, "BUILDING"),
+        (2, "FAILED"),
     ]
     assert {e.watched for e in sink.events} == {version}
+
+
+async def test_a_one_shot_version_arn_without_a_build_keeps_looking_until_one_appears() -> None:
+    version = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/web-base/1.4.0"
+    later = {"arn": f"{version}/3", "start": 20, "timeline": timeline(("AVAILABLE", None))}
+    result, sink, simulator = await watch(
+        scenario([later]), [version], interval=2.0, resolve_versions=True
+    )
+    assert result.watches[version].build_arn == f"{version}/3"
+    assert [e.current.status.value for e in sink.events] == ["AVAILABLE"]
+    assert simulator.counters.requests["ListImageBuildVersions"] >= 5
 
 
 async def test_unknown_status_shows_in_events_as_itself() -> None:

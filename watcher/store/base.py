@@ -99,4 +99,13 @@ class Store(Protocol):
         """Per sink: pending rows, the oldest one's creation time, dead letters."""
         ...
 
+    async def baselined_sources(self) -> set[str]:
+        """The discovery sources (version and pipeline ARNs as configured) whose
+        first listing was recorded: builds they list later are news."""
+        ...
+
+    async def mark_baselined(self, source: str, now: float) -> None:
+        """Remember that `source`'s first listing has been recorded."""
+        ...
+
     async def close(self) -> None: ...

@@ -18,6 +18,7 @@ class MemoryStore:
         self._outbox: dict[int, Delivery] = {}
         self._dead: dict[int, DeadLetter] = {}
         self._seq = itertools.count(1)
+        self._baselined: set[str] = set()
 
     async def load_all(self) -> dict[str, Tracked]:
         return dict(self._tracked)
@@ -87,6 +88,12 @@ class MemoryStore:
             old = stats.get(dead.sink, OutboxStats())
             stats[dead.sink] = OutboxStats(old.pending, old.oldest_created_at, old.dead_letters + 1)
         return stats
+
+    async def baselined_sources(self) -> set[str]:
+        return set(self._baselined)
+
+    async def mark_baselined(self, source: str, now: float) -> None:
+        self._baselined.add(source)
 
     async def close(self) -> None:
         pass

@@ -22,7 +22,7 @@ from watcher.tracker import Tracked
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2  # 2 added the outbox: deliveries and dead_letters
+SCHEMA_VERSION = 3  # 2 added the outbox: deliveries and dead_letters; 3 discovery sources
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS watched (
     arn TEXT PRIMARY KEY,
@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
     UNIQUE (event_id, sink)
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_sink ON deliveries (sink, seq);
+CREATE TABLE IF NOT EXISTS sources (
+    source TEXT PRIMARY KEY,
+    baselined_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_letters (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL REFERENCES events (id),
@@ -228,6 +232,15 @@ class SqliteStore:
             return stats
 
         return await self._run(read)
+
+    async def baselined_sources(self) -> set[str]:
+        rows = await self._run(lambda: self._db.execute("SELECT source FROM sources").fetchall())
+        return {source for (source,) in rows}
+
+    async def mark_baselined(self, source: str, now: float) -> None:
+        await self._write(
+            "INSERT OR IGNORE INTO sources (source, baselined_at) VALUES (?, ?)", (source, now)
+        )
 
     async def close(self) -> None:
         await self._run(self._db.close)

@@ -1,0 +1,274 @@
+"""Discovery against the simulator over loopback, on virtual time shared by both:
+pipelines and version ARNs as sources of builds, each build then watched by its
+own build ARN through the one engine."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import structlog
+
+from tests.support import ACCOUNT, scenario, timeline
+from watcher.aws import AwsImageSource
+from watcher.discovery import Discovery, Sources
+from watcher.engine import Engine, Schedule
+from watcher.metrics import Metrics
+from watcher.ratelimit import AimdLimiter
+from watcher.retry import RetryPolicy
+from watcher.simulator import Scenario, Simulator
+from watcher.store import MemoryStore
+from watcher.store.base import Store
+from watcher.testing import RecordingSink, VirtualClock
+
+REGION_HEAD = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}"
+WEB = f"{REGION_HEAD}:image/web-base/1.4.0"
+NIGHTLY = f"{REGION_HEAD}:image-pipeline/web-base-nightly"
+EVERY_PIPELINE = f"{REGION_HEAD}:image-pipeline/*"
+OK_RUN = timeline(("PENDING", 10), ("BUILDING", 30), ("AVAILABLE", None))
+FAILING_RUN = timeline(("BUILDING", 20), ("FAILED", None))
+
+
+def pipeline(arn: str = NIGHTLY, image: str = WEB, **fields: Any) -> dict[str, Any]:
+    return {"arn": arn, "image": image, "timeline": OK_RUN, **fields}
+
+
+def history(number: int, status: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "arn": f"{WEB}/{number}",
+        "pipeline": "web-base-nightly",
+        "timeline": timeline((status, None)),
+        **fields,
+    }
+
+
+class HeldEdge:
+    """The edge with the virtual clock held during each call: on a loaded machine a
+    loopback call can outlast the clock's idle rounds, and a discovery pass must not
+    let virtual time leap to the next deadline (seconds away) while it lists."""
+
+    def __init__(self, inner: AwsImageSource, clock: VirtualClock) -> None:
+        self._inner = inner
+        self._clock = clock
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._inner, name)
+
+        async def held(*args: Any, **kwargs: Any) -> Any:
+            with self._clock.held():
+                return await call(*args, **kwargs)
+
+        return held
+
+
+@dataclass
+class Followed:
+    sink: RecordingSink
+    simulator: Simulator
+    metrics: Metrics
+    logs: list[dict[str, Any]]
+
+    def transitions(self) -> list[tuple[int, str | None, str]]:
+        return [
+            (e.image.build, e.previous.status.value if e.previous else None, e.current.status.value)
+            for e in self.sink.events
+        ]
+
+    def calls(self, operation: str) -> int:
+        return self.simulator.counters.requests[operation]
+
+
+async def follow(
+    plan: Scenario,
+    *,
+    pipelines: Sequence[str] = (),
+    versions: Sequence[str] = (),
+    seconds: float,
+    store: Store | None = None,
+    discovery_interval: float = 10.0,
+) -> Followed:
+    clock = VirtualClock()
+    simulator = Simulator(plan, clock=clock)
+    sink = RecordingSink()
+    metrics = Metrics()
+    store = store or MemoryStore()
+    with structlog.testing.capture_logs() as logs:
+        async with anyio.create_task_group() as group:
+            group.start_soon(clock.drive)
+            async with simulator as url, AwsImageSource(clock=clock, endpoint_url=url) as aws:
+                source = HeldEdge(aws, clock)
+                engine = Engine(
+                    source=source,
+                    store=store,
+                    listeners=[sink],
+                    clock=clock,
+                    limiter=AimdLimiter(100, clock),
+                    schedule=Schedule(interval_for=lambda _: 1.0),
+                    retry=RetryPolicy(attempts=5, base=0.05, cap=1.0),
+                    rng=random.Random(3),
+                )
+                discovery = Discovery(
+                    edge=source,
+                    engine=engine,
+                    store=store,
+                    clock=clock,
+                    interval=discovery_interval,
+                    sources=Sources(versions=tuple(versions), pipelines=tuple(pipelines)),
+                    metrics=metrics,
+                )
+                await aws.warm([*pipelines, *versions])
+                async with anyio.create_task_group() as inner:
+                    inner.start_soon(discovery.run)
+                    await engine.run([], time_limit=seconds)
+                    inner.cancel_scope.cancel()
+            group.cancel_scope.cancel()
+    return Followed(sink, simulator, metrics, logs)
+
+
+async def test_each_scheduled_build_of_a_pipeline_is_reported_once_and_in_order() -> None:
+    plan = scenario([], pipelines=[pipeline(schedule={"every": "100s", "first": "5s"})])
+    followed = await follow(plan, pipelines=[NIGHTLY], seconds=240)
+    # Runs start at 5, 105 and 205 s; each is found within one discovery interval.
+    assert followed.transitions() == [
+        (1, None, "PENDING"),
+        (1, "PENDING", "BUILDING"),
+        (1, "BUILDING", "AVAILABLE"),
+        (2, None, "PENDING"),
+        (2, "PENDING", "BUILDING"),
+        (2, "BUILDING", "AVAILABLE"),
+        (3, None, "PENDING"),
+        (3, "PENDING", "BUILDING"),
+    ]
+    assert {e.watched for e in followed.sink.events} == {NIGHTLY}
+    assert len({e.id for e in followed.sink.events}) == len(followed.sink.events)
+
+
+async def test_a_first_start_records_builds_that_already_ended_without_announcing_them() -> None:
+    """No flood of historical AVAILABLEs into chat; the build in progress is news."""
+    plan = scenario(
+        [history(1, "AVAILABLE"), history(2, "FAILED"), history(3, "BUILDING")],
+        pipelines=[pipeline()],
+    )
+    store = MemoryStore()
+    followed = await follow(plan, pipelines=[NIGHTLY], seconds=30, store=store)
+    assert followed.transitions() == [(3, None, "BUILDING")]
+    remembered = await store.load_all()
+    assert {arn: t.snapshot.status.value for arn, t in remembered.items()} == {
+        f"{WEB}/1": "AVAILABLE",
+        f"{WEB}/2": "FAILED",
+        f"{WEB}/3": "BUILDING",
+    }
+    assert await store.baselined_sources() == {NIGHTLY}
+
+
+async def test_a_build_that_ends_while_the_daemon_is_away_is_announced_after_the_baseline() -> None:
+    """Only the very first listing of a source is silent."""
+    plan = scenario([history(1, "AVAILABLE")], pipelines=[pipeline()])
+    store = MemoryStore()
+    await store.mark_baselined(NIGHTLY, 0.0)  # an earlier run took the baseline
+    followed = await follow(plan, pipelines=[NIGHTLY], seconds=30, store=store)
+    assert followed.transitions() == [(1, None, "AVAILABLE")]
+
+
+async def test_idle_pipelines_cost_one_get_image_pipeline_per_interval_and_no_list() -> None:
+    arns = [f"{REGION_HEAD}:image-pipeline/idle-{n}" for n in range(20)]
+    plan = scenario(
+        [
+            {
+                "arn": f"{REGION_HEAD}:image/idle-{n}/1.0.0/1",
+                "pipeline": f"idle-{n}",
+                "timeline": timeline(("AVAILABLE", None)),
+            }
+            for n in range(20)
+        ],
+        pipelines=[
+            pipeline(arn=arn, image=f"{REGION_HEAD}:image/idle-{n}/1.0.0")
+            for n, arn in enumerate(arns)
+        ],
+    )
+    followed = await follow(plan, pipelines=arns, seconds=95, discovery_interval=10)
+    passes = 10  # at 0, 10, ..., 90 s
+    assert followed.calls("GetImagePipeline") == passes * len(arns)
+    # Each pipeline's builds are listed once, when its dateLastRun is first seen.
+    assert followed.calls("ListImagePipelineImages") == len(arns)
+    assert followed.calls("ListImagePipelines") == 0
+
+
+async def test_every_pipeline_wildcard_picks_up_a_pipeline_created_later() -> None:
+    later = f"{REGION_HEAD}:image-pipeline/created-later"
+    plan = scenario(
+        [],
+        pipelines=[
+            pipeline(),
+            pipeline(
+                arn=later,
+                image=f"{REGION_HEAD}:image/later/2.0.0",
+                created="60s",
+                schedule={"every": "1h", "first": "65s"},
+            ),
+        ],
+    )
+    followed = await follow(plan, pipelines=[EVERY_PIPELINE], seconds=105)
+    found = [e for e in followed.sink.events if e.image.name == "later"]
+    assert [e.current.status.value for e in found] == ["PENDING", "BUILDING"]
+    assert {e.watched for e in found} == {later}
+    assert followed.calls("GetImagePipeline") == 0, "ListImagePipelines carries dateLastRun"
+
+
+async def test_a_pipeline_turning_disabled_is_logged_once_and_counted() -> None:
+    """Image Builder disables a pipeline after consecutive scheduled failures."""
+    plan = scenario(
+        [],
+        pipelines=[
+            pipeline(
+                timeline=FAILING_RUN,
+                schedule={"every": "100s", "first": "0s"},
+                auto_disable_after=1,
+            )
+        ],
+    )
+    followed = await follow(plan, pipelines=[NIGHTLY], seconds=200)
+    disabled = [line for line in followed.logs if line["event"] == "pipeline.disabled"]
+    assert len(disabled) == 1
+    assert disabled[0]["pipeline"] == NIGHTLY
+    assert followed.metrics.registry.get_sample_value("ibwatch_pipelines_disabled_total") == 1
+    assert followed.transitions() == [(1, None, "BUILDING"), (1, "BUILDING", "FAILED")]
+
+
+async def test_a_version_arn_follows_every_build_of_that_version() -> None:
+    plan = scenario(
+        [
+            history(1, "AVAILABLE"),
+            {"arn": f"{WEB}/2", "start": 20, "timeline": FAILING_RUN},
+            {"arn": f"{WEB.replace('1.4.0', '1.5.0')}/1", "timeline": OK_RUN},
+        ]
+    )
+    followed = await follow(plan, versions=[WEB], seconds=60)
+    assert followed.transitions() == [(2, None, "BUILDING"), (2, "BUILDING", "FAILED")]
+    assert {e.watched for e in followed.sink.events} == {WEB}
+
+
+async def test_a_wildcard_version_arn_follows_every_matching_version() -> None:
+    wildcard = WEB.replace("1.4.0", "1.x.x")
+    plan = scenario(
+        [
+            {"arn": f"{WEB}/1", "start": 5, "timeline": OK_RUN},
+            {"arn": f"{WEB.replace('1.4.0', '1.5.0')}/1", "start": 5, "timeline": OK_RUN},
+            {"arn": f"{WEB.replace('1.4.0', '2.0.0')}/1", "start": 5, "timeline": OK_RUN},
+        ]
+    )
+    followed = await follow(plan, versions=[wildcard], seconds=30)
+    assert {e.image.version for e in followed.sink.events} == {"1.4.0", "1.5.0"}
+
+
+async def test_a_failing_source_is_logged_once_and_the_others_go_on() -> None:
+    missing = f"{REGION_HEAD}:image-pipeline/no-such-pipeline"
+    plan = scenario([], pipelines=[pipeline(schedule={"every": "1h", "first": "0s"})])
+    followed = await follow(plan, pipelines=[missing, NIGHTLY], seconds=45)
+    failures = [line for line in followed.logs if line["event"] == "discovery.failed"]
+    assert [f["source"] for f in failures] == [missing]
+    assert "ResourceNotFoundException" in failures[0]["error"]
+    assert followed.transitions()[0] == (1, None, "PENDING")
