@@ -54,6 +54,11 @@ class Sizes:
     scale_arns: int
     scale_duration: float
     ci_runs: int
+    discovery_pipelines: int
+    discovery_passes: int
+    discovery_history: tuple[int, ...]
+    discovery_lag_pipelines: int
+    discovery_lag_duration: float
 
 
 FULL = Sizes(
@@ -69,6 +74,11 @@ FULL = Sizes(
     scale_arns=10_000,
     scale_duration=120,
     ci_runs=5,
+    discovery_pipelines=200,
+    discovery_passes=8,
+    discovery_history=(1, 60),
+    discovery_lag_pipelines=100,
+    discovery_lag_duration=24,
 )
 QUICK = Sizes(
     runs=1,
@@ -83,6 +93,11 @@ QUICK = Sizes(
     scale_arns=2000,
     scale_duration=8,
     ci_runs=3,
+    discovery_pipelines=50,
+    discovery_passes=4,
+    discovery_history=(1, 30),
+    discovery_lag_pipelines=40,
+    discovery_lag_duration=16,
 )
 
 

@@ -200,6 +200,19 @@ async def run_daemon(config: Config, *, clock: Clock, config_path: Path | None =
     return 0
 
 
+def _changed_keys(old: Config, new: Config, sections: list[str]) -> list[str]:
+    """`section.key` for each setting that differs, so the log says what to restart for."""
+    changed = []
+    for section in sections:
+        before, after = getattr(old, section), getattr(new, section)
+        changed += [
+            f"{section}.{key}"
+            for key in type(before).model_fields
+            if key not in _watched_keys(before) and getattr(before, key) != getattr(after, key)
+        ]
+    return changed
+
+
 def sources_of(config: Config) -> Sources:
     return Sources(versions=config.watch.version_arns, pipelines=config.watch.pipelines)
 
@@ -241,7 +254,7 @@ async def _reload(service: Service, config_path: Path | None) -> None:
         return
     old = service.config
     added_arns, removed_arns = await service.engine.watch_arns(new.watch.build_arns)
-    service.discovery.sources = sources_of(new)
+    service.discovery.set_sources(sources_of(new))
     added_sinks, removed_sinks = service.dispatcher.set_routes(
         build_routes(new.sinks, poster=service.poster, clock=service.clock)
     )
@@ -271,5 +284,6 @@ async def _reload(service: Service, config_path: Path | None) -> None:
         log.warning(
             "config.needs_restart",
             sections=needs_restart,
+            keys=_changed_keys(old, new, needs_restart),
             note="only ARNs, pipelines, sinks and the shutdown grace change on reload",
         )

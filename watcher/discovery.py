@@ -90,14 +90,27 @@ class Discovery:
         """Source -> the error it failed with last, so a lasting failure is logged once."""
         self.passes = 0
         self._one_pass_at_a_time = anyio.Lock()
+        self._resting: anyio.CancelScope | None = None
 
     async def run(self) -> None:
         """List every source now and then every interval, until cancelled."""
         while True:
             started = self._clock.monotonic()
             await self.discover_once()
-            # Sleep the rest of the interval, so a slow pass does not make it drift.
-            await self._clock.sleep(max(0.0, self._interval - (self._clock.monotonic() - started)))
+            # Sleep the rest of the interval, so a slow pass does not make it drift;
+            # new sources (a reload) end the sleep at once.
+            with anyio.CancelScope() as self._resting:
+                await self._clock.sleep(
+                    max(0.0, self._interval - (self._clock.monotonic() - started))
+                )
+            self._resting = None
+
+    def set_sources(self, sources: Sources) -> None:
+        """Follow these sources from now on, listing them at once."""
+        changed = sources != self.sources
+        self.sources = sources
+        if changed and self._resting is not None:
+            self._resting.cancel()
 
     async def discover_once(self) -> None:
         """One pass over every source; a failing source is logged and skipped."""

@@ -23,6 +23,10 @@ class Job:
     """Stop after this many successful calls (overhead benchmark)."""
     duration: float | None = None
     """Stop after this many seconds (lag, throttle and scale benchmarks)."""
+    passes: int | None = None
+    """Stop once this many discovery passes are done (discovery benchmark)."""
+    intervals: dict[str, float] | None = None
+    """Poll intervals by status, as `[watch.intervals]` (discovery benchmark)."""
 
     @classmethod
     def from_argv(cls) -> Job:

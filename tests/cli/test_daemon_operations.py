@@ -266,3 +266,43 @@ async def test_sighup_adds_an_arn_and_a_broken_file_keeps_the_old_config(tmp_pat
     families = {f.name: f for f in text_string_to_metric_families(body)}
     watched_now = sum(s.value for s in families["ibwatch_images_watched"].samples)
     assert (status, watched_now) == (200, 2), "the old configuration (both ARNs) still runs"
+
+
+@pytest.mark.timeout(90)
+async def test_sighup_adds_a_pipeline_whose_builds_are_then_followed(tmp_path: Path) -> None:
+    (first,) = arns("hup", 1)
+    pipeline = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image-pipeline/nightly"
+    version = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/nightly/2.0.0"
+    plan = scenario(
+        [
+            {"arn": first, "timeline": timeline(("BUILDING", None))},
+            {
+                "arn": f"{version}/1",
+                "pipeline": "nightly",
+                "timeline": timeline(("BUILDING", None)),
+            },
+        ],
+        pipelines=[{"arn": pipeline, "image": version, "timeline": timeline(("BUILDING", None))}],
+    )
+    port = free_port()
+    async with Simulator(plan, clock=FakeClock()) as url:
+        config = tmp_path / "watcher.toml"
+        config.write_text(config_text(url, [first], port))
+        async with daemon(config) as reader:
+            await reader.until(lambda lines: len(changes(reader)) >= 1)
+            config.write_text(
+                config_text(url, [first], port).replace(
+                    "[watch]\n",
+                    f'[watch]\npipelines = ["{pipeline}"]\n',
+                )
+            )
+            reader.process.send_signal(signal.SIGHUP)
+            await reader.until(lambda lines: len(changes(reader)) >= 2)
+    # Listed at once, not a discovery interval (60 s by default) later.
+    events = [c.get("event") for c in reader.json_lines()]
+    assert "config.reloaded" in events
+    assert "config.needs_restart" not in events, [
+        c for c in reader.json_lines() if c.get("event") == "config.needs_restart"
+    ]
+    found = changes(reader)[1]
+    assert (found["arn"], found["status"]) == (f"{version}/1", "BUILDING")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import botocore.session
 import pytest
 
 from tests.support import ACCOUNT, scenario, timeline, web_base_image
@@ -308,3 +309,32 @@ async def test_not_found_within_the_grace_is_retried_and_the_build_then_waited_o
     done, simulator = await ibwatch_wait(late, WEB, "--not-found-grace", "30s")
     assert done.returncode == 0, done.stderr
     assert simulator.counters.responses["GetImage", "ResourceNotFoundException"] >= 1
+
+
+async def test_the_aws_clis_client_shows_why_a_version_is_listed_not_got() -> None:
+    """botocore's synchronous client (the AWS CLI's) on the same scenario: GetImage on the
+    version answers the old AVAILABLE build, ListImageBuildVersions shows the newer
+    FAILED one, which `wait-until-available VERSION` therefore waits on (exit 1 above)."""
+    clock = FakeClock()
+    simulator = Simulator(old_available_and_newer(FAILED_STEP), clock=clock)
+
+    def call(url: str) -> tuple[str, list[tuple[str, str]]]:
+        client = botocore.session.get_session().create_client(
+            "imagebuilder",
+            region_name="us-east-1",
+            endpoint_url=url,
+            aws_access_key_id="AKIDEXAMPLE",
+            aws_secret_access_key="not-a-secret",
+        )
+        try:
+            got = client.get_image(imageBuildVersionArn=VERSION)["image"]["arn"]
+            listed = client.list_image_build_versions(imageVersionArn=VERSION)
+            return got, [(s["arn"], s["state"]["status"]) for s in listed["imageSummaryList"]]
+        finally:
+            client.close()
+
+    async with simulator as url:
+        clock.advance(2)
+        got, listed = await anyio.to_thread.run_sync(call, url)
+    assert got == f"{VERSION}/6"
+    assert sorted(listed) == [(f"{VERSION}/6", "AVAILABLE"), (f"{VERSION}/7", "FAILED")]
