@@ -22,7 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any
 
 import anyio
 
+from watcher.config import DEFAULT_INTERVALS, WatchConfig
 from watcher.simulator import Scenario, Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,9 +77,9 @@ FULL = Sizes(
     scale_duration=120,
     ci_runs=5,
     discovery_pipelines=200,
-    discovery_passes=8,
-    discovery_history=(1, 60),
-    discovery_lag_pipelines=100,
+    discovery_passes=5,
+    discovery_history=(1, 40),
+    discovery_lag_pipelines=200,
     discovery_lag_duration=24,
 )
 QUICK = Sizes(
@@ -381,12 +383,232 @@ def _awscli() -> Path:
     return aws
 
 
+# Discovery runs the daemon's 60 s defaults SPEEDUP times faster: a 2 s discovery
+# interval, poll intervals and the request budget scaled alike, and the simulator's
+# time_scale to match, so each pass has the share of the budget it has in production.
+DISCOVERY_INTERVAL = 2.0
+SPEEDUP = 60.0 / DISCOVERY_INTERVAL
+DEFAULT_MAX_TPS: float = WatchConfig.model_fields["max_tps"].default
+PIPELINE_RUN = [
+    {"status": "PENDING", "duration": 120},
+    {"status": "BUILDING", "duration": 1800},
+    {"status": "TESTING", "duration": 600},
+    {"status": "DISTRIBUTING", "duration": 300},
+    {"status": "AVAILABLE"},
+]
+"""One run of a pipeline, in scenario seconds (a 47-minute build)."""
+DISCOVERY_CONTENDERS = {"ibwatch": "ibwatch_discovery", "hand-written list loop": "pipeline_loop"}
+
+
+def pipelines_scenario(
+    prefix: str, count: int, history: int, seed: int, first_runs: Sequence[float] = ()
+) -> Scenario:
+    """`count` pipelines, each with `history` AVAILABLE builds it ran before; with
+    `first_runs` (real seconds after start), pipeline n runs once more then."""
+    head = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}"
+    images, pipelines = [], []
+    for n in range(count):
+        name, version = f"{prefix}-{n}", f"{head}:image/{prefix}-{n}/1.0.0"
+        images += [
+            {"arn": f"{version}/{b}", "pipeline": name, "timeline": [{"status": "AVAILABLE"}]}
+            for b in range(1, history + 1)
+        ]
+        pipeline: dict[str, Any] = {
+            "arn": f"{head}:image-pipeline/{name}",
+            "image": version,
+            "timeline": PIPELINE_RUN,
+        }
+        if n < len(first_runs):
+            at = first_runs[n] * SPEEDUP
+            pipeline["schedule"] = {"every": "1d", "first": at, "until": at}
+        pipelines.append(pipeline)
+    return Scenario.model_validate(
+        {"images": images, "pipelines": pipelines, "seed": seed, "time_scale": SPEEDUP}
+    )
+
+
+def discovery_job(url: str, scenario: Scenario, **fields: Any) -> dict[str, Any]:
+    return {
+        "endpoint_url": url,
+        "arns": [p.arn for p in scenario.pipelines],
+        "interval": DISCOVERY_INTERVAL,
+        "concurrency": 16,
+        "max_tps": DEFAULT_MAX_TPS * SPEEDUP,
+        "intervals": {k: v / SPEEDUP for k, v in DEFAULT_INTERVALS.items()},
+        **fields,
+    }
+
+
+class Arrivals(Counter[str]):
+    """`simulator.counters.requests` that also notes when each request arrived, so
+    a contender's requests can be split exactly at the end of its first pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple[float, str]] = []
+
+    def __setitem__(self, operation: str, count: int) -> None:
+        if count > self.get(operation, 0):
+            self.log.append((time.monotonic(), operation))
+        super().__setitem__(operation, count)
+
+
+async def idle_pipelines(label: str, sizes: Sizes, history: int, run: int) -> dict[str, Any]:
+    """One contender following pipelines that do not run: requests per operation in
+    its first pass and in the passes after it."""
+    count, passes = sizes.discovery_pipelines, sizes.discovery_passes
+    plan = pipelines_scenario("idle", count, history, seed=run)
+    simulator = Simulator(plan)
+    arrivals = simulator.counters.requests = Arrivals()
+    async with simulator as url:
+        result = await contend(DISCOVERY_CONTENDERS[label], discovery_job(url, plan, passes=passes))
+    ends = result["passes"]
+    # A pass's requests all arrive before its end is noted, the next pass's after.
+    first = dict(Counter(op for at, op in arrivals.log if at <= ends[0]))
+    later = dict(Counter(op for at, op in arrivals.log if at > ends[0]))
+    per_pass = sum(later.values()) / (len(ends) - 1) / count
+    return {
+        "first": first,
+        "later": later,
+        "passes": len(ends),
+        # From the second pass's end: the first pass is longer (it lists).
+        "spacing": (ends[-1] - ends[1]) / (len(ends) - 2),
+        "first_pass_seconds": ends[0] - result["began"],
+        "first_pass_per_pipeline": sum(first.values()) / count,
+        "per_pipeline_hour": per_pass * 3600 / 60,
+        "errors": result["errors"],
+    }
+
+
+async def scheduled_pipelines(label: str, sizes: Sizes, run: int) -> dict[str, Any]:
+    """One contender following pipelines that each run once during the window:
+    seconds from each run's start to the contender's first event for that build."""
+    count, duration = sizes.discovery_lag_pipelines, sizes.discovery_lag_duration
+    # Runs start from 5 s in (after the contenders' first pass) until 3 intervals
+    # before the end, so every one can be found before the contender stops.
+    rng = random.Random(run)
+    starts = [rng.uniform(5.0, duration - 3 * DISCOVERY_INTERVAL) for _ in range(count)]
+    plan = pipelines_scenario("sched", count, 1, seed=run, first_runs=starts)
+    simulator = Simulator(plan)
+    async with simulator as url:
+        result = await contend(
+            DISCOVERY_CONTENDERS[label], discovery_job(url, plan, duration=duration)
+        )
+        horizon = time.monotonic()
+    ready = result["passes"][0]
+    seen, values, early, unseen = result["first_event"], [], 0, 0
+    for pipeline in simulator.pipelines:
+        for build in pipeline.runs:
+            if build.build_type != "SCHEDULED":
+                continue
+            started = simulator.real_time(build.started)
+            if started < ready:  # before the contender knew what existed
+                early += 1
+                continue
+            if build.arn not in seen:
+                unseen += 1
+            values.append(seen.get(build.arn, horizon) - started)
+    return {
+        "lag_p50": pct(values, 50),
+        "lag_p99": pct(values, 99),
+        "lag_max": max(values),
+        "builds": len(values),
+        "early": early,
+        "unseen": unseen,
+    }
+
+
+async def side_by_side(
+    measure: Callable[..., Awaitable[dict[str, Any]]], *args: Any
+) -> dict[str, dict[str, Any]]:
+    """Every discovery contender at once, each against its own simulator: calls are
+    counted per simulator, and the lag goal (seconds) is far above CPU contention."""
+    found: dict[str, dict[str, Any]] = {}
+
+    async def one(label: str) -> None:
+        found[label] = await measure(label, *args)
+
+    async with anyio.create_task_group() as group:
+        for label in DISCOVERY_CONTENDERS:
+            group.start_soon(one, label)
+    return found
+
+
+async def discovery(sizes: Sizes) -> dict[str, Any]:
+    """Pipelines as sources of builds: what idle pipelines cost per hour, and how
+    soon a new run is found, for ibwatch and for a hand-written list loop."""
+    idle: dict[str, dict[str, list[dict[str, Any]]]] = {
+        str(h): {k: [] for k in DISCOVERY_CONTENDERS} for h in sizes.discovery_history
+    }
+    lag_runs: dict[str, list[dict[str, Any]]] = {k: [] for k in DISCOVERY_CONTENDERS}
+    for run in range(sizes.runs):
+        for history in sizes.discovery_history:
+            found = await side_by_side(idle_pipelines, sizes, history, run)
+            for label, figures in found.items():
+                idle[str(history)][label].append(figures)
+        for label, figures in (await side_by_side(scheduled_pipelines, sizes, run)).items():
+            lag_runs[label].append(figures)
+
+    count, passes = sizes.discovery_pipelines, sizes.discovery_passes
+    costs: dict[str, Any] = {}
+    for history, by_label in idle.items():
+        summary: dict[str, Any] = {}
+        for label, runs in by_label.items():
+            summary[label] = {
+                "per_pipeline_hour": statistics.median(r["per_pipeline_hour"] for r in runs),
+                "first_pass_per_pipeline": statistics.median(
+                    r["first_pass_per_pipeline"] for r in runs
+                ),
+                "spacing": statistics.median(r["spacing"] for r in runs),
+                "first_pass_seconds": statistics.median(r["first_pass_seconds"] for r in runs),
+                "first": _median_counts([r["first"] for r in runs]),
+                "later": _median_counts([r["later"] for r in runs]),
+                "errors": statistics.median(r["errors"] for r in runs),
+            }
+        pages = -(-int(history) // 25)  # ListImagePipelineImages pages of 25
+        summary["held"] = all(
+            r["first"] == {"GetImagePipeline": count, "ListImagePipelineImages": count * pages}
+            and r["later"] == {"GetImagePipeline": (passes - 1) * count}
+            and r["passes"] == passes
+            for r in by_label["ibwatch"]
+        )
+        summary["ratio"] = (
+            summary["ibwatch"]["per_pipeline_hour"]
+            / summary["hand-written list loop"]["per_pipeline_hour"]
+        )
+        costs[history] = summary
+    goal = DISCOVERY_INTERVAL + DEFAULT_INTERVALS["PENDING"] / SPEEDUP
+    lags_found: dict[str, Any] = {
+        label: {m: statistics.median(r[m] for r in runs) for m in runs[0]}
+        for label, runs in lag_runs.items()
+    }
+    for label, runs in lag_runs.items():
+        lags_found[label]["held"] = all(r["lag_max"] <= goal and not r["unseen"] for r in runs)
+    return {
+        "interval": DISCOVERY_INTERVAL,
+        "speedup": SPEEDUP,
+        "pipelines": count,
+        "passes": passes,
+        "lag_pipelines": sizes.discovery_lag_pipelines,
+        "lag_seconds": sizes.discovery_lag_duration,
+        "goal": goal,
+        "idle": costs,
+        "lag": lags_found,
+    }
+
+
+def _median_counts(runs: Sequence[dict[str, int]]) -> dict[str, float]:
+    operations = sorted({op for counts in runs for op in counts})
+    return {op: statistics.median(counts.get(op, 0) for counts in runs) for op in operations}
+
+
 BENCHMARKS = {
     "overhead": overhead,
     "throttle": throttle,
     "lag": lag,
     "scale": scale,
     "ci": ci_latency,
+    "discovery": discovery,
 }
 
 
@@ -527,7 +749,83 @@ def render(results: dict[str, Any], sizes: Sizes, quick: bool) -> str:
         ]
         lines += [f"| {k} | {v:.2f} |" for k, v in r["seconds"].items()]
         lines += ["", f"Ratio ibwatch / AWS CLI: **{r['ratio']:.2f}** (goal ≤ 1.0)", ""]
+    if "discovery" in results:
+        lines += _render_discovery(results["discovery"])
     return "\n".join(lines)
+
+
+def _render_discovery(r: dict[str, Any]) -> list[str]:
+    interval, speedup = r["interval"], r["speedup"]
+    lines = [
+        "## 6. Discovery: pipelines as sources of builds",
+        "",
+        f"_Measured {r.get('measured', '?')}._",
+        "",
+        f"The daemon's defaults played {speedup:g} times faster: discovery every "
+        f"{interval:g} s (60 s by default), poll intervals and `max_tps` scaled alike "
+        f"(max_tps {DEFAULT_MAX_TPS * speedup:g}), simulator time_scale {speedup:g}. "
+        "ibwatch is `Discovery` and the engine as `ibwatch run` wires them "
+        "(`daemon.open_service`); the baseline lists every pipeline's images (every "
+        "page) each interval and GetImages each build it has not seen. The contenders "
+        "run side by side, each against its own simulator; calls are the simulator's "
+        "counts.",
+        "",
+        f"### Idle pipelines: {r['pipelines']} pipelines, no run, {r['passes']} passes",
+        "",
+        "Calls per pipeline-hour are the calls of the passes after the first, per pipeline "
+        "and pass, times 60 (passes per hour at the default 60 s interval).",
+        "",
+        "| builds of history | contender | calls per pipeline-hour | after the first pass, "
+        "calls by operation | first pass, calls per pipeline | first pass s | pass spacing s |",
+        "| ---: | --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for history, figures in r["idle"].items():
+        for label in DISCOVERY_CONTENDERS:
+            f = figures[label]
+            later = ", ".join(f"{op} {n:g}" for op, n in f["later"].items()) or "none"
+            lines.append(
+                f"| {history} | {label} | {f['per_pipeline_hour']:.1f} | {later} | "
+                f"{f['first_pass_per_pipeline']:.2f} | {f['first_pass_seconds']:.2f} | "
+                f"{f['spacing']:.2f} |"
+            )
+    lines.append("")
+    for history, figures in r["idle"].items():
+        first = ", ".join(f"{op} {n:g}" for op, n in figures["ibwatch"]["first"].items())
+        lines.append(
+            f"- {history} build(s) of history: ratio ibwatch / baseline "
+            f"**{figures['ratio']:.2f}**; ibwatch's first pass: {first}. Claim \"one "
+            'GetImagePipeline per pipeline per interval, no list after the first pass": '
+            f"**{'held' if figures['held'] else 'NOT held'}** in every run."
+        )
+    lag = r["lag"]
+    lines += [
+        "",
+        f"### Detection lag: {r['lag_pipelines']} pipelines, each runs once in "
+        f"{r['lag_seconds']:g} s",
+        "",
+        "Seconds from a run's start (the simulator's clock) to the contender's first "
+        "event for its build (ibwatch: the first-sighting transition; baseline: the "
+        "GetImage answer). Runs that started before a contender's first pass ended are "
+        "left out (early); an unseen build counts as found at the end.",
+        "",
+        "| contender | lag p50 s | lag p99 s | lag max s | builds | early | unseen |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label in DISCOVERY_CONTENDERS:
+        f = lag[label]
+        lines.append(
+            f"| {label} | {f['lag_p50']:.2f} | {f['lag_p99']:.2f} | {f['lag_max']:.2f} | "
+            f"{f['builds']:g} | {f['early']:g} | {f['unseen']:g} |"
+        )
+    lines += [
+        "",
+        f"Goal: every build found within the discovery interval plus one poll interval "
+        f"(PENDING), {r['goal']:g} s: "
+        f"**{'held' if lag['ibwatch']['held'] else 'NOT held'}** for ibwatch in every run "
+        f"({'held' if lag['hand-written list loop']['held'] else 'not held'} for the baseline).",
+        "",
+    ]
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

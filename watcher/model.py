@@ -343,7 +343,8 @@ class Transition(_Value):
     sequence: int
     """The build's transitions counted from 1; FAILED -> ... -> FAILED again differ by it."""
     watched: str
-    """The ARN as configured (possibly a version ARN)."""
+    """The ARN as configured, or the version or pipeline ARN that discovery found
+    the build through."""
     image: ImageInfo
     previous: StatusInfo | None
     current: StatusInfo

@@ -64,16 +64,21 @@ async def main(job: Job) -> None:
         async with open_service(config, clock=SystemClock(), source_session=session) as service:
             await service.source.warm(job.arns)
             service.engine.add_listener(FirstEvent(first_event))
+            began = time.monotonic()
             with Stopwatch() as stopwatch:
                 async with anyio.create_task_group() as group:
                     # What `daemon._watch` and `run_daemon` start, minus the HTTP server.
                     group.start_soon(service.discovery.run)
                     group.start_soon(service.dispatcher.run)
-                    group.start_soon(_note_passes, service.discovery, passes, job, group.cancel_scope)
+                    group.start_soon(
+                        _note_passes, service.discovery, passes, job, group.cancel_scope
+                    )
                     await service.engine.run(config.watch.build_arns, time_limit=job.duration)
                     group.cancel_scope.cancel()
     result.cpu_seconds, result.wall_seconds = stopwatch.cpu, stopwatch.wall
-    result.report(passes=passes, first_event=first_event, watched=len(service.engine.watches))
+    result.report(
+        began=began, passes=passes, first_event=first_event, watched=len(service.engine.watches)
+    )
 
 
 async def _note_passes(

@@ -11,6 +11,7 @@ drift. Reports when each pass ended and, per new build, when GetImage answered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from aiobotocore.session import get_session
@@ -52,13 +53,12 @@ async def main(job: Job) -> None:
                     return
                 await asyncio.sleep(max(0.0, job.interval - (time.monotonic() - started)))
 
-        with Stopwatch() as watch:
-            try:
-                await asyncio.wait_for(loop(), timeout=job.duration)
-            except TimeoutError:
-                pass
+        began = time.monotonic()
+        # A TimeoutError just means the duration is over.
+        with Stopwatch() as watch, contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(loop(), timeout=job.duration)
     result.cpu_seconds, result.wall_seconds = watch.cpu, watch.wall
-    result.report(passes=passes, first_event=first_event)
+    result.report(began=began, passes=passes, first_event=first_event)
 
 
 if __name__ == "__main__":

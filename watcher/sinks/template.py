@@ -12,7 +12,7 @@ Placeholders (every value is a string; absent values are ""):
     version             version/build                    1.4.0/7
     build               build number                     7
     arn                 build-version ARN
-    watched             the ARN as configured (may be a version ARN)
+    watched             the ARN as configured, or the version/pipeline ARN that found it
     region, account     from the ARN
     pipeline, type, platform
     status              current status                   AVAILABLE
