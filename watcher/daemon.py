@@ -128,6 +128,7 @@ async def open_service(
                 interval=watch.discovery_interval,
                 sources=sources_of(config),
                 metrics=metrics,
+                readiness=readiness,
             )
             yield Service(
                 config,

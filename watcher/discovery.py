@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
@@ -25,17 +26,22 @@ import structlog
 from watcher.aws import Page
 from watcher.clock import Clock
 from watcher.engine import Engine
-from watcher.errors import ApiError
+from watcher.errors import AccessDenied, ApiError, BadCredentials, Unavailable
 from watcher.listing import BuildLister, all_pages, builds_of_version
-from watcher.model import ImageSnapshot, PipelineArn, PipelineInfo
+from watcher.model import ImageSnapshot, InvalidArn, PipelineArn, PipelineInfo
 from watcher.store.base import Store
 
 if TYPE_CHECKING:
-    from watcher.metrics import Metrics
+    from watcher.metrics import Metrics, Readiness
 
 log = structlog.get_logger("ibwatch")
 
 DISABLED = "DISABLED"
+_NOT_REACHED = (AccessDenied, BadCredentials, Unavailable)
+"""Failures that mean the API was not usefully reached: they make /readyz say so."""
+_RUN_SKEW = timedelta(minutes=1)
+"""How much earlier than `dateLastRun` the run's build may say it was created."""
+_RELIST_TRIES = 3
 
 
 class DiscoveryEdge(BuildLister, Protocol):
@@ -73,6 +79,7 @@ class Discovery:
         interval: float,
         sources: Sources,
         metrics: Metrics | None = None,
+        readiness: Readiness | None = None,
         concurrency: int = 8,
     ) -> None:
         self._edge = edge
@@ -82,6 +89,7 @@ class Discovery:
         self._interval = interval
         self.sources = sources
         self._metrics = metrics
+        self._readiness = readiness
         self._concurrency = max(1, concurrency)
         self._last_run: dict[str, str] = {}
         """Pipeline ARN -> the `dateLastRun` whose builds were listed."""
@@ -91,12 +99,18 @@ class Discovery:
         self.passes = 0
         self._one_pass_at_a_time = anyio.Lock()
         self._resting: anyio.CancelScope | None = None
+        self._sources_changed = False
+        self._relisted: dict[str, int] = {}
+        """Pipeline ARN -> listings in a row that did not yet show its last run."""
 
     async def run(self) -> None:
         """List every source now and then every interval, until cancelled."""
         while True:
             started = self._clock.monotonic()
+            self._sources_changed = False
             await self.discover_once()
+            if self._sources_changed:
+                continue  # a reload during the pass: list the new sources now
             # Sleep the rest of the interval, so a slow pass does not make it drift;
             # new sources (a reload) end the sleep at once.
             with anyio.CancelScope() as self._resting:
@@ -107,9 +121,11 @@ class Discovery:
 
     def set_sources(self, sources: Sources) -> None:
         """Follow these sources from now on, listing them at once."""
-        changed = sources != self.sources
+        if sources == self.sources:
+            return
         self.sources = sources
-        if changed and self._resting is not None:
+        self._sources_changed = True
+        if self._resting is not None:
             self._resting.cancel()
 
     async def discover_once(self) -> None:
@@ -118,65 +134,91 @@ class Discovery:
             await self._pass()
 
     async def _pass(self) -> None:
-        baselined = await self._store.baselined_sources()
-        gate = anyio.CapacityLimiter(self._concurrency)
         sources = self.sources
+        followed = await self._store.followed_sources()
+        now = self._clock.now().timestamp()
+        for source in (*sources.versions, *sources.pipelines):
+            if source not in followed:
+                # From now on, a build that ends is news; one that had already ended
+                # before (found on this first listing, or later) is history.
+                await self._store.mark_followed(source, now)
+                followed[source] = now
+        gate = anyio.CapacityLimiter(self._concurrency)
         async with anyio.create_task_group() as group:
             for version in sources.versions:
-                group.start_soon(self._follow, version, self._version, baselined, gate)
+                since = _moment(followed[version])
+                group.start_soon(self._follow, version, self._version, since, gate)
             for pipeline in sources.pipelines:
-                group.start_soon(self._follow, pipeline, self._pipelines, baselined, gate)
+                since = _moment(followed[pipeline])
+                group.start_soon(self._follow, pipeline, self._pipelines, since, gate)
         self.passes += 1
 
     async def _follow(
         self,
         source: str,
-        list_source: Callable[[str, bool, anyio.CapacityLimiter], Awaitable[None]],
-        baselined: set[str],
+        list_source: Callable[[str, datetime, anyio.CapacityLimiter], Awaitable[None]],
+        since: datetime,
         gate: anyio.CapacityLimiter,
     ) -> None:
-        baseline = source not in baselined
+        """List one source; its failure is logged (once while it lasts), not raised."""
         try:
-            await list_source(source, baseline, gate)
-        except ApiError as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            if self._failing.get(source) != message:
-                log.warning("discovery.failed", source=source, error=message, code=exc.code)
-            self._failing[source] = message
+            await list_source(source, since, gate)
+        except (ApiError, InvalidArn) as exc:
+            self._failed(source, exc)
             return
+        self._recovered(source)
+
+    def _failed(self, source: str, exc: Exception) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        if self._failing.get(source) != message:
+            log.warning(
+                "discovery.failed", source=source, error=message, code=getattr(exc, "code", "")
+            )
+        self._failing[source] = message
+        if self._readiness is not None and isinstance(exc, _NOT_REACHED):
+            self._readiness.record(False, f"discovery: {type(exc).__name__}: {exc.code}")
+
+    def _recovered(self, source: str) -> None:
         if self._failing.pop(source, None) is not None:
             log.info("discovery.recovered", source=source)
-        if baseline:
-            # Only once the whole first listing is recorded: a crash before this
-            # point makes the next start take the baseline again, losing nothing.
-            await self._store.mark_baselined(source, self._clock.now().timestamp())
+        if self._readiness is not None:
+            self._readiness.record(True, "")
 
-    async def _version(self, source: str, baseline: bool, gate: anyio.CapacityLimiter) -> None:
+    async def _version(self, source: str, since: datetime, gate: anyio.CapacityLimiter) -> None:
         async with gate:
             builds = await builds_of_version(self._edge, self._engine.call, source)
-        await self._add(source, builds, baseline)
+        await self._add(source, builds, since)
 
-    async def _pipelines(self, source: str, baseline: bool, gate: anyio.CapacityLimiter) -> None:
+    async def _pipelines(self, source: str, since: datetime, gate: anyio.CapacityLimiter) -> None:
         wanted = PipelineArn.parse(source)
-        if wanted.is_wildcard:
+        if not wanted.is_wildcard:
             async with gate:
-                found = await all_pages(
-                    self._engine.call,
-                    functools.partial(self._list_pipelines, wanted.region),
-                    f"pipelines of {source}",
-                )
-            pipelines = [p for p in found if _same_account(PipelineArn.parse(p.arn), wanted)]
-        else:
-            async with gate:
-                pipelines = [await self._engine.call(lambda: self._edge.get_pipeline(source))]
-        for pipeline in pipelines:
-            await self._pipeline(pipeline, baseline, gate)
+                pipeline = await self._engine.call(lambda: self._edge.get_pipeline(source))
+            await self._pipeline(pipeline, since, gate)
+            return
+        async with gate:
+            found = await all_pages(
+                self._engine.call,
+                functools.partial(self._list_pipelines, wanted.region),
+                f"pipelines of {source}",
+            )
+        for pipeline in found:
+            if not _same_account(pipeline.arn, wanted):
+                continue
+            # One pipeline failing (say, denied by a resource-scoped policy) must not
+            # keep the others of the wildcard from being followed.
+            try:
+                await self._pipeline(pipeline, since, gate)
+            except ApiError as exc:
+                self._failed(pipeline.arn, exc)
+                continue
+            self._recovered(pipeline.arn)
 
     def _list_pipelines(self, region: str, token: str | None) -> Awaitable[Page[PipelineInfo]]:
         return self._edge.list_pipelines(region, next_token=token)
 
     async def _pipeline(
-        self, pipeline: PipelineInfo, baseline: bool, gate: anyio.CapacityLimiter
+        self, pipeline: PipelineInfo, since: datetime, gate: anyio.CapacityLimiter
     ) -> None:
         self._note_status(pipeline)
         last_run = pipeline.date_last_run
@@ -188,18 +230,32 @@ class Discovery:
                 functools.partial(self._list_pipeline_images, pipeline.arn),
                 f"builds of {pipeline.arn}",
             )
-        await self._add(pipeline.arn, builds, baseline)
-        self._last_run[pipeline.arn] = last_run
+        await self._add(pipeline.arn, builds, since)
+        if self._lists_its_last_run(pipeline, builds):
+            self._last_run[pipeline.arn] = last_run
+
+    def _lists_its_last_run(self, pipeline: PipelineInfo, builds: Sequence[ImageSnapshot]) -> bool:
+        """Whether the listing already holds the run `dateLastRun` speaks of. The
+        list can lag the pipeline for a moment (as GetImage can 404 on a new build):
+        then it is listed again next pass, a few times at most, rather than that
+        run being missed until the pipeline runs again."""
+        last_run = _date(pipeline.date_last_run)
+        newest = max((_aware(b.created) for b in builds if b.created), default=None)
+        if last_run is None or (newest is not None and newest >= last_run - _RUN_SKEW):
+            self._relisted.pop(pipeline.arn, None)
+            return True
+        tries = self._relisted[pipeline.arn] = self._relisted.get(pipeline.arn, 0) + 1
+        return tries >= _RELIST_TRIES
 
     def _list_pipeline_images(
         self, pipeline_arn: str, token: str | None
     ) -> Awaitable[Page[ImageSnapshot]]:
         return self._edge.list_pipeline_images(pipeline_arn, next_token=token)
 
-    async def _add(self, source: str, builds: Sequence[ImageSnapshot], baseline: bool) -> None:
-        added = await self._engine.add_discovered(source, builds, baseline=baseline)
+    async def _add(self, source: str, builds: Sequence[ImageSnapshot], since: datetime) -> None:
+        added = await self._engine.add_discovered(source, builds, history_before=since)
         if added:
-            log.info("discovery.found", source=source, builds=len(added), baseline=baseline or None)
+            log.info("discovery.found", source=source, builds=len(added))
 
     def _note_status(self, pipeline: PipelineInfo) -> None:
         """Log a pipeline turning DISABLED once, and count it: Image Builder disables
@@ -220,9 +276,30 @@ class Discovery:
             log.info("pipeline.enabled", pipeline=pipeline.arn, name=pipeline.name)
 
 
-def _same_account(found: PipelineArn, wanted: PipelineArn) -> bool:
+def _same_account(arn: str, wanted: PipelineArn) -> bool:
+    try:
+        found = PipelineArn.parse(arn)
+    except InvalidArn:
+        return False
     return (found.partition, found.region, found.account) == (
         wanted.partition,
         wanted.region,
         wanted.account,
     )
+
+
+def _moment(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _date(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return _aware(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        return None

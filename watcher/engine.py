@@ -15,6 +15,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio
@@ -187,23 +188,30 @@ class Engine:
         return added, removed
 
     async def add_discovered(
-        self, source: str, builds: Sequence[ImageSnapshot], *, baseline: bool = False
+        self,
+        source: str,
+        builds: Sequence[ImageSnapshot],
+        *,
+        history_before: datetime | None = None,
     ) -> list[str]:
         """Watch the builds discovery listed through `source` that are not watched
         yet; returns the ARNs of those it added.
 
-        A build the store remembers carries on from there. With `baseline` (the
-        source's first listing ever), a build already terminal is recorded without
-        an event: a first start must not flood chat with historical AVAILABLEs.
-        Every other new build is polled at once, and its first sighting announced.
+        A build the store remembers carries on from there. A build first seen
+        already ended and created no later than `history_before` (when the source
+        began to be followed) is history: recorded without an event, so a first
+        start does not flood chat with old AVAILABLEs. Every other new build is
+        polled at once and its first sighting announced.
         """
-        new = [build for build in builds if build.arn not in self.watches]
-        if not new:
-            return []
         if self._remembered is None:
             self._remembered = await self._store.load_all()
         now = self._clock.monotonic()
-        for build in new:
+        added: list[str] = []
+        for build in builds:
+            # Checked build by build: two sources can list the same build, and one
+            # listing can repeat a build when pages shift under it.
+            if build.arn in self.watches:
+                continue
             remembered = self._remembered.pop(build.arn, None)
             watch = Watch(
                 arn=build.arn,
@@ -214,13 +222,15 @@ class Engine:
                 discovered=True,
             )
             self.watches[build.arn] = watch
-            if remembered is None and baseline and build.status.terminal:
+            added.append(build.arn)
+            if remembered is None and _is_history(build, history_before):
                 watch.tracked = Tracked(
                     snapshot=build, status_since=build.observed_at, sequence=1, watched=source
                 )
                 await self._store.commit(
                     build.arn, watch.tracked, [], None, now=self._clock.now().timestamp()
                 )
+                continue  # history is not re-checked, not even a FAILED build
             if watch.tracked is None or not watch.tracked.snapshot.status.terminal:
                 self._push(build.arn, now)
                 continue
@@ -228,7 +238,7 @@ class Engine:
             if delay is not None:
                 self._push(build.arn, now + delay)
         self._check_all_ended()
-        return [build.arn for build in new]
+        return added
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run one API call as polls run: paced by the shared limiter, retried."""
@@ -462,6 +472,17 @@ class Engine:
         await self._clock.sleep(seconds)
         self._timed_out = True
         scope.cancel()
+
+
+def _is_history(build: ImageSnapshot, before: datetime | None) -> bool:
+    """Ended before anyone followed its source: no news. A build without a creation
+    date that is first seen ended counts as history too."""
+    if before is None or not build.status.terminal:
+        return False
+    created = build.created
+    if created is None:
+        return True
+    return (created if created.tzinfo else created.replace(tzinfo=UTC)) <= before
 
 
 def _error_fields(watch: Watch, exc: ApiError) -> dict[str, str]:

@@ -8,6 +8,7 @@ import json
 import signal
 import sqlite3
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,9 @@ def found_twice(lines: list[str]) -> bool:
 async def test_scheduled_builds_survive_sigkill_during_discovery_and_restart(
     tmp_path: Path,
 ) -> None:
-    clock = FakeClock()  # scenario time moves only when the test says so
+    # Scenario time moves only when the test says so, from the real date: the daemon
+    # tells history (ended before it followed the pipeline) by the builds' dates.
+    clock = FakeClock(epoch=datetime.now(UTC))
     plan = scenario(
         [{"arn": f"{VERSION}/1", "pipeline": "web-base-nightly", "timeline": RUN}],
         pipelines=[

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,7 +21,7 @@ from watcher.metrics import Metrics
 from watcher.ratelimit import AimdLimiter
 from watcher.retry import RetryPolicy
 from watcher.simulator import Scenario, Simulator
-from watcher.store import MemoryStore
+from watcher.store import MemoryStore, SqliteStore
 from watcher.store.base import Store
 from watcher.testing import RecordingSink, VirtualClock
 
@@ -161,14 +162,14 @@ async def test_a_first_start_records_builds_that_already_ended_without_announcin
         f"{WEB}/2": "FAILED",
         f"{WEB}/3": "BUILDING",
     }
-    assert await store.baselined_sources() == {NIGHTLY}
+    assert set(await store.followed_sources()) == {NIGHTLY}
 
 
 async def test_a_build_that_ends_while_the_daemon_is_away_is_announced_after_the_baseline() -> None:
     """Only the very first listing of a source is silent."""
     plan = scenario([history(1, "AVAILABLE")], pipelines=[pipeline()])
     store = MemoryStore()
-    await store.mark_baselined(NIGHTLY, 0.0)  # an earlier run took the baseline
+    await store.mark_followed(NIGHTLY, 0.0)  # followed since long before the build
     followed = await follow(plan, pipelines=[NIGHTLY], seconds=30, store=store)
     assert followed.transitions() == [(1, None, "AVAILABLE")]
 
@@ -272,3 +273,47 @@ async def test_a_failing_source_is_logged_once_and_the_others_go_on() -> None:
     assert [f["source"] for f in failures] == [missing]
     assert "ResourceNotFoundException" in failures[0]["error"]
     assert followed.transitions()[0] == (1, None, "PENDING")
+
+
+async def test_a_build_listed_by_two_sources_is_watched_once(tmp_path: Path) -> None:
+    """Its version ARN and its pipeline both list it, in passes that run at once."""
+    plan = scenario(
+        [history(1, "BUILDING")],
+        pipelines=[pipeline(schedule={"every": "1h", "first": "15s"})],
+    )
+    store = await SqliteStore.open(tmp_path / "state.db")
+    try:
+        followed = await follow(plan, pipelines=[NIGHTLY], versions=[WEB], seconds=35, store=store)
+    finally:
+        await store.close()
+    assert followed.transitions() == [
+        (1, None, "BUILDING"),
+        (2, None, "PENDING"),
+        (2, "PENDING", "BUILDING"),
+    ]
+    # One poll per build per second at most: not two schedule entries for one build.
+    assert followed.calls("GetImage") <= 35 + 20 + 5
+
+
+async def test_a_build_repeated_in_one_listing_is_not_announced_again() -> None:
+    """Pages can shift while a listing runs, so one build can come back twice."""
+    store = MemoryStore()
+    clock = VirtualClock()
+    plan = scenario([history(1, "AVAILABLE")])
+    async with (
+        Simulator(plan, clock=clock) as url,
+        AwsImageSource(clock=clock, endpoint_url=url) as aws,
+    ):
+        engine = Engine(
+            source=aws,
+            store=store,
+            clock=clock,
+            limiter=AimdLimiter(100, clock),
+            schedule=Schedule(interval_for=lambda _: 1.0),
+            retry=RetryPolicy(),
+        )
+        (build,) = (await aws.list_build_versions("us-east-1", version_arn=WEB)).items
+        added = await engine.add_discovered(WEB, [build, build], history_before=build.created)
+    assert added == [build.arn]
+    assert len(engine.watches) == 1
+    assert await store.events() == []

@@ -99,13 +99,14 @@ class Store(Protocol):
         """Per sink: pending rows, the oldest one's creation time, dead letters."""
         ...
 
-    async def baselined_sources(self) -> set[str]:
-        """The discovery sources (version and pipeline ARNs as configured) whose
-        first listing was recorded: builds they list later are news."""
+    async def followed_sources(self) -> dict[str, float]:
+        """Each discovery source (version or pipeline ARN as configured) -> since when
+        it has been followed (epoch seconds): builds that had already ended before
+        then are history, recorded without an event."""
         ...
 
-    async def mark_baselined(self, source: str, now: float) -> None:
-        """Remember that `source`'s first listing has been recorded."""
+    async def mark_followed(self, source: str, since: float) -> None:
+        """Remember when `source` began to be followed; the first time counts."""
         ...
 
     async def close(self) -> None: ...

@@ -18,7 +18,7 @@ class MemoryStore:
         self._outbox: dict[int, Delivery] = {}
         self._dead: dict[int, DeadLetter] = {}
         self._seq = itertools.count(1)
-        self._baselined: set[str] = set()
+        self._followed: dict[str, float] = {}
 
     async def load_all(self) -> dict[str, Tracked]:
         return dict(self._tracked)
@@ -89,11 +89,11 @@ class MemoryStore:
             stats[dead.sink] = OutboxStats(old.pending, old.oldest_created_at, old.dead_letters + 1)
         return stats
 
-    async def baselined_sources(self) -> set[str]:
-        return set(self._baselined)
+    async def followed_sources(self) -> dict[str, float]:
+        return dict(self._followed)
 
-    async def mark_baselined(self, source: str, now: float) -> None:
-        self._baselined.add(source)
+    async def mark_followed(self, source: str, since: float) -> None:
+        self._followed.setdefault(source, since)
 
     async def close(self) -> None:
         pass

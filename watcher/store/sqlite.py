@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_by_sink ON deliveries (sink, seq);
 CREATE TABLE IF NOT EXISTS sources (
     source TEXT PRIMARY KEY,
-    baselined_at REAL NOT NULL
+    followed_since REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -233,13 +233,16 @@ class SqliteStore:
 
         return await self._run(read)
 
-    async def baselined_sources(self) -> set[str]:
-        rows = await self._run(lambda: self._db.execute("SELECT source FROM sources").fetchall())
-        return {source for (source,) in rows}
+    async def followed_sources(self) -> dict[str, float]:
+        rows = await self._run(
+            lambda: self._db.execute("SELECT source, followed_since FROM sources").fetchall()
+        )
+        return {source: since for source, since in rows}
 
-    async def mark_baselined(self, source: str, now: float) -> None:
+    async def mark_followed(self, source: str, since: float) -> None:
         await self._write(
-            "INSERT OR IGNORE INTO sources (source, baselined_at) VALUES (?, ?)", (source, now)
+            "INSERT OR IGNORE INTO sources (source, followed_since) VALUES (?, ?)",
+            (source, since),
         )
 
     async def close(self) -> None:
