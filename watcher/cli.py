@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--no-wait",
         action="store_true",
-        help="print the new build ARN(s) and exit 0 without waiting",
+        help="print the new build ARN(s) and exit 0 without waiting: 0 then means started, "
+        "not AVAILABLE",
     )
     start.add_argument(
         "--cancel-on-timeout",
