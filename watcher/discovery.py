@@ -190,11 +190,14 @@ class Discovery:
         await self._add(source, builds, since)
 
     async def _pipelines(self, source: str, since: datetime, gate: anyio.CapacityLimiter) -> None:
+        # A pipeline's look and its listing share one hold of the gate: taken twice,
+        # the listing would queue behind every other pipeline's look, and a new
+        # build would be found near the end of each pass (the discovery benchmark).
         wanted = PipelineArn.parse(source)
         if not wanted.is_wildcard:
             async with gate:
                 pipeline = await self._engine.call(lambda: self._edge.get_pipeline(source))
-            await self._pipeline(pipeline, since, gate)
+                await self._pipeline(pipeline, since)
             return
         async with gate:
             found = await all_pages(
@@ -208,7 +211,8 @@ class Discovery:
             # One pipeline failing (say, denied by a resource-scoped policy) must not
             # keep the others of the wildcard from being followed.
             try:
-                await self._pipeline(pipeline, since, gate)
+                async with gate:
+                    await self._pipeline(pipeline, since)
             except ApiError as exc:
                 self._failed(pipeline.arn, exc)
                 continue
@@ -217,19 +221,18 @@ class Discovery:
     def _list_pipelines(self, region: str, token: str | None) -> Awaitable[Page[PipelineInfo]]:
         return self._edge.list_pipelines(region, next_token=token)
 
-    async def _pipeline(
-        self, pipeline: PipelineInfo, since: datetime, gate: anyio.CapacityLimiter
-    ) -> None:
+    async def _pipeline(self, pipeline: PipelineInfo, since: datetime) -> None:
+        """List the pipeline's builds if it ran since they were last listed; the
+        caller holds the gate."""
         self._note_status(pipeline)
         last_run = pipeline.date_last_run
         if last_run is None or self._last_run.get(pipeline.arn) == last_run:
             return  # never ran, or no run since its builds were listed
-        async with gate:
-            builds = await all_pages(
-                self._engine.call,
-                functools.partial(self._list_pipeline_images, pipeline.arn),
-                f"builds of {pipeline.arn}",
-            )
+        builds = await all_pages(
+            self._engine.call,
+            functools.partial(self._list_pipeline_images, pipeline.arn),
+            f"builds of {pipeline.arn}",
+        )
         await self._add(pipeline.arn, builds, since)
         if self._lists_its_last_run(pipeline, builds):
             self._last_run[pipeline.arn] = last_run
