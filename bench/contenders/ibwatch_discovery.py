@@ -4,8 +4,9 @@ engine, and `Discovery` over the same AWS source), with no sinks: an in-process
 listener notes each build's first event instead.
 
 Runs `job.passes` discovery passes (then stops before the next one starts) or
-`job.duration` seconds. Reports when each pass ended and, per build ARN, when its
-first event came, both on the system's monotonic clock.
+`job.duration` seconds. Reports when each pass started and ended (and the CPU
+time used by then) and, per build ARN, when its first event came, both on the system's
+monotonic clock.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ async def main(job: Job) -> None:
     session.set_credentials("BENCH", "bench-not-a-secret")
     result = Result()
     first_event: dict[str, float] = {}
+    starts: list[float] = []
     passes: list[float] = []
+    cpu: list[float] = []
     with tempfile.TemporaryDirectory() as state:
         watch: dict[str, Any] = {
             "pipelines": job.arns,
@@ -68,28 +71,40 @@ async def main(job: Job) -> None:
             with Stopwatch() as stopwatch:
                 async with anyio.create_task_group() as group:
                     # What `daemon._watch` and `run_daemon` start, minus the HTTP server.
-                    _note_passes(service.discovery, passes, job, group.cancel_scope)
+                    _note_passes(service.discovery, starts, passes, cpu, job, group.cancel_scope)
                     group.start_soon(service.discovery.run)
                     group.start_soon(service.dispatcher.run)
                     await service.engine.run(config.watch.build_arns, time_limit=job.duration)
                     group.cancel_scope.cancel()
     result.cpu_seconds, result.wall_seconds = stopwatch.cpu, stopwatch.wall
     result.report(
-        began=began, passes=passes, first_event=first_event, watched=len(service.engine.watches)
+        began=began,
+        pass_starts=starts,
+        passes=passes,
+        pass_cpu=cpu,
+        first_event=first_event,
+        watched=len(service.engine.watches),
     )
 
 
 def _note_passes(
-    discovery: Discovery, passes: list[float], job: Job, scope: anyio.CancelScope
+    discovery: Discovery,
+    starts: list[float],
+    passes: list[float],
+    cpu: list[float],
+    job: Job,
+    scope: anyio.CancelScope,
 ) -> None:
-    """Note the moment each pass ends, before the next one can start, and stop
-    after `job.passes`. Only wraps the daemon's own `discover_once`: discovery has
+    """Note the moment each pass starts and ends (before the next one can start),
+    and stop after `job.passes`. Only wraps the daemon's own `discover_once`: discovery has
     no such hook, and the benchmark splits the simulator's requests at these ends."""
     inner = discovery.discover_once
 
     async def discover_once() -> None:
+        starts.append(time.monotonic())
         await inner()
         passes.append(time.monotonic())
+        cpu.append(time.process_time())
         if job.passes is not None and len(passes) >= job.passes:
             scope.cancel()
 

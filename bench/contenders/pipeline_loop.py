@@ -5,7 +5,8 @@ learns what already exists, as such a script must (or it would announce history)
 
 Plain aiobotocore, one pipeline after another, botocore's retries off (as the
 other contenders); it sleeps the rest of each interval, so its passes do not
-drift. Reports when each pass ended and, per new build, when GetImage answered.
+drift. Reports when each pass started and ended (and the CPU time used by then)
+and, per new build, when GetImage answered.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from bench.contenders.common import Job, Result, Stopwatch, client_kwargs
 async def main(job: Job) -> None:
     result = Result()
     first_event: dict[str, float] = {}
+    starts: list[float] = []
     passes: list[float] = []
+    cpu: list[float] = []
     known: set[str] = set()
     async with get_session().create_client("imagebuilder", **client_kwargs(job)) as client:
         paginator = client.get_paginator("list_image_pipeline_images")
@@ -47,8 +50,10 @@ async def main(job: Job) -> None:
         async def loop() -> None:
             while job.passes is None or len(passes) < job.passes:
                 started = time.monotonic()
+                starts.append(started)
                 await one_pass(learn_only=not passes)
                 passes.append(time.monotonic())
+                cpu.append(time.process_time())
                 if job.passes is not None and len(passes) >= job.passes:
                     return
                 await asyncio.sleep(max(0.0, job.interval - (time.monotonic() - started)))
@@ -58,7 +63,9 @@ async def main(job: Job) -> None:
         with Stopwatch() as watch, contextlib.suppress(TimeoutError):
             await asyncio.wait_for(loop(), timeout=job.duration)
     result.cpu_seconds, result.wall_seconds = watch.cpu, watch.wall
-    result.report(began=began, passes=passes, first_event=first_event)
+    result.report(
+        began=began, pass_starts=starts, passes=passes, pass_cpu=cpu, first_event=first_event
+    )
 
 
 if __name__ == "__main__":
