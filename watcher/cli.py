@@ -6,7 +6,6 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 128 + 2  # SIGINT, as a shell reports it
 
 
 class _Parser(argparse.ArgumentParser):
@@ -287,9 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "deliveries": _deliveries,
     }
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            return handlers[args.command](args)
-        return EXIT_OK
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        # Ctrl-C before the command could catch it itself: never a pass (0).
+        print("ibwatch: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (FileError, InvalidArn) as exc:
         print(f"ibwatch: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -111,6 +111,8 @@ class Watch:
 class RunResult:
     watches: dict[str, Watch]
     timed_out: bool = False
+    interrupted: int | None = None
+    """The signal (SIGINT, SIGTERM) that stopped the run before it was done."""
     cancelled: set[str] = field(default_factory=set)
     """ARNs whose builds the caller cancelled because time ran out (`ibwatch start
     --cancel-on-timeout`): they count as timed out, not as failed."""
@@ -158,6 +160,8 @@ class Engine:
         self._all_ended = anyio.Event()
         self._stop_when_ended = False
         self._timed_out = False
+        self._interrupted: int | None = None
+        self._running_scope: CancelScope | None = None
         self._resolver = resolver
         self._remembered: dict[str, Tracked] | None = None
 
@@ -274,7 +278,14 @@ class Engine:
         return RunResult(
             watches=self.watches,
             timed_out=self._timed_out and not all(w.ended for w in self.watches.values()),
+            interrupted=self._interrupted,
         )
+
+    def interrupt(self, signum: int) -> None:
+        """Stop the run now, as a signal asks: `run` returns what was seen so far."""
+        self._interrupted = signum
+        if self._running_scope is not None:
+            self._running_scope.cancel()
 
     async def _run_all(self, time_limit: float | None) -> None:
         send, receive = anyio.create_memory_object_stream[str](max_buffer_size=self._concurrency)
@@ -284,6 +295,9 @@ class Engine:
             receive.close()
             group.start_soon(self._dispatch_due, send)
             group.start_soon(self._cancel_when_ended, group.cancel_scope)
+            self._running_scope = group.cancel_scope
+            if self._interrupted is not None:
+                group.cancel_scope.cancel()
             if time_limit is not None:
                 group.start_soon(self._cancel_after, time_limit, group.cancel_scope)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import random
+import signal
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +114,7 @@ async def wait_with(
     engine.add_listener(progress)
     async with anyio.create_task_group() as group:
         group.start_soon(progress.run)
+        group.start_soon(_interrupt_on_signals, engine)
         result = await engine.run(request.arns, stop_when_ended=True, time_limit=request.timeout)
         group.cancel_scope.cancel()
     if result.timed_out and on_timeout is not None:
@@ -126,7 +129,20 @@ async def wait_with(
     return int(report["exit_code"])
 
 
+async def _interrupt_on_signals(engine: Engine) -> None:
+    """SIGINT and SIGTERM end the wait with what was seen so far, and exit 130 or
+    143: a CI step must never read an interrupted wait as a pass."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach the main thread only (an embedding caller's thread)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            engine.interrupt(signum)
+            return
+
+
 def exit_code(result: RunResult) -> int:
+    if result.interrupted is not None:
+        return 128 + result.interrupted
     watches = result.watches.values()
     if any(w.error is not None for w in watches):
         return EXIT_API_ERROR
@@ -153,6 +169,8 @@ def build_report(result: RunResult) -> dict[str, Any]:
     overall = {EXIT_AVAILABLE: "AVAILABLE", EXIT_TIMEOUT: "TIMEOUT", EXIT_API_ERROR: "ERROR"}.get(
         code
     )
+    if result.interrupted is not None:
+        overall = "INTERRUPTED"
     if overall is None:
         overall = next(
             status.value
@@ -161,7 +179,13 @@ def build_report(result: RunResult) -> dict[str, Any]:
             and _ended_otherwise(status)
             and w.arn not in result.cancelled
         )
-    return {"status": overall, "exit_code": code, "timed_out": result.timed_out, "images": images}
+    return {
+        "status": overall,
+        "exit_code": code,
+        "timed_out": result.timed_out,
+        "interrupted": signal.Signals(result.interrupted).name if result.interrupted else None,
+        "images": images,
+    }
 
 
 def _image_report(watch: Watch, cancelled: bool) -> dict[str, Any]:
@@ -214,6 +238,8 @@ def render_text(report: dict[str, Any]) -> str:
             line += f"  ({image['waiting']})"
         elif report["timed_out"] and status != "AVAILABLE" and not ImageStatus(status).terminal:
             line += "  (still in progress at the timeout)"
+        elif report.get("interrupted") and not ImageStatus(status).terminal:
+            line += f"  (still in progress when {report['interrupted']} came)"
         if image["cancelled_at_timeout"]:
             line += "  (cancelled at the timeout)"
         if image["failed_in"]:
