@@ -27,6 +27,7 @@ from watcher.errors import (
     ApiError,
     BadCredentials,
     InvalidRequest,
+    Misconfigured,
     NotFound,
     Throttled,
     Unavailable,
@@ -265,14 +266,16 @@ class AwsImageSource:
         async with self._lock:
             if region not in self._clients:
                 with classify_errors(""):
-                    self._clients[region] = await self._stack.enter_async_context(
-                        self._session.create_client(
+                    try:
+                        client = self._session.create_client(
                             "imagebuilder",
                             region_name=region or self._region,
                             endpoint_url=self._endpoint_url,
                             config=self._config,
                         )
-                    )
+                        self._clients[region] = await self._stack.enter_async_context(client)
+                    except ValueError as exc:  # botocore: "Invalid endpoint: notaurl"
+                        raise Misconfigured(str(exc), code="InvalidEndpoint") from exc
             return self._clients[region]
 
 
@@ -294,11 +297,29 @@ def classify_errors(arn: str) -> Iterator[None]:
             f"no usable AWS credentials: {exc}", code=type(exc).__name__, arn=arn
         ) from exc
     except botocore.exceptions.NoRegionError as exc:
-        raise InvalidRequest(
+        raise Misconfigured(
             "no AWS region configured: set [aws] region or AWS_REGION",
             code="NoRegionError",
             arn=arn,
         ) from exc
+    except (
+        botocore.exceptions.ProfileNotFound,
+        botocore.exceptions.ConfigNotFound,
+        botocore.exceptions.ConfigParseError,
+    ) as exc:
+        raise Misconfigured(
+            f"AWS configuration: {exc} (check AWS_PROFILE and AWS_CONFIG_FILE)",
+            code=type(exc).__name__,
+            arn=arn,
+        ) from exc
+    except botocore.exceptions.HTTPClientError as exc:
+        if isinstance(exc.kwargs.get("error"), aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+            raise Misconfigured(
+                f"the Image Builder endpoint is not an http(s) URL: {exc.kwargs['error']}",
+                code="InvalidEndpoint",
+                arn=arn,
+            ) from exc
+        raise Unavailable(f"{type(exc).__name__}: {exc}", code=type(exc).__name__, arn=arn) from exc
     except botocore.exceptions.ParamValidationError as exc:
         raise InvalidRequest(str(exc), code="ParamValidationError", arn=arn) from exc
     except (

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -205,6 +206,7 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", help="AWS region for the clients; an ARN's own region wins")
     parser.add_argument(
         "--endpoint-url",
+        type=_endpoint_url,
         help="Image Builder endpoint (default: botocore's, which "
         "honours AWS_ENDPOINT_URL_IMAGEBUILDER)",
     )
@@ -220,6 +222,15 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
         default=5.0,
         help="most Image Builder calls per second across all ARNs (default: 5)",
     )
+
+
+def _endpoint_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"expected an http(s) URL like 'http://127.0.0.1:4000', got {text!r}"
+        )
+    return text
 
 
 def _pipeline_arn(text: str) -> str:

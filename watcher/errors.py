@@ -11,7 +11,8 @@ reads an AWS error code.
         ├── NotFound            ResourceNotFoundException
         ├── AccessDenied        ForbiddenException, AccessDeniedException
         ├── InvalidRequest      InvalidRequestException, ClientException, other 4xx
-        └── BadCredentials      missing, invalid or expired credentials
+        ├── BadCredentials      missing, invalid or expired credentials
+        └── Misconfigured       no such profile, no region, an endpoint URL that is none
 """
 
 from __future__ import annotations
@@ -57,3 +58,9 @@ class InvalidRequest(FinalError):
 
 class BadCredentials(FinalError):
     pass
+
+
+class Misconfigured(FinalError):
+    """The AWS configuration itself is unusable (a profile that does not exist, no
+    region, an endpoint URL that is not http(s)): no call can be made, so a one-shot
+    run exits 2 at once instead of retrying until its timeout."""

@@ -22,6 +22,7 @@ import anyio
 from watcher.aws import AwsImageSource, ImageSource
 from watcher.clock import Clock
 from watcher.engine import Engine, RunResult, Schedule, Watch
+from watcher.errors import Misconfigured
 from watcher.listing import newest_build
 from watcher.model import ImageStatus
 from watcher.progress import Progress
@@ -144,6 +145,8 @@ def exit_code(result: RunResult) -> int:
     if result.interrupted is not None:
         return 128 + result.interrupted
     watches = result.watches.values()
+    if any(isinstance(w.error, Misconfigured) for w in watches):
+        return EXIT_USAGE  # the AWS configuration, not the builds: nothing could be called
     if any(w.error is not None for w in watches):
         return EXIT_API_ERROR
     if any(_ended_otherwise(_status(w)) and w.arn not in result.cancelled for w in watches):
@@ -166,9 +169,12 @@ def build_report(result: RunResult) -> dict[str, Any]:
     """The result as plain data: what --output json prints, and what text renders."""
     images = [_image_report(w, w.arn in result.cancelled) for w in result.watches.values()]
     code = exit_code(result)
-    overall = {EXIT_AVAILABLE: "AVAILABLE", EXIT_TIMEOUT: "TIMEOUT", EXIT_API_ERROR: "ERROR"}.get(
-        code
-    )
+    overall = {
+        EXIT_AVAILABLE: "AVAILABLE",
+        EXIT_TIMEOUT: "TIMEOUT",
+        EXIT_API_ERROR: "ERROR",
+        EXIT_USAGE: "ERROR",
+    }.get(code)
     if result.interrupted is not None:
         overall = "INTERRUPTED"
     if overall is None:
