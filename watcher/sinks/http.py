@@ -115,7 +115,10 @@ class HttpPoster:
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
                 allow_redirects=False,
             ) as response:
-                content = await response.read()
+                # At most 64 KiB of any answer: a receiver streaming hundreds of MB
+                # must not grow the daemon by as much. What is cut is never needed
+                # (an error message, a Retry-After in a small JSON body).
+                content = await response.content.read(MAX_ANSWER_BYTES)
                 status = response.status
                 answer_headers = {k.lower(): v for k, v in response.headers.items()}
         except TimeoutError:
@@ -141,6 +144,9 @@ class HttpPoster:
             retry_after=retry_after,
             status=status,
         )
+
+
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 def _short(content: bytes, url: str) -> str:
