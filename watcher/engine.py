@@ -98,6 +98,12 @@ class Watch:
     """Found by discovery, not configured: a config reload does not drop it."""
     waiting: str | None = None
     """Why an unresolved version ARN is not being polled yet ("no build of ... yet")."""
+    last_error: ApiError | None = None
+    """The last failure retrying may still heal, until a call succeeds again: what a
+    timeout reports as its cause."""
+
+    def failed_attempt(self, error: ApiError) -> None:
+        self.last_error = error
 
     @property
     def ended(self) -> bool:
@@ -380,6 +386,7 @@ class Engine:
                 limiter=self._limiter,
                 clock=self._clock,
                 policy=self._retry,
+                on_failure=watch.failed_attempt,
             )
         except FinalError as exc:
             if isinstance(exc, NotFound) and self._within_grace(watch):
@@ -390,6 +397,7 @@ class Engine:
                         note="a new build can answer NotFound for a moment; retrying",
                     )
                 watch.waiting = "not found yet: a new build can answer NotFound for a moment"
+                watch.last_error = exc
                 self._poll_again(watch)
                 return
             # Reported once; the ARN is parked and the others go on.
@@ -401,9 +409,10 @@ class Engine:
             log.warning(
                 "image.poll_failed", **_error_fields(watch, exc), attempts=self._retry.attempts
             )
+            watch.last_error = exc
             self._poll_again(watch)
             return
-        watch.waiting = None
+        watch.waiting = watch.last_error = None
         tracked, events = observe(watch.watched, watch.tracked, snapshot)
         if tracked != watch.tracked:
             routes = self._outbox.routes_for(events) if self._outbox and events else None
@@ -436,8 +445,10 @@ class Engine:
             return
         except RetryableError as exc:
             log.warning("image.resolve_failed", **_error_fields(watch, exc))
+            watch.last_error = exc
             self._poll_again(watch)
             return
+        watch.last_error = None
         if found is None:
             watch.waiting = f"no build of {watch.arn} yet"
             self._poll_again(watch)

@@ -52,18 +52,27 @@ async def call_with_retry(
     limiter: AimdLimiter,
     clock: Clock,
     policy: RetryPolicy,
+    on_failure: Callable[[RetryableError], None] | None = None,
 ) -> T:
     """Await `fn()` paced by `limiter`, retrying `Throttled` and `Unavailable`.
 
     Returns what `fn` returns; when attempts run out, raises the last error itself.
+    `on_failure` hears of each failed attempt as it happens, so a caller cut off
+    mid-retry (a timeout) still knows why it was not done.
     """
 
     async def attempt() -> T:
         ticket = await limiter.acquire()
         try:
             result = await fn()
-        except Throttled:
+        except Throttled as exc:
             limiter.on_throttle(ticket)
+            if on_failure is not None:
+                on_failure(exc)
+            raise
+        except RetryableError as exc:
+            if on_failure is not None:
+                on_failure(exc)
             raise
         limiter.on_success(ticket)
         return result

@@ -22,7 +22,7 @@ import anyio
 from watcher.aws import AwsImageSource, ImageSource
 from watcher.clock import Clock
 from watcher.engine import Engine, RunResult, Schedule, Watch
-from watcher.errors import Misconfigured
+from watcher.errors import ApiError, Misconfigured
 from watcher.listing import newest_build
 from watcher.model import ImageStatus
 from watcher.progress import Progress
@@ -126,7 +126,8 @@ async def wait_with(
     )
     stdout.flush()
     if github_output is not None:
-        write_github_output(github_output, report)
+        for warning in write_github_output(github_output, report):
+            stderr.write(f"ibwatch: warning: {warning}\n")
     return int(report["exit_code"])
 
 
@@ -204,16 +205,12 @@ def _image_report(watch: Watch, cancelled: bool) -> dict[str, Any]:
         "failed_step": None,
         "error": None,
         "waiting": watch.waiting,
+        "last_error": _error(watch.last_error),
         "cancelled_at_timeout": cancelled,
         "amis": [],
         "containers": [],
     }
-    if watch.error is not None:
-        report["error"] = {
-            "type": type(watch.error).__name__,
-            "code": watch.error.code,
-            "message": str(watch.error),
-        }
+    report["error"] = _error(watch.error)
     if watch.tracked is not None:
         snapshot = watch.tracked.snapshot
         context = snapshot.failure_context or {}
@@ -232,6 +229,22 @@ def _image_report(watch: Watch, cancelled: bool) -> dict[str, Any]:
     return report
 
 
+def _error(error: ApiError | None) -> dict[str, str] | None:
+    if error is None:
+        return None
+    return {"type": type(error).__name__, "code": error.code, "message": str(error)}
+
+
+def _cause(image: dict[str, Any]) -> str:
+    """Why a build is not done, when something kept failing: part of a timeout's line."""
+    last = image["last_error"]
+    if last is None:
+        return ""
+    if image["status"] is None and not image["waiting"]:
+        return f"; never reached the API: {last['message']}"
+    return f"; last error: {last['message']}"
+
+
 def render_text(report: dict[str, Any]) -> str:
     lines = []
     for image in report["images"]:
@@ -241,9 +254,11 @@ def render_text(report: dict[str, Any]) -> str:
         status = image["status"] or ("TIMEOUT" if report["timed_out"] else "UNKNOWN")
         line = f"{image['build_arn'] or image['arn']}  {status}"
         if image["build_arn"] is None and image.get("waiting"):
-            line += f"  ({image['waiting']})"
+            line += f"  ({image['waiting']}{_cause(image)})"
+        elif report["timed_out"] and image["status"] is None:
+            line += f"  (no answer before the timeout{_cause(image)})"
         elif report["timed_out"] and status != "AVAILABLE" and not ImageStatus(status).terminal:
-            line += "  (still in progress at the timeout)"
+            line += f"  (still in progress at the timeout{_cause(image)})"
         elif report.get("interrupted") and not ImageStatus(status).terminal:
             line += f"  (still in progress when {report['interrupted']} came)"
         if image["cancelled_at_timeout"]:
@@ -260,24 +275,51 @@ def render_text(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_github_output(path: Path, report: dict[str, Any]) -> None:
-    """Append step outputs a workflow can use: `steps.<id>.outputs.status`, ..."""
-    amis: dict[str, str] = {}
+def write_github_output(path: Path, report: dict[str, Any]) -> list[str]:
+    """Append step outputs a workflow can use: `steps.<id>.outputs.status`, ...
+    Returns warnings for the person reading the log (an ambiguous `ami_<region>`)."""
+    by_region: dict[str, set[str]] = {}
     uris: list[str] = []
     builds = [image["build_arn"] for image in report["images"] if image["build_arn"]]
     for image in report["images"]:
-        amis |= {a["region"]: a["image"] for a in image["amis"]}
+        for ami in image["amis"]:
+            by_region.setdefault(ami["region"], set()).add(ami["image"])
         uris += [u for c in image["containers"] for u in c["image_uris"]]
+    # Two images built in one region make `ami_<region>` ambiguous: left out, with a
+    # warning, rather than silently the last one; `images` has every AMI per image.
+    amis = {region: next(iter(ids)) for region, ids in by_region.items() if len(ids) == 1}
+    warnings = [
+        f"ami_{region} is not set: {len(ids)} images have an AMI there "
+        f"({', '.join(sorted(ids))}); read them per image from the `images` output"
+        for region, ids in by_region.items()
+        if len(ids) > 1
+    ]
+    images = [
+        {key: image[key] for key in ("arn", "build_arn", "status", "amis", "containers")}
+        for image in report["images"]
+    ]
+    errors = [
+        {"arn": image["arn"], "message": (image["error"] or image["last_error"])["message"]}
+        for image in report["images"]
+        if image["error"] or image["last_error"]
+    ]
     lines = [
         f"status={report['status']}",
         f"exit_code={report['exit_code']}",
         # The build each ARN was resolved to: a version ARN names its newest build.
         f"build_arn={builds[0] if len(builds) == 1 else ''}",
-        f"build_arns={json.dumps(builds, separators=(',', ':'))}",
-        f"amis={json.dumps(amis, separators=(',', ':'))}",
-        f"container_uris={json.dumps(uris, separators=(',', ':'))}",
+        f"build_arns={_compact(builds)}",
+        f"images={_compact(images)}",
+        f"amis={_compact(amis)}",
+        f"container_uris={_compact(uris)}",
+        f"errors={_compact(errors)}",
         *(f"ami_{region}={ami}" for region, ami in amis.items()),
-        f"result={json.dumps(report, separators=(',', ':'))}",
+        f"result={_compact(report)}",
     ]
     with path.open("a", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
+    return warnings
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))

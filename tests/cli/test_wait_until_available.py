@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -354,3 +355,100 @@ async def test_the_aws_clis_client_shows_why_a_version_is_listed_not_got() -> No
         got, listed = await anyio.to_thread.run_sync(call, url)
     assert got == f"{VERSION}/6"
     assert sorted(listed) == [(f"{VERSION}/6", "AVAILABLE"), (f"{VERSION}/7", "FAILED")]
+
+
+# --- what a timeout and the outputs say ------------------------------------------------
+
+
+async def test_a_timeout_against_an_unreachable_endpoint_says_it_never_reached_the_api(
+    tmp_path: Path,
+) -> None:
+    outputs = tmp_path / "github_output"
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    done = await anyio.run_process(
+        [
+            str(IBWATCH),
+            "wait-until-available",
+            "--endpoint-url",
+            f"http://127.0.0.1:{port}",
+            "--interval",
+            "0.2s",
+            "--timeout",
+            "2s",
+            "--output",
+            "json",
+            WEB,
+        ],
+        check=False,
+        env={
+            **os.environ,
+            "GITHUB_OUTPUT": str(outputs),
+            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": "not-a-secret",
+        },
+    )
+    assert done.returncode == 3
+    (image,) = json.loads(done.stdout)["images"]
+    assert image["status"] is None
+    assert image["last_error"]["type"] == "Unavailable"
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert json.loads(values["errors"])[0]["arn"] == WEB
+
+
+async def test_a_timeout_in_text_names_the_cause() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    done = await anyio.run_process(
+        [
+            str(IBWATCH),
+            "wait-until-available",
+            "--endpoint-url",
+            f"http://127.0.0.1:{port}",
+            "--interval",
+            "0.2s",
+            "--timeout",
+            "2s",
+            WEB,
+        ],
+        check=False,
+        env={
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": "not-a-secret",
+        },
+    )
+    (line,) = done.stdout.decode().splitlines()
+    assert line.startswith(
+        f"{WEB}  TIMEOUT  (no answer before the timeout; never reached the API: "
+    )
+
+
+async def test_two_images_in_one_region_leave_ami_region_out_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    outputs = tmp_path / "github_output"
+    other = WEB.replace("web-base", "web-other")
+    plan = scenario(
+        [
+            web_base_image(timeline=timeline(("AVAILABLE", None))),
+            web_base_image(
+                arn=other,
+                timeline=timeline(("AVAILABLE", None)),
+                amis=[{"region": "us-east-1", "image": NEWER_AMI}],
+            ),
+        ]
+    )
+    done, _ = await ibwatch_wait(
+        plan, WEB, other, env={**os.environ, "GITHUB_OUTPUT": str(outputs)}
+    )
+    assert done.returncode == 0
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert "ami_us-east-1" not in values
+    assert values["ami_eu-west-1"] == "ami-0b2c3d4e5f6071829"
+    images = json.loads(values["images"])
+    assert [i["arn"] for i in images] == [WEB, other]
+    assert {"region": "us-east-1", "image": NEWER_AMI} in images[1]["amis"]
+    assert "ibwatch: warning: ami_us-east-1 is not set: 2 images have an AMI there" in done.stderr

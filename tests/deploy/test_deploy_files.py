@@ -788,7 +788,11 @@ def test_github_workflow_reads_only_outputs_ibwatch_writes(tmp_path: Path) -> No
         "timed_out": False,
         "images": [
             {
+                "arn": "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.0.0",
                 "build_arn": "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.0.0/1",
+                "status": "AVAILABLE",
+                "error": None,
+                "last_error": None,
                 "amis": [
                     {"region": "us-east-1", "image": "ami-1"},
                     {"region": "eu-west-1", "image": "ami-2"},
