@@ -354,7 +354,7 @@ def test_retry_cap_below_base_is_rejected(tmp_path: Path) -> None:
     [
         ("concurrency = 0", "watch.concurrency: Input should be greater than or equal to 1"),
         ("concurrency = 1025", "watch.concurrency: Input should be less than or equal to 1024"),
-        ("max_tps = 0", "watch.max_tps: Input should be greater than 0"),
+        ("max_tps = 0", "watch.max_tps: Input should be greater than or equal to 0.01"),
         ("jitter = 0.6", "watch.jitter: Input should be less than or equal to 0.5"),
     ],
 )
@@ -463,7 +463,10 @@ def test_environment_alone_can_supply_the_arns(tmp_path: Path) -> None:
 
 def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
     message = problems_of(write(tmp_path, MINIMAL), env={"IBWATCH_WATCH_MAX_TPS": "-1"})
-    assert "watch.max_tps (from IBWATCH_WATCH_MAX_TPS): Input should be greater than 0" in message
+    assert (
+        "watch.max_tps (from IBWATCH_WATCH_MAX_TPS): Input should be greater than or equal to 0.01"
+        in message
+    )
 
 
 def test_bad_arn_from_the_environment_names_the_variable(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -218,7 +219,7 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-tps",
-        type=_positive,
+        type=_rate,
         default=5.0,
         help="most Image Builder calls per second across all ARNs (default: 5)",
     )
@@ -265,13 +266,19 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive(text: str) -> float:
+MIN_RATE = 0.01
+"""Calls per second: one every 100 s. Slower is a typo, not a pace."""
+
+
+def _rate(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    if not math.isfinite(value) or value < MIN_RATE:
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number of calls per second, at least {MIN_RATE}, got {text}"
+        )
     return value
 
 

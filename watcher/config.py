@@ -283,7 +283,7 @@ class WatchConfig(_Strict):
     """A build that answers NotFound within this long of first being polled is
     retried (a just-started build can 404 for a moment); after it, it is parked."""
     concurrency: int = Field(default=16, ge=1, le=1024)
-    max_tps: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    max_tps: float = Field(default=10.0, ge=0.01, allow_inf_nan=False)
     """GetImage requests per second across all workers (the rate limiter's ceiling)."""
     jitter: float = Field(default=0.1, ge=0.0, le=0.5)
     """Each interval is stretched or shrunk by up to this fraction, at random."""

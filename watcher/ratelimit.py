@@ -45,9 +45,11 @@ class AimdLimiter:
         max_tps: float,
         clock: Clock,
         *,
-        min_tps: float = 0.2,
+        min_tps: float | None = None,
         start_tps: float | None = None,
     ) -> None:
+        # Halving stops at 0.2 calls/s, or at the ceiling itself when that is lower.
+        min_tps = min(0.2, max_tps) if min_tps is None else min_tps
         if not 0 < min_tps <= max_tps:
             raise ValueError(f"need 0 < min_tps <= max_tps, got {min_tps} and {max_tps}")
         start = max_tps if start_tps is None else start_tps

@@ -452,3 +452,18 @@ async def test_two_images_in_one_region_leave_ami_region_out_with_a_warning(
     assert [i["arn"] for i in images] == [WEB, other]
     assert {"region": "us-east-1", "image": NEWER_AMI} in images[1]["amis"]
     assert "ibwatch: warning: ami_us-east-1 is not set: 2 images have an AMI there" in done.stderr
+
+
+@pytest.mark.parametrize("rate", ["0", "-1", "nan", "inf", "1e-300", "0.001", "fast"])
+async def test_exit_2_on_a_max_tps_that_is_no_pace_naming_the_option(rate: str) -> None:
+    done, simulator = await ibwatch_wait(accounts(), WEB, "--max-tps", rate)
+    assert done.returncode == 2
+    assert "argument --max-tps: expected " in done.stderr
+    assert "Traceback" not in done.stderr
+    assert simulator.counters.requests["GetImage"] == 0
+
+
+async def test_a_slow_max_tps_below_the_limiters_floor_is_a_pace_not_a_crash() -> None:
+    """0.1 calls/s was refused with a ValueError traceback: the floor now follows it."""
+    done, _ = await ibwatch_wait(accounts(), WEB, "--max-tps", "0.1")
+    assert done.returncode == 0, done.stderr
