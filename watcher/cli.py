@@ -9,6 +9,7 @@ import argparse
 import math
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 128 + 2  # SIGINT, as a shell reports it
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug, not a build that failed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -185,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _wait_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="warning",
+        help="log lines on stderr from this level up; debug also prints the traceback "
+        "of an internal error (default: warning)",
+    )
+    parser.add_argument(
         "--timeout",
         type=_duration,
         default=7200.0,
@@ -316,6 +325,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"ibwatch: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # the last line of defence: never a traceback, never 0 or 1
+        return _unexpected(exc, debug=getattr(args, "log_level", None) == "debug")
+
+
+def _unexpected(exc: BaseException, *, debug: bool) -> int:
+    """An error no command handled. A damaged state file found mid-run (inside a task
+    group, so wrapped) is the user's to fix: exit 2. Anything else is a bug: one
+    line and exit 70; the traceback only at --log-level debug."""
+    from watcher.store import StoreError
+
+    leaf = _first_leaf(exc)
+    if isinstance(leaf, StoreError):
+        print(f"ibwatch: {leaf}", file=sys.stderr)
+        return EXIT_USAGE
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(
+        f"ibwatch: internal error: {type(leaf).__name__}: {leaf} (a bug; please report it, "
+        "with the traceback --log-level debug prints)",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    """The first real error inside nested exception groups (anyio's task groups)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -342,7 +380,7 @@ def _wait(args: argparse.Namespace) -> int:
     arns = tuple(
         dict.fromkeys(str(Arn.parse(text)) for text in args.arns)
     )  # exit 2 before any call
-    configure(sys.stderr, log_format="auto", level="warning")
+    configure(sys.stderr, log_format="auto", level=args.log_level)
     github_output = os.environ.get("GITHUB_OUTPUT")
     return anyio.run(
         lambda: wait_until_available(
@@ -365,7 +403,7 @@ def _start(args: argparse.Namespace) -> int:
         if problem:
             print(f"ibwatch: {problem}", file=sys.stderr)
             return EXIT_USAGE
-    configure(sys.stderr, log_format="auto", level="warning")
+    configure(sys.stderr, log_format="auto", level=args.log_level)
     request = StartRequest(
         pipelines=pipelines,
         wait=_wait_request(args, ()),

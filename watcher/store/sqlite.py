@@ -65,6 +65,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 
+class _Damaged(sqlite3.DatabaseError):
+    """The file is an SQLite database whose pages are broken."""
+
+
 class StoreError(Exception):
     """The state file cannot be used; the message names the file and why."""
 
@@ -80,6 +84,12 @@ class SqliteStore:
         path = Path(path)
         try:
             connection = await anyio.to_thread.run_sync(_connect, path)
+        except _Damaged as exc:
+            raise StoreError(
+                f"{path}: the state file is damaged ({exc}). Restore it from a backup, or "
+                "move it aside to start afresh: its undelivered events would then be lost, "
+                "and builds it knew are announced again"
+            ) from None
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{path}: cannot open the state file: {exc}") from None
         return cls(connection, path)
@@ -278,6 +288,16 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise sqlite3.DatabaseError(
             f"written by a newer ibwatch (schema {version}, this one knows {SCHEMA_VERSION})"
         )
+    try:
+        # Damage is found here, at start, with a message that says what to do,
+        # rather than by whichever query first reads a broken page.
+        verdict = [row[0] for row in connection.execute("PRAGMA quick_check(5)")]
+    except sqlite3.DatabaseError as exc:
+        connection.close()
+        raise _Damaged(str(exc)) from None
+    if verdict != ["ok"]:
+        connection.close()
+        raise _Damaged("; ".join(verdict))
     connection.executescript(_SCHEMA)
     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return connection
