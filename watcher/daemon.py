@@ -70,7 +70,7 @@ async def open_service(
     source_session: AioSession | None = None,
 ) -> AsyncIterator[Service]:
     """Open the store, the AWS clients and the HTTP session; close them after."""
-    store = await SqliteStore.open(config.state.path)
+    store = await SqliteStore.open(config.state.path, exclusive=True)
     metrics = Metrics()
     readiness = Readiness(clock)
     try:
@@ -160,19 +160,21 @@ async def run_daemon(config: Config, *, clock: Clock, config_path: Path | None =
             store_open=lambda: service.store_open,
         )
         http = await server.start(server.create_app(probes), config.server.host, config.server.port)
-        log.info(
-            "ibwatch.started",
-            version=__version__,
-            arns=len(config.watch.arns),
-            pipelines=len(config.watch.pipelines),
-            sinks=len(config.sinks),
-            listen=config.server.listen,
-            config=config.redacted(),
-        )
         try:
             with anyio.open_signal_receiver(
                 signal.SIGTERM, signal.SIGINT, signal.SIGHUP
             ) as signals:
+                # Said only once the signals are ours: a SIGTERM sent on seeing this
+                # line must stop the daemon gracefully, not kill it.
+                log.info(
+                    "ibwatch.started",
+                    version=__version__,
+                    arns=len(config.watch.arns),
+                    pipelines=len(config.watch.pipelines),
+                    sinks=len(config.sinks),
+                    listen=config.server.listen,
+                    config=config.redacted(),
+                )
                 async with anyio.create_task_group() as group:
                     polling = anyio.CancelScope()
                     group.start_soon(_watch, service, polling)

@@ -106,3 +106,44 @@ async def test_sigkill_mid_build_then_restart_repeats_nothing_and_misses_nothing
         for c in logged
     )
     assert [c["status"] for c in second_run].count("AVAILABLE") == len(ARNS)
+
+
+@pytest.mark.timeout(60)
+async def test_a_second_daemon_on_the_same_state_file_exits_2_naming_the_first(
+    tmp_path: Path,
+) -> None:
+    """Two daemons on one state file would post every transition twice."""
+    async with Simulator(scenario([{"arn": a, "timeline": STEPS} for a in ARNS])) as url:
+        config = write_config(tmp_path, url)
+        command = [str(IBWATCH), "run", "--config", str(config), "--log-format", "json"]
+        async with await anyio.open_process(command) as first, anyio.create_task_group() as group:
+            reader = LineReader(first)
+            group.start_soon(reader.pump)
+            await reader.until(has_status("BUILDING"))
+            with anyio.fail_after(10):
+                second = await anyio.run_process(command, check=False)
+            first.send_signal(signal.SIGTERM)
+            assert await first.wait() == 0
+    assert second.returncode == 2
+    message = second.stderr.decode()
+    assert f"{tmp_path / 'state.db'}: is in use by another ibwatch (pid {first.pid})" in message
+    # The lock ended with the first daemon: the state file can be used again.
+    assert "Traceback" not in message
+
+
+async def test_the_lock_of_a_killed_daemon_does_not_outlive_it(tmp_path: Path) -> None:
+    async with Simulator(scenario([{"arn": a, "timeline": STEPS} for a in ARNS])) as url:
+        config = write_config(tmp_path, url)
+        command = [str(IBWATCH), "run", "--config", str(config), "--log-format", "json"]
+        async with await anyio.open_process(command) as first, anyio.create_task_group() as group:
+            reader = LineReader(first)
+            group.start_soon(reader.pump)
+            await reader.until(has_status("BUILDING"))
+            first.send_signal(signal.SIGKILL)
+            await first.wait()
+        async with await anyio.open_process(command) as again, anyio.create_task_group() as group:
+            reader = LineReader(again)
+            group.start_soon(reader.pump)
+            await reader.until(lambda lines: any('"ibwatch.started"' in x for x in lines))
+            again.send_signal(signal.SIGTERM)
+            assert await again.wait() == 0

@@ -18,6 +18,7 @@ import anyio.to_thread
 
 from watcher.model import Transition
 from watcher.store.base import DeadLetter, Delivery, OutboxStats
+from watcher.store.writer_lock import LockHeld, WriterLock
 from watcher.tracker import Tracked
 
 T = TypeVar("T")
@@ -74,14 +75,37 @@ class StoreError(Exception):
 
 
 class SqliteStore:
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, path: Path, lock: WriterLock | None = None
+    ) -> None:
         self._db = connection
         self.path = path
         self._one_at_a_time = anyio.Lock()
+        self._lock = lock
 
     @classmethod
-    async def open(cls, path: Path | str) -> SqliteStore:
+    async def open(cls, path: Path | str, *, exclusive: bool = False) -> SqliteStore:
+        """Open (or create) the state file; `exclusive` (the daemon) also takes the
+        one-writer lock, and refuses if another process holds it."""
         path = Path(path)
+        # No directory, no lock: _open's message says what is missing.
+        lock = WriterLock(path) if exclusive and path.parent.is_dir() else None
+        if lock is not None:
+            try:
+                lock.acquire()
+            except LockHeld as exc:
+                raise StoreError(f"{path}: {exc}") from None
+            except OSError as exc:
+                raise StoreError(f"{path}: cannot lock the state file: {exc}") from None
+        try:
+            return cls(await cls._open(path), path, lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    @classmethod
+    async def _open(cls, path: Path) -> sqlite3.Connection:
         try:
             connection = await anyio.to_thread.run_sync(_connect, path)
         except _Damaged as exc:
@@ -92,7 +116,7 @@ class SqliteStore:
             ) from None
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{path}: cannot open the state file: {exc}") from None
-        return cls(connection, path)
+        return connection
 
     async def load_all(self) -> dict[str, Tracked]:
         rows = await self._run(
@@ -256,7 +280,11 @@ class SqliteStore:
         )
 
     async def close(self) -> None:
-        await self._run(self._db.close)
+        try:
+            await self._run(self._db.close)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     async def _write(self, sql: str, parameters: tuple[object, ...]) -> None:
         def write() -> None:
