@@ -42,3 +42,9 @@ def test_refuses_negative_durations(text: object) -> None:
 @given(st.integers(0, 100), st.integers(0, 59), st.integers(0, 59))
 def test_units_add_up(hours: int, minutes: int, seconds: int) -> None:
     assert parse_duration(f"{hours}h{minutes}m{seconds}s") == hours * 3600 + minutes * 60 + seconds
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30", 30.0), ("1.5", 1.5), (" 0 ", 0.0)])
+def test_a_bare_number_in_a_string_is_seconds(text: str, seconds: float) -> None:
+    """As a bare number in TOML is, and as the error message itself suggests ("30")."""
+    assert parse_duration(text) == seconds

@@ -195,7 +195,7 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=_duration,
+        type=_positive_duration,
         default=7200.0,
         help="give up after this long, exit 3 (default: 2h)",
     )
@@ -266,6 +266,13 @@ def _log_options(parser: argparse.ArgumentParser, default: str = "auto") -> None
         default="info",
         help="default: info",
     )
+
+
+def _positive_duration(text: str) -> float:
+    seconds = _duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be longer than zero, got {text!r}")
+    return seconds
 
 
 def _duration(text: str) -> float:

@@ -11,6 +11,7 @@ from pydantic import BeforeValidator
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_BARE = re.compile(r"\d+(?:\.\d+)?")
 
 
 def parse_duration(value: object) -> float:
@@ -23,6 +24,8 @@ def parse_duration(value: object) -> float:
         text = value.strip().replace(" ", "")
         if text.startswith("-"):
             raise ValueError(f"a duration cannot be negative, got {value!r}")
+        if _BARE.fullmatch(text):
+            return float(text)  # seconds, as a bare number in TOML means
         parts = _PART.findall(text)
         if not text or "".join(n + u for n, u in parts) != text:
             raise ValueError(

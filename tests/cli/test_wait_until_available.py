@@ -467,3 +467,15 @@ async def test_a_slow_max_tps_below_the_limiters_floor_is_a_pace_not_a_crash() -
     """0.1 calls/s was refused with a ValueError traceback: the floor now follows it."""
     done, _ = await ibwatch_wait(accounts(), WEB, "--max-tps", "0.1")
     assert done.returncode == 0, done.stderr
+
+
+async def test_a_bare_number_is_a_duration_in_seconds_on_the_command_line() -> None:
+    done, _ = await ibwatch_wait(accounts(), WEB, "--timeout", "600", "--interval", "1")
+    assert done.returncode == 0, done.stderr
+
+
+async def test_exit_2_on_a_zero_timeout_naming_the_option() -> None:
+    done, simulator = await ibwatch_wait(accounts(), WEB, "--timeout", "0s")
+    assert done.returncode == 2
+    assert "argument --timeout: must be longer than zero, got '0s'" in done.stderr
+    assert simulator.counters.requests["GetImage"] == 0
