@@ -360,14 +360,13 @@ async def test_the_aws_clis_client_shows_why_a_version_is_listed_not_got() -> No
 # --- what a timeout and the outputs say ------------------------------------------------
 
 
-async def test_a_timeout_against_an_unreachable_endpoint_says_it_never_reached_the_api(
-    tmp_path: Path,
-) -> None:
-    outputs = tmp_path / "github_output"
-    with socket.socket() as closed:  # a port nothing listens on
+async def wait_on_nothing(*args: str, env: dict[str, str] | None = None) -> Any:
+    """`wait-until-available WEB` for 2 s against a loopback port nothing listens on."""
+    with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    done = await anyio.run_process(
+    credentials = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "not-a-secret"}
+    return await anyio.run_process(
         [
             str(IBWATCH),
             "wait-until-available",
@@ -377,18 +376,19 @@ async def test_a_timeout_against_an_unreachable_endpoint_says_it_never_reached_t
             "0.2s",
             "--timeout",
             "2s",
-            "--output",
-            "json",
+            *args,
             WEB,
         ],
         check=False,
-        env={
-            **os.environ,
-            "GITHUB_OUTPUT": str(outputs),
-            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
-            "AWS_SECRET_ACCESS_KEY": "not-a-secret",
-        },
+        env={**os.environ, **credentials, **(env or {})},
     )
+
+
+async def test_a_timeout_against_an_unreachable_endpoint_says_it_never_reached_the_api(
+    tmp_path: Path,
+) -> None:
+    outputs = tmp_path / "github_output"
+    done = await wait_on_nothing("--output", "json", env={"GITHUB_OUTPUT": str(outputs)})
     assert done.returncode == 3
     (image,) = json.loads(done.stdout)["images"]
     assert image["status"] is None
@@ -398,28 +398,7 @@ async def test_a_timeout_against_an_unreachable_endpoint_says_it_never_reached_t
 
 
 async def test_a_timeout_in_text_names_the_cause() -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    done = await anyio.run_process(
-        [
-            str(IBWATCH),
-            "wait-until-available",
-            "--endpoint-url",
-            f"http://127.0.0.1:{port}",
-            "--interval",
-            "0.2s",
-            "--timeout",
-            "2s",
-            WEB,
-        ],
-        check=False,
-        env={
-            **os.environ,
-            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
-            "AWS_SECRET_ACCESS_KEY": "not-a-secret",
-        },
-    )
+    done = await wait_on_nothing()
     (line,) = done.stdout.decode().splitlines()
     assert line.startswith(
         f"{WEB}  TIMEOUT  (no answer before the timeout; never reached the API: "
