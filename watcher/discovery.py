@@ -238,10 +238,10 @@ class Discovery:
             self._last_run[pipeline.arn] = last_run
 
     def _lists_its_last_run(self, pipeline: PipelineInfo, builds: Sequence[ImageSnapshot]) -> bool:
-        """Whether the listing already holds the run `dateLastRun` speaks of. The
-        list can lag the pipeline for a moment (as GetImage can 404 on a new build):
-        then it is listed again next pass, a few times at most, rather than that
-        run being missed until the pipeline runs again."""
+        """Whether the listing already holds the run `dateLastRun` speaks of. Our
+        reading (AWS documents no ordering between the two): the list may lag the
+        pipeline for a moment, so it is listed again next pass, a few times at most,
+        rather than that run being missed until the pipeline runs again."""
         last_run = _date(pipeline.date_last_run)
         newest = max((_aware(b.created) for b in builds if b.created), default=None)
         if last_run is None or (newest is not None and newest >= last_run - _RUN_SKEW):

@@ -64,8 +64,9 @@ class Schedule:
     """A FAILED build is re-checked this long, since RetryImage can revive it."""
     not_found_grace: float = 120.0
     """A build that answers NotFound this soon after it was first polled is
-    retried: right after StartImagePipelineExecution the new ARN can 404 for a
-    moment. Later, NotFound parks it."""
+    retried; later, NotFound parks it. Our reading: the model says
+    StartImagePipelineExecution returns once the image resource exists, but AWS
+    APIs are eventually consistent in general, so a new ARN may 404 for a moment."""
 
 
 Resolver = Callable[[str], Awaitable[str | None]]

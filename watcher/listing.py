@@ -97,7 +97,11 @@ _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 def newest(builds: Sequence[ImageSnapshot]) -> ImageSnapshot | None:
     """The newest build: latest `dateCreated`, then the highest build number (for
-    builds created in the same instant, or without a date)."""
+    builds created in the same instant, or without a date).
+
+    Our choice, not the model's: GetImage resolves a wildcard to the highest
+    matching *version* that is AVAILABLE. A CI job waiting on `1.x.x` after
+    starting a pipeline wants the build just started, whatever its version."""
     return max(builds, key=lambda b: (_aware(b.created), b.build), default=None)
 
 

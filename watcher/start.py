@@ -22,7 +22,7 @@ from watcher.engine import Engine, RunResult
 from watcher.errors import ApiError
 from watcher.ratelimit import AimdLimiter
 from watcher.retry import RetryPolicy, call_with_retry
-from watcher.wait import EXIT_API_ERROR, EXIT_AVAILABLE, WaitRequest, wait_with
+from watcher.wait import EXIT_AVAILABLE, WaitRequest, exit_for_error, wait_with
 
 MAX_TOKEN = 64
 """The model's `ClientToken`: 1 to 64 characters."""
@@ -53,8 +53,10 @@ def check_client_token(token: str, pipelines: int) -> str | None:
 
 def token_for(token: str, pipeline: str, pipelines: int) -> str:
     """One pipeline uses the token as given. With several, each gets its own,
-    derived from it: AWS refuses one token for two pipelines
-    (IdempotentParameterMismatchException), and a retry must derive the same ones."""
+    derived from it, since one token cannot serve two requests with different
+    parameters: the model lists IdempotentParameterMismatchException for this
+    operation, and the EC2 idempotency page its clientToken doc points to says a
+    reused token with other parameters is refused. A retry derives the same ones."""
     if pipelines == 1:
         return token
     return f"{token}-{hashlib.sha256(pipeline.encode()).hexdigest()[:12]}"
@@ -96,7 +98,7 @@ async def start_pipelines(
                 _say(stderr, f"ibwatch: could not start {pipeline}: {exc}")
                 if builds:
                     _say(stderr, "ibwatch: already started: " + ", ".join(builds))
-                return EXIT_API_ERROR
+                return exit_for_error(exc)
             _say(stderr, f"ibwatch: started {build} from {pipeline}")
             builds.append(build)
         if github_output is not None:

@@ -146,15 +146,20 @@ def exit_code(result: RunResult) -> int:
     if result.interrupted is not None:
         return 128 + result.interrupted
     watches = result.watches.values()
-    if any(isinstance(w.error, Misconfigured) for w in watches):
-        return EXIT_USAGE  # the AWS configuration, not the builds: nothing could be called
-    if any(w.error is not None for w in watches):
-        return EXIT_API_ERROR
+    codes = {exit_for_error(w.error) for w in watches if w.error is not None}
+    if codes:
+        return EXIT_USAGE if EXIT_USAGE in codes else EXIT_API_ERROR
     if any(_ended_otherwise(_status(w)) and w.arn not in result.cancelled for w in watches):
         return EXIT_FAILED
     if result.timed_out or not all(w.ended for w in watches):
         return EXIT_TIMEOUT
     return EXIT_AVAILABLE
+
+
+def exit_for_error(error: ApiError) -> int:
+    """The exit code of a call that failed for good: 2 when the AWS configuration
+    itself is unusable (nothing could be called), else 4. 2 wins where both occur."""
+    return EXIT_USAGE if isinstance(error, Misconfigured) else EXIT_API_ERROR
 
 
 def _ended_otherwise(status: ImageStatus | None) -> bool:

@@ -127,7 +127,6 @@ async def test_a_second_daemon_on_the_same_state_file_exits_2_naming_the_first(
     assert second.returncode == 2
     message = second.stderr.decode()
     assert f"{tmp_path / 'state.db'}: is in use by another ibwatch (pid {first.pid})" in message
-    # The lock ended with the first daemon: the state file can be used again.
     assert "Traceback" not in message
 
 

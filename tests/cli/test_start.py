@@ -169,3 +169,13 @@ async def test_a_client_token_too_long_for_the_api_is_refused_before_any_call() 
         done = await ibwatch_start(simulator, "--client-token", "x" * 65, PIPELINE)
     assert done.returncode == 2
     assert "--client-token must be 1 to 64 characters, got 65" in done.stderr
+
+
+async def test_a_profile_that_does_not_exist_exits_2_before_starting_anything() -> None:
+    """As wait-until-available does: the AWS configuration, not the pipeline, is wrong."""
+    simulator = Simulator(pipelines(QUICK))
+    async with simulator:
+        done = await ibwatch_start(simulator, PIPELINE, env={**os.environ, "AWS_PROFILE": "nosuch"})
+    assert done.returncode == 2, done.stderr
+    assert "The config profile (nosuch) could not be found" in done.stderr
+    assert simulator.counters.requests["StartImagePipelineExecution"] == 0
