@@ -364,12 +364,12 @@ def _first_leaf(exc: BaseException) -> BaseException:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from watcher.config import load
     from watcher.daemon import run_daemon
     from watcher.logs import configure
     from watcher.store import StoreError
+    from watcher.wiring import load_config
 
-    config = load(args.config)
+    config = load_config(args.config)
     configure(sys.stdout, log_format=args.log_format, level=args.log_level)
     try:
         return anyio.run(
@@ -457,18 +457,18 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from watcher.config import load
     from watcher.operator_commands import check_config
+    from watcher.wiring import load_config
 
-    return check_config(load(args.config), sys.stdout)
+    return check_config(load_config(args.config), sys.stdout)
 
 
 def _notify_test(args: argparse.Namespace) -> int:
-    from watcher.config import load
     from watcher.logs import configure
     from watcher.operator_commands import notify_test
+    from watcher.wiring import load_config
 
-    config = load(args.config)
+    config = load_config(args.config)
     # The log sink's sample line goes to stderr: stdout is the report.
     configure(sys.stderr, log_format="auto")
     return anyio.run(
@@ -477,11 +477,11 @@ def _notify_test(args: argparse.Namespace) -> int:
 
 
 def _deliveries(args: argparse.Namespace) -> int:
-    from watcher.config import load
     from watcher.operator_commands import list_deliveries, replay_deliveries
     from watcher.store import StoreError
+    from watcher.wiring import load_config
 
-    config = load(args.config)
+    config = load_config(args.config)
     try:
         if args.action == "list":
             return anyio.run(lambda: list_deliveries(config, sys.stdout))

@@ -32,9 +32,9 @@ from watcher.engine import Engine, Schedule
 from watcher.metrics import MeteredSource, Metrics, Readiness
 from watcher.ratelimit import AimdLimiter
 from watcher.retry import RetryPolicy
-from watcher.sinks.factory import build_routes
 from watcher.sinks.http import HttpPoster
 from watcher.store import SqliteStore
+from watcher.wiring import build_routes
 
 log = structlog.get_logger("ibwatch")
 

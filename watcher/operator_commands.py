@@ -12,10 +12,10 @@ from watcher.clock import Clock
 from watcher.config import Config
 from watcher.model import Ami, ImageSnapshot, ImageStatus, Outputs, Transition
 from watcher.sinks.base import DeliveryError
-from watcher.sinks.factory import build_sink
 from watcher.sinks.http import HttpPoster
 from watcher.store import SqliteStore
 from watcher.tracker import observe
+from watcher.wiring import build_sink
 
 SAMPLE_ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image/ibwatch-notify-test/1.0.0/1"
 

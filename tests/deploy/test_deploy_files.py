@@ -36,10 +36,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from watcher import signing
 from watcher.config import Config, ConfigError, from_mapping
 from watcher.durations import parse_duration
 from watcher.operator_commands import sample_event
-from watcher.sinks import signing
 from watcher.sinks.http import json_body
 from watcher.testing import FakeClock
 from watcher.wait import write_github_output

@@ -27,7 +27,7 @@ from watcher.sinks import discord, gchat, slack, teams
 from watcher.sinks.base import DeliveryError
 from watcher.sinks.chat import ChatMessage, ChatSink
 from watcher.sinks.http import HttpPoster, json_body
-from watcher.sinks.template import (
+from watcher.templates import (
     FIELDS,
     render_template,
     template_fields,

@@ -19,12 +19,13 @@ from multidict import CIMultiDict
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from watcher.model import Ami, ImageSnapshot, ImageStatus, Outputs, Transition
+from watcher.signing import headers, parse_secret, sign
 from watcher.sinks.base import DeliveryError
-from watcher.sinks.http import HttpPoster, json_body, parse_retry_after, redact_url
-from watcher.sinks.signing import headers, parse_secret, sign
+from watcher.sinks.http import HttpPoster, json_body, parse_retry_after
 from watcher.sinks.webhook import WebhookSink
 from watcher.testing import FakeClock
 from watcher.tracker import observe
+from watcher.urls import redact_url
 
 ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.4.0/7"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

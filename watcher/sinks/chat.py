@@ -17,9 +17,10 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from watcher.model import ImageStatus, Transition
-from watcher.sinks.http import HttpPoster, RetryAfterFromBody, json_body, redact_url
-from watcher.sinks.template import validate_template
+from watcher.sinks.http import HttpPoster, RetryAfterFromBody, json_body
 from watcher.summary import duration_text, label
+from watcher.templates import validate_template
+from watcher.urls import redact_url
 
 Outcome = Literal["success", "failure", "progress", "warning"]
 

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from watcher.model import Transition
 from watcher.sinks.chat import COLOURS, Budget, ChatMessage, ChatSink, clip, fit, join_within, more
-from watcher.sinks.template import render_template
+from watcher.templates import render_template
 
 CONTENT_LIMIT = 2000
 TITLE_LIMIT = 256

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from watcher.model import Transition
 from watcher.sinks.chat import COLOURS, Budget, ChatMessage, ChatSink, clip, fit, more
 from watcher.sinks.http import json_body
-from watcher.sinks.template import render_template
+from watcher.templates import render_template
 
 SIZE_LIMIT = 32_000
 """Bytes of the whole message (our JSON body is a little larger, so this is safe)."""

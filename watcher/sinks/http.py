@@ -49,15 +49,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def redact_url(url: str) -> str:
-    """What of a URL may be shown: scheme and host, e.g. `https://hooks.slack.com/…`."""
-    try:
-        parsed = urlsplit(url)
-    except ValueError:
-        return "(unparseable URL)"
-    return f"{parsed.scheme or '?'}://{parsed.hostname or '?'}/…"
-
-
 class HttpPoster:
     """One aiohttp session shared by the HTTP sinks."""
 

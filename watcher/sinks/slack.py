@@ -31,7 +31,7 @@ from watcher.sinks.chat import (
     fit,
     join_within,
 )
-from watcher.sinks.template import render_template
+from watcher.templates import render_template
 
 TEXT_ADVISED = 3000
 """Slack truncates `text` beyond 40,000 characters and used to ask for 4,000 bytes."""

@@ -30,7 +30,7 @@ from watcher.sinks.chat import (
     more,
 )
 from watcher.sinks.http import json_body
-from watcher.sinks.template import render_template
+from watcher.templates import render_template
 
 SIZE_BUDGET = 20_000
 """Bytes of JSON; Teams documents about 28 KB for the whole message."""

@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from watcher import signing
 from watcher.clock import Clock
 from watcher.model import Transition
-from watcher.sinks import signing
-from watcher.sinks.http import HttpPoster, json_body, redact_url
+from watcher.sinks.http import HttpPoster, json_body
+from watcher.urls import redact_url
 
 # Headers this sink owns: the webhook-* ones carry the signature and what it signs,
 # content-type/length describe the signed body; a configured header must not replace them.

@@ -1,0 +1,63 @@
+"""The whole configuration: every section, validated together."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from watcher.config._base import Strict, problems_error
+from watcher.config.aws import AwsConfig
+from watcher.config.service import DeliveryConfig, ServerConfig, ShutdownConfig
+from watcher.config.sinks import AnySink, LogSinkConfig, SinkConfig
+from watcher.config.state import StateConfig
+from watcher.config.watch import WatchConfig
+
+
+class Config(Strict):
+    """The validated configuration: `load()` builds it; nothing changes it afterwards."""
+
+    aws: AwsConfig = Field(default_factory=AwsConfig)
+    watch: WatchConfig
+    state: StateConfig = Field(default_factory=StateConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
+    sinks: tuple[SinkConfig, ...] = (LogSinkConfig(),)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_exist(cls, data: Any) -> Any:
+        # An absent section is validated as an empty one, so that a missing required
+        # key is named (`watch.arns`) and relative paths meet the validation context.
+        if isinstance(data, Mapping):
+            return {"aws": {}, "watch": {}, "state": {}, **data}
+        return data
+
+    @field_validator("sinks")
+    @classmethod
+    def _unique_names(cls, sinks: tuple[AnySink, ...]) -> tuple[AnySink, ...]:
+        first: dict[str, int] = {}
+        repeated = []
+        for index, sink in enumerate(sinks):
+            if sink.name in first:
+                repeated.append(
+                    (
+                        (index, "name"),
+                        f"{sink.name!r} is already the name of sinks[{first[sink.name]}]; "
+                        "give each sink its own name",
+                        sink.name,
+                    )
+                )
+            first.setdefault(sink.name, index)
+        if repeated:
+            raise problems_error("Config", repeated)
+        return sinks
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as plain JSON data, safe to log or print: URLs
+        show their host at most, signing secrets are masked."""
+        data = self.model_dump(mode="json")
+        data["sinks"] = [sink.redacted() for sink in self.sinks]
+        return data

@@ -1,0 +1,35 @@
+"""`[state]`: where the watcher keeps what it has seen and what it still has to deliver."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from watcher.config._base import Strict
+
+
+class StateConfig(Strict):
+    """Where the watcher keeps what it has seen and what it still has to deliver."""
+
+    path: Path = Field(default=Path("ibwatch-state.db"), validate_default=True)
+    """The sqlite database; relative to the config file's directory, made absolute."""
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("expected a file path such as 'ibwatch-state.db', got ''")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: Path, info: ValidationInfo) -> Path:
+        value = value.expanduser()
+        if value.is_absolute():
+            return value
+        context = info.context if isinstance(info.context, Mapping) else {}
+        base = context.get("base_dir")
+        return Path(base if base is not None else Path.cwd()) / value
