@@ -146,6 +146,24 @@ def test_a_missing_secret_variable_is_named_without_a_value(tmp_path: Path) -> N
     )
 
 
+def test_every_secret_problem_is_reported_by_one_run(tmp_path: Path) -> None:
+    """A missing URL variable does not hide the sink's bad signing secret, nor the
+    next sink's unreadable file: one run of check-config names them all."""
+    text = MINIMAL + (
+        '[[sinks]]\ntype = "webhook"\nurl_env = "NO_URL"\nsecret_env = "S"\n'
+        '[[sinks]]\ntype = "webhook"\nname = "b"\nurl_env = "U"\nsecret_file = "no-such-file"\n'
+        '[[sinks]]\ntype = "slack"\nurl_env = "FTP_URL"\n'
+    )
+    env = {"S": "hunter2-x", "U": "https://r.example/h", "FTP_URL": "ftp://r.example/x"}
+    message = problems_of(write(tmp_path, text), env=env)
+    assert "4 problem(s)" in message
+    assert "sinks[0]: url_env: environment variable NO_URL is not set or empty" in message
+    assert "sinks[0]: a webhook signing secret must look like whsec_<base64>" in message
+    assert "sinks[1]: secret_file: cannot read" in message
+    assert "sinks[2]: the url from environment variable FTP_URL must start with https://" in message
+    assert "hunter2-x" not in message
+
+
 def test_a_url_in_the_config_itself_is_refused(tmp_path: Path) -> None:
     text = MINIMAL + '[[sinks]]\ntype = "slack"\nurl = "https://hooks.slack.com/services/X"\n'
     message = problems_of(write(tmp_path, text))

@@ -5,7 +5,9 @@ expected. Never a traceback, never the whole document.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,12 @@ def field_path(loc: tuple[int | str, ...]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"
+
+
+def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:
+    by_upper = {choice.upper(): choice for choice in choices}
+    hint = difflib.get_close_matches(word.upper(), list(by_upper), n=1, cutoff=cutoff)
+    return f" (did you mean {by_upper[hint[0]]!r}?)" if hint else ""
 
 
 def describe(error: ValidationError) -> list[str]:

@@ -4,26 +4,55 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import TextIO
 
+from watcher._validation import did_you_mean
 from watcher.clock import Clock
 from watcher.config import Config
 from watcher.model import Ami, ImageSnapshot, ImageStatus, Outputs, Transition
 from watcher.sinks.base import DeliveryError
 from watcher.sinks.http import HttpPoster
 from watcher.store import SqliteStore
+from watcher.store.base import DeadLetter
 from watcher.tracker import observe
 from watcher.wiring import build_sink
 
 SAMPLE_ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image/ibwatch-notify-test/1.0.0/1"
 
 
-def check_config(config: Config, out: TextIO) -> int:
+def check_config(config: Config, out: TextIO, err: TextIO | None = None) -> int:
+    """Print the effective config (secrets redacted); exit 2 if `run` could not
+    use it: its state file cannot be created or written where it says."""
+    problems = state_path_problems(config.state.path)
+    for problem in problems:
+        print(f"ibwatch: state.path: {problem}", file=err or sys.stderr)
+    if problems:
+        return 2
     out.write(json.dumps(config.redacted(), indent=2, default=str, ensure_ascii=False) + "\n")
     out.write(f"config is valid: {len(config.watch.arns)} ARN(s), {len(config.sinks)} sink(s)\n")
     return 0
+
+
+def state_path_problems(path: Path) -> list[str]:
+    """Why the daemon could not keep its state at `path` (the file, its `-wal`/`-shm`
+    companions and its `.lock` all live in that directory); [] if it can."""
+    directory = path.parent
+    if not directory.exists():
+        return [f"{path}: the directory {directory} does not exist; create it first"]
+    if not directory.is_dir():
+        return [f"{path}: {directory} is not a directory"]
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return [f"{path}: the directory {directory} is not writable by this user"]
+    if path.exists() and (path.is_dir() or not os.access(path, os.R_OK | os.W_OK)):
+        what = "is a directory" if path.is_dir() else "is not readable and writable by this user"
+        return [f"{path} {what}"]
+    return []
 
 
 def sample_event(clock: Clock) -> Transition:
@@ -112,10 +141,23 @@ async def list_deliveries(config: Config, out: TextIO) -> int:
 
 
 async def replay_deliveries(
-    config: Config, *, seqs: list[int] | None, sink: str | None, clock: Clock, out: TextIO
+    config: Config,
+    *,
+    seqs: list[int] | None,
+    sink: str | None,
+    clock: Clock,
+    out: TextIO,
+    err: TextIO | None = None,
 ) -> int:
+    """Put dead letters back in the outbox. A sink or number that names nothing is
+    a typo, not an empty replay: exit 2, and nothing is moved."""
     store = await SqliteStore.open(config.state.path)
     try:
+        problems = _replay_problems(config, await store.dead_letters(), seqs, sink)
+        if problems:
+            for problem in problems:
+                print(f"ibwatch: {problem}", file=err or sys.stderr)
+            return 2
         moved = await store.replay(seqs or None, sink, clock.now().timestamp())
     finally:
         await store.close()
@@ -123,6 +165,29 @@ async def replay_deliveries(
         f"{moved} dead letter(s) back in the outbox; a running daemon sends them within 30 s\n"
     )
     return 0
+
+
+def _replay_problems(
+    config: Config, dead: Sequence[DeadLetter], seqs: list[int] | None, sink: str | None
+) -> list[str]:
+    problems = []
+    # A sink removed from the config may still own dead letters: they can be replayed.
+    names = list(dict.fromkeys([*(s.name for s in config.sinks), *(d.sink for d in dead)]))
+    if sink is not None and sink not in names:
+        problems.append(
+            f"--sink {sink!r}: no such sink{did_you_mean(sink, names)}; "
+            f"the config has: {', '.join(s.name for s in config.sinks)}"
+        )
+    elif seqs:
+        numbered = {d.seq for d in dead if sink in (None, d.sink)}
+        unknown = [seq for seq in dict.fromkeys(seqs) if seq not in numbered]
+        if unknown:
+            whose = f" of sink {sink!r}" if sink else ""
+            problems.append(
+                f"no dead letter{whose} numbered {', '.join(map(str, unknown))}; "
+                "`ibwatch deliveries list` shows them"
+            )
+    return problems
 
 
 def _describe(event: Transition) -> str:

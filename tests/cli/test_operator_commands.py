@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
@@ -15,9 +16,9 @@ from tests.cli.support import IBWATCH
 from tests.delivery.receiver import receiving
 from tests.support import WEB_BASE
 from watcher.clock import SystemClock
-from watcher.config import load
+from watcher.config import Config, load
 from watcher.model import ImageSnapshot
-from watcher.operator_commands import sample_event
+from watcher.operator_commands import check_config, replay_deliveries, sample_event
 from watcher.store import SqliteStore
 from watcher.tracker import observe
 
@@ -25,10 +26,10 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SLACK_TOKEN_PATH = "/services/T000/B000/SECRET-SLACK-TOKEN"
 
 
-def write_config(tmp_path: Path, extra: str = "") -> Path:
+def write_config(tmp_path: Path, extra: str = "", state: str = "state.db") -> Path:
     path = tmp_path / "watcher.toml"
     path.write_text(
-        f'[watch]\narns = ["{WEB_BASE}"]\n[state]\npath = "state.db"\n'
+        f'[watch]\narns = ["{WEB_BASE}"]\n[state]\npath = "{state}"\n'
         '[[sinks]]\ntype = "log"\n'
         '[[sinks]]\ntype = "webhook"\nname = "hook"\nurl_env = "OPS_HOOK_URL"\n'
         'secret_env = "OPS_HOOK_SECRET"\n'
@@ -139,6 +140,12 @@ async def test_deliveries_list_and_replay(tmp_path: Path) -> None:
     assert lines[2] == "dead letters:"
     assert lines[3].endswith("attempts=0  reason: HTTP 400: bad payload")
 
+    # A number or sink that names nothing is a typo: exit 2, nothing moved.
+    typo = await ibwatch(
+        "deliveries", "replay", "--config", str(config_path), "--sink", "hoook", env=env
+    )
+    assert (typo.returncode, typo.stdout) == (2, "")
+    assert "--sink 'hoook': no such sink (did you mean 'hook'?)" in typo.stderr
     replayed = await ibwatch("deliveries", "replay", "--config", str(config_path), env=env)
     assert replayed.returncode == 0
     assert replayed.stdout.startswith("1 dead letter(s) back in the outbox")
@@ -146,3 +153,66 @@ async def test_deliveries_list_and_replay(tmp_path: Path) -> None:
         sinks = sorted(row[0] for row in db.execute("SELECT sink FROM deliveries"))
         dead = db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
     assert (sinks, dead) == (["chat", "hook"], 0)
+
+
+async def dead_letter_numbered(config_path: Path, env: dict[str, str]) -> tuple[Config, int]:
+    config = load(config_path, env=env)
+    store = await SqliteStore.open(config.state.path)
+    event = sample_event(SystemClock())
+    snapshot = ImageSnapshot(
+        arn=WEB_BASE,
+        status=event.current.status,
+        name="web-base",
+        version="1.4.0",
+        build=7,
+        observed_at=event.observed_at,
+    )
+    tracked, _ = observe(WEB_BASE, None, snapshot)
+    await store.commit(WEB_BASE, tracked, [event], {event.id: ["hook"]}, now=1.0)
+    [pending] = await store.pending("hook")
+    await store.bury(pending.seq, "HTTP 400", now=2.0)
+    await store.close()
+    return config, pending.seq
+
+
+async def test_replay_of_an_unknown_number_exits_2_and_moves_nothing(tmp_path: Path) -> None:
+    env = {
+        "OPS_HOOK_URL": "https://r.example/h",
+        "OPS_HOOK_SECRET": SECRET,
+        "OPS_SLACK_URL": "https://r.example/s",
+    }
+    config, seq = await dead_letter_numbered(write_config(tmp_path), env)
+    out, err = io.StringIO(), io.StringIO()
+    args = {"sink": None, "clock": SystemClock(), "out": out, "err": err}
+    assert await replay_deliveries(config, seqs=[seq, seq + 40], **args) == 2
+    assert err.getvalue() == (
+        f"ibwatch: no dead letter numbered {seq + 40}; `ibwatch deliveries list` shows them\n"
+    )
+    # Right number, wrong sink: the sink's letters are what is numbered.
+    assert await replay_deliveries(config, seqs=[seq], **{**args, "sink": "chat"}) == 2
+    assert f"no dead letter of sink 'chat' numbered {seq};" in err.getvalue()
+    store = await SqliteStore.open(config.state.path)
+    assert [d.seq for d in await store.dead_letters()] == [seq]
+    await store.close()
+    assert await replay_deliveries(config, seqs=[seq], **{**args, "sink": "hook"}) == 0
+    assert out.getvalue().startswith("1 dead letter(s) back in the outbox")
+
+
+def test_check_config_refuses_a_state_file_the_daemon_could_not_create(tmp_path: Path) -> None:
+    env = {
+        "OPS_HOOK_URL": "https://r.example/h",
+        "OPS_HOOK_SECRET": SECRET,
+        "OPS_SLACK_URL": "https://r.example/s",
+    }
+    (tmp_path / "not-a-dir").write_text("")
+    for state, why in [
+        ("missing/state.db", f"the directory {tmp_path / 'missing'} does not exist"),
+        ("not-a-dir/state.db", f"{tmp_path / 'not-a-dir'} is not a directory"),
+        (".", "is a directory"),
+    ]:
+        path = write_config(tmp_path, state=state)
+        out, err = io.StringIO(), io.StringIO()
+        assert check_config(load(path, env=env), out, err) == 2, state
+        assert err.getvalue().startswith("ibwatch: state.path: "), state
+        assert why in err.getvalue(), state
+        assert out.getvalue() == ""

@@ -3,7 +3,6 @@ suggestions, durations, the list of image statuses, and the error `load()` raise
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterable
 from typing import Annotated, Any, Self
@@ -18,7 +17,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from watcher._validation import FileError
+from watcher._validation import FileError, did_you_mean
 from watcher.durations import Duration
 from watcher.model import ImageStatus
 
@@ -47,12 +46,6 @@ def problems_error(
             for loc, message, value in problems
         ],
     )
-
-
-def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:
-    by_upper = {choice.upper(): choice for choice in choices}
-    hint = difflib.get_close_matches(word.upper(), list(by_upper), n=1, cutoff=cutoff)
-    return f" (did you mean {by_upper[hint[0]]!r}?)" if hint else ""
 
 
 class Strict(BaseModel):

@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from watcher.config._base import ENV_PREFIX, did_you_mean
+from watcher._validation import did_you_mean
+from watcher.config._base import ENV_PREFIX
 from watcher.config.aws import AwsConfig
 from watcher.config.state import StateConfig
 from watcher.config.watch import WatchConfig

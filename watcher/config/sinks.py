@@ -25,7 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from watcher.config._base import STATUSES, PositiveDuration, Strict, did_you_mean, problems_error
+from watcher._validation import did_you_mean
+from watcher.config._base import STATUSES, PositiveDuration, Strict, problems_error
 from watcher.model import Transition
 from watcher.signing import parse_secret
 from watcher.templates import validate_template
@@ -142,16 +143,26 @@ class HttpSinkBase(SinkBase):
     _url: SecretStr = PrivateAttr()
 
     @model_validator(mode="after")
-    def _resolve_url(self, info: ValidationInfo) -> Any:
-        url = _read_secret("url", self.url_env, self.url_file, info, required=True)
+    def _resolve_secrets(self, info: ValidationInfo) -> Any:
+        # One validator for every secret of the sink, so that a missing URL variable
+        # and a malformed signing secret are both reported by the same run.
+        problems = [((), message, None) for message in self._read_secrets(info)]
+        if problems:
+            raise problems_error(type(self).__name__, problems)
+        return self
+
+    def _read_secrets(self, info: ValidationInfo) -> list[str]:
+        """Read this sink's secrets into its private fields; one message per problem."""
+        try:
+            url = _read_secret("url", self.url_env, self.url_file, info, required=True)
+        except ValueError as exc:
+            return [str(exc)]
         assert url is not None
         scheme = url.get_secret_value().split("://", 1)[0].lower()
         if scheme not in ("http", "https") or "://" not in url.get_secret_value():
-            raise ValueError(
-                f"the url from {self._url_source()} must start with https:// or http://"
-            )
+            return [f"the url from {self._url_source()} must start with https:// or http://"]
         self._url = url
-        return self
+        return []
 
     def _url_source(self) -> str:
         return f"environment variable {self.url_env}" if self.url_env else f"file {self.url_file}"
@@ -174,13 +185,16 @@ class WebhookSinkConfig(HttpSinkBase):
 
     _secret: SecretStr | None = PrivateAttr(default=None)
 
-    @model_validator(mode="after")
-    def _resolve_secret(self, info: ValidationInfo) -> Any:
-        secret = _read_secret("secret", self.secret_env, self.secret_file, info, required=False)
-        if secret is not None:
-            parse_secret(secret.get_secret_value())  # its ValueError never echoes the value
+    def _read_secrets(self, info: ValidationInfo) -> list[str]:
+        problems = super()._read_secrets(info)
+        try:
+            secret = _read_secret("secret", self.secret_env, self.secret_file, info, required=False)
+            if secret is not None:
+                parse_secret(secret.get_secret_value())  # its ValueError never echoes the value
+        except ValueError as exc:
+            return [*problems, str(exc)]
         self._secret = secret
-        return self
+        return problems
 
     @property
     def secret(self) -> bytes | None:

@@ -15,14 +15,8 @@ from pydantic import (
     model_validator,
 )
 
-from watcher.config._base import (
-    STATUSES,
-    FiniteDuration,
-    PositiveDuration,
-    Strict,
-    did_you_mean,
-    problems_error,
-)
+from watcher._validation import did_you_mean
+from watcher.config._base import STATUSES, FiniteDuration, PositiveDuration, Strict, problems_error
 from watcher.model import Arn, ImageStatus, PipelineArn
 
 DEFAULT_INTERVALS: Mapping[str, float] = MappingProxyType(
