@@ -416,6 +416,20 @@ async def test_a_redirect_is_not_followed(receiver: Receiver, poster: HttpPoster
         await post(poster, receiver.url)
     assert (failed.value.retryable, failed.value.status) == (False, 301)
     assert len(receiver.requests) == 1
+    assert str(failed.value) == (
+        "HTTP 301: redirect to http://127.0.0.1/… not followed; configure the URL it points to"
+    )
+
+
+async def test_a_redirect_elsewhere_names_only_the_host_it_points_to(
+    receiver: Receiver, poster: HttpPoster
+) -> None:
+    moved = "https://hooks.example.com/services/T0/B0/SECRET-NEW-TOKEN"
+    receiver.answer(Answer(308, headers={"Location": moved}))
+    with pytest.raises(DeliveryError) as failed:
+        await post(poster, receiver.url)
+    assert "redirect to https://hooks.example.com/… not followed" in str(failed.value)
+    assert "SECRET" not in str(failed.value)
 
 
 async def test_retry_after_in_seconds_is_read(receiver: Receiver, poster: HttpPoster) -> None:

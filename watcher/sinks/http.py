@@ -1,27 +1,27 @@
 """Posting JSON to a receiver over HTTP, and reading its answer as a
 `DeliveryError` classification: the shared transport of every HTTP sink.
 
-Honours HTTPS_PROXY/NO_PROXY (`trust_env`), verifies TLS (a custom CA bundle can
-be given), and never puts the URL in an error message: URLs carry secrets.
+Honours HTTPS_PROXY/NO_PROXY (`trust_env`), verifies TLS (against a custom CA
+bundle where SSL_CERT_FILE / SSL_CERT_DIR name one: OpenSSL's default paths), and
+never puts the URL in an error message: URLs carry secrets.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import ssl
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from watcher.clock import Clock, SystemClock
 from watcher.sinks.base import DeliveryError
+from watcher.urls import redact_url
 
 _SECONDS = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
@@ -55,22 +55,19 @@ class HttpPoster:
     def __init__(
         self,
         *,
-        ca_bundle: Path | None = None,
         user_agent: str = "ibwatch",
         clock: Clock | None = None,
     ) -> None:
         self._clock = clock or SystemClock()
-        self._ca_bundle = ca_bundle
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> HttpPoster:
-        ssl_context = (
-            ssl.create_default_context(cafile=str(self._ca_bundle)) if self._ca_bundle else True
-        )
         self._session = aiohttp.ClientSession(
             trust_env=True,
-            connector=aiohttp.TCPConnector(ssl=ssl_context),
+            # aiohttp's verifying context: ssl.create_default_context(), whose default
+            # paths honour SSL_CERT_FILE / SSL_CERT_DIR.
+            connector=aiohttp.TCPConnector(ssl=True),
             headers={"User-Agent": self._user_agent},
         )
         return self
@@ -129,6 +126,16 @@ class HttpPoster:
         detail = _short(content, url)
         if status == 410:
             raise DeliveryError(f"HTTP 410 Gone{detail}", retryable=False, gone=True, status=status)
+        if 300 <= status < 400:
+            # Never followed: a redirect would carry the signed body and its headers to
+            # a host the config does not name. Where it points is shown as its host only.
+            where = answer_headers.get("location", "")
+            to = f" to {redact_url(urljoin(url, where))}" if where else ""
+            raise DeliveryError(
+                f"HTTP {status}: redirect{to} not followed; configure the URL it points to",
+                retryable=False,
+                status=status,
+            )
         raise DeliveryError(
             f"HTTP {status}{detail}",
             retryable=status in RETRYABLE_STATUSES,
