@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import pytest
 
+from watcher.backoff import full_jitter
 from watcher.errors import ApiError, NotFound, Throttled, Unavailable
 from watcher.ratelimit import AimdLimiter
 from watcher.retry import RetryPolicy, call_with_retry
@@ -152,3 +154,29 @@ async def test_waits_are_full_jitter_within_the_exponential_cap_and_use_the_cloc
 def test_a_policy_that_cannot_work_is_refused(fields: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must be"):
         RetryPolicy(**fields)
+
+
+async def test_a_seeded_rng_makes_the_waits_reproducible(limiter: AimdLimiter) -> None:
+    """Every wait, the first one included, is drawn from the injected rng, never the
+    global `random`: two runs on equal seeds sleep exactly the same."""
+    policy = RetryPolicy(attempts=5, base=1.0, cap=20.0)
+
+    async def sleeps_with_seed(seed: int, global_seed: int) -> list[float]:
+        random.seed(global_seed)  # a different global state must change nothing
+        clock = _SleepRecordingClock()
+        with pytest.raises(Unavailable):
+            await call_with_retry(
+                _Scripted([Unavailable("503")] * 5),
+                limiter=limiter,
+                clock=clock,
+                policy=policy,
+                rng=random.Random(seed),
+            )
+        return clock.sleeps
+
+    first = await sleeps_with_seed(7, global_seed=1)
+    again = await sleeps_with_seed(7, global_seed=2)
+
+    assert first == again
+    expected = random.Random(7)
+    assert first == [full_jitter(n, base=1.0, cap=20.0, rng=expected) for n in range(1, 5)]

@@ -1,53 +1,293 @@
-"""The SQLite store: state and events land together, survive reopening, never twice."""
+"""The `Store` contract, held against every store; then what only the SQLite file does:
+survive reopening, write atomically, refuse a file it cannot use, give space back."""
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from watcher.model import ImageSnapshot, ImageStatus
-from watcher.store import MemoryStore, SqliteStore, StoreError
-from watcher.tracker import observe
+from watcher.model import ImageSnapshot, ImageStatus, Transition
+from watcher.store import MemoryStore, SqliteStore, Store, StoreError
+from watcher.store.base import OutboxStats, Pruned
+from watcher.tracker import Tracked, observe
 
 ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.4.0/7"
+VERSION = "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.4.0"
+START = datetime(2026, 1, 1, tzinfo=UTC)
+DAY = 86400.0
 
 
-def snapshot(status: str, minute: int = 0) -> ImageSnapshot:
+def snapshot(status: str, minute: float = 0, arn: str = ARN, build: int = 7) -> ImageSnapshot:
     return ImageSnapshot(
-        arn=ARN,
+        arn=arn,
         status=ImageStatus(status),
         name="web-base",
         version="1.4.0",
-        build=7,
-        observed_at=datetime(2026, 1, 1, 0, minute, tzinfo=UTC),
+        build=build,
+        observed_at=START + timedelta(minutes=minute),
     )
+
+
+def at(minute: float) -> float:
+    """Epoch seconds `minute` minutes after START."""
+    return (START + timedelta(minutes=minute)).timestamp()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    opened: Store = (
+        MemoryStore() if request.param == "memory" else await SqliteStore.open(tmp_path / "s.db")
+    )
+    yield opened
+    await opened.close()
+
+
+async def first_sighting(
+    store: Store, status: str = "BUILDING", *, minute: float = 0, sinks: tuple[str, ...] = ()
+) -> tuple[Tracked, Transition]:
+    tracked, events = observe(ARN, None, snapshot(status, minute))
+    await store.commit(ARN, tracked, events, {e.id: sinks for e in events}, now=at(minute))
+    return tracked, events[0]
+
+
+async def build_events(
+    store: Store, build: int, *, minute: float, sinks: tuple[str, ...] = ()
+) -> list[Transition]:
+    """The transitions of build number `build` of VERSION, committed as discovery's."""
+    arn = f"{VERSION}/{build}"
+    tracked: Tracked | None = None
+    committed = []
+    for step, status in enumerate(["BUILDING", "TESTING", "DISTRIBUTING", "AVAILABLE"]):
+        tracked, events = observe(VERSION, tracked, snapshot(status, minute + step, arn, build))
+        await store.commit(arn, tracked, events, {e.id: sinks for e in events}, now=at(minute))
+        committed += events
+    return committed
+
+
+# --- state and events -----------------------------------------------------------
+
+
+async def test_committed_state_and_events_are_read_back(store: Store) -> None:
+    tracked, events = observe(ARN, None, snapshot("BUILDING"))
+    await store.commit(ARN, tracked, events)
+    tracked, more = observe(ARN, tracked, snapshot("QUEUED_FOR_SCAN", 5))
+    await store.commit(ARN, tracked, more)
+
+    assert await store.load_all() == {ARN: tracked}
+    assert [e.current.status for e in await store.events()] == ["BUILDING", "QUEUED_FOR_SCAN"]
+    assert not (await store.events())[1].current.status.known
+
+
+async def test_an_event_committed_twice_is_stored_and_routed_once(store: Store) -> None:
+    tracked, events = observe(ARN, None, snapshot("BUILDING"))
+    routes = {events[0].id: ["chat"]}
+    await store.commit(ARN, tracked, events, routes)
+    await store.commit(ARN, tracked, events, routes)
+
+    assert len(await store.events(ARN)) == 1
+    assert len(await store.pending("chat")) == 1
+
+
+async def test_events_can_be_read_per_watched_arn(store: Store) -> None:
+    await first_sighting(store)
+    await build_events(store, 1, minute=0)
+
+    assert len(await store.events(ARN)) == 1
+    assert len(await store.events(VERSION)) == 4
+
+
+async def test_a_source_is_followed_since_the_first_time_it_was_marked(store: Store) -> None:
+    await store.mark_followed(VERSION, 100.0)
+    await store.mark_followed(VERSION, 200.0)
+
+    assert await store.followed_sources() == {VERSION: 100.0}
+
+
+# --- the outbox -------------------------------------------------------------------
+
+
+async def test_each_routed_sink_gets_a_pending_delivery_oldest_first(store: Store) -> None:
+    events = await build_events(store, 1, minute=0, sinks=("chat", "hook"))
+
+    for sink in ("chat", "hook"):
+        pending = await store.pending(sink)
+        assert [d.event.id for d in pending] == [e.id for e in events]
+        assert all(d.attempts == 0 and d.sink == sink for d in pending)
+    assert [d.event.id for d in await store.pending("chat", limit=2)] == [e.id for e in events[:2]]
+    assert await store.pending("nobody") == []
+
+
+async def test_a_delivered_row_leaves_the_outbox(store: Store) -> None:
+    await first_sighting(store, sinks=("chat",))
+    [delivery] = await store.pending("chat")
+
+    await store.delivered(delivery.seq)
+
+    assert await store.pending("chat") == []
+    assert await store.outbox_stats() == {}
+
+
+async def test_a_retry_later_keeps_the_row_with_its_attempts_and_error(store: Store) -> None:
+    await first_sighting(store, sinks=("chat",))
+    [delivery] = await store.pending("chat")
+
+    await store.retry_later(delivery.seq, 3, 1234.5, "503 from the receiver")
+
+    [again] = await store.pending("chat")
+    assert (again.seq, again.attempts, again.next_attempt_at, again.last_error) == (
+        delivery.seq,
+        3,
+        1234.5,
+        "503 from the receiver",
+    )
+    assert again.created_at == delivery.created_at
+
+
+async def test_a_buried_row_becomes_a_dead_letter(store: Store) -> None:
+    _, event = await first_sighting(store, sinks=("chat", "hook"))
+    [delivery] = await store.pending("chat")
+
+    await store.bury(delivery.seq, "400: refused", now=at(10))
+
+    assert await store.pending("chat") == []
+    [dead] = await store.dead_letters()
+    assert (dead.sink, dead.event.id, dead.reason, dead.died_at) == (
+        "chat",
+        event.id,
+        "400: refused",
+        at(10),
+    )
+    assert await store.dead_letters("hook") == []
+    assert await store.outbox_stats() == {
+        "chat": OutboxStats(pending=0, oldest_created_at=None, dead_letters=1),
+        "hook": OutboxStats(pending=1, oldest_created_at=at(0), dead_letters=0),
+    }
+
+
+async def test_replay_moves_chosen_dead_letters_back_due_now(store: Store) -> None:
+    await build_events(store, 1, minute=0, sinks=("chat", "hook"))
+    for sink in ("chat", "hook"):
+        for delivery in await store.pending(sink):
+            await store.bury(delivery.seq, "refused", now=at(5))
+    chat_dead = await store.dead_letters("chat")
+
+    assert await store.replay([chat_dead[0].seq], None, now=at(20)) == 1
+    assert await store.replay(None, "hook", now=at(30)) == 4
+    assert await store.replay([999], None, now=at(40)) == 0
+
+    [replayed] = await store.pending("chat")
+    assert replayed.event.id == chat_dead[0].event.id
+    assert (replayed.attempts, replayed.next_attempt_at) == (0, at(20))
+    assert len(await store.pending("hook")) == 4
+    assert len(await store.dead_letters()) == 3
+
+
+async def test_a_sink_named_twice_for_an_event_gets_one_row(store: Store) -> None:
+    tracked, events = observe(ARN, None, snapshot("BUILDING"))
+    await store.commit(ARN, tracked, events, {events[0].id: ["chat", "chat"]})
+
+    assert len(await store.pending("chat")) == 1
+
+
+async def test_updating_a_row_that_is_gone_changes_nothing(store: Store) -> None:
+    await first_sighting(store, sinks=("chat",))
+    [delivery] = await store.pending("chat")
+    await store.delivered(delivery.seq)
+
+    await store.retry_later(delivery.seq, 2, 99.0, "late")
+    await store.bury(delivery.seq, "late", now=99.0)
+    await store.delivered(delivery.seq)
+
+    assert await store.pending("chat") == []
+    assert await store.dead_letters() == []
+
+
+# --- pruning ----------------------------------------------------------------------
+
+
+async def test_prune_forgets_delivered_events_older_than_the_cutoff(store: Store) -> None:
+    old = await build_events(store, 1, minute=0)
+    new = await build_events(store, 2, minute=60)
+
+    assert await store.prune(before=at(30)) == Pruned(events=len(old), dead_letters=0)
+
+    assert [e.id for e in await store.events()] == [e.id for e in new]
+
+
+async def test_prune_never_forgets_an_event_still_to_be_delivered(store: Store) -> None:
+    events = await build_events(store, 1, minute=0, sinks=("chat",))
+    first = (await store.pending("chat"))[0]
+    await store.delivered(first.seq)
+
+    await store.prune(before=at(24 * 60))
+
+    assert [e.id for e in await store.events()] == [e.id for e in events[1:]]
+    assert [d.event.id for d in await store.pending("chat")] == [e.id for e in events[1:]]
+
+
+async def test_prune_forgets_dead_letters_that_died_before_the_cutoff(store: Store) -> None:
+    events = await build_events(store, 1, minute=0, sinks=("chat",))
+    pending = await store.pending("chat")
+    for delivery, died in zip(pending, [10, 10, 50, 50], strict=True):
+        await store.bury(delivery.seq, "refused", now=at(died))
+
+    assert await store.prune(before=at(30)) == Pruned(events=2, dead_letters=2)
+
+    assert [d.event.id for d in await store.dead_letters()] == [e.id for e in events[2:]]
+    # A dead letter kept keeps its event: it can still be replayed.
+    assert [e.id for e in await store.events()] == [e.id for e in events[2:]]
+    assert await store.replay(None, None, now=at(60)) == 2
+
+
+async def test_prune_keeps_the_tracked_state_of_builds_long_ended(store: Store) -> None:
+    """The tracked state is what stops an old build from being announced again."""
+    await build_events(store, 1, minute=0)
+    before = await store.load_all()
+
+    await store.prune(before=at(365 * 24 * 60))
+
+    assert await store.load_all() == before
+    assert await store.events() == []
+
+
+async def test_a_forgotten_event_is_not_announced_again_by_the_tracked_state(
+    store: Store,
+) -> None:
+    """After a prune, polling the same status again yields no event to store."""
+    await build_events(store, 1, minute=0)
+    await store.prune(before=at(24 * 60))
+    tracked = (await store.load_all())[f"{VERSION}/1"]
+
+    _, events = observe(VERSION, tracked, snapshot("AVAILABLE", 9000, f"{VERSION}/1", 1))
+
+    assert events == []
+
+
+async def test_prune_with_nothing_old_forgets_nothing(store: Store) -> None:
+    events = await build_events(store, 1, minute=60)
+
+    assert await store.prune(before=at(0)) == Pruned()
+    assert len(await store.events()) == len(events)
+
+
+# --- the SQLite file ----------------------------------------------------------------
 
 
 async def test_state_and_events_survive_reopening(tmp_path: Path) -> None:
     store = await SqliteStore.open(tmp_path / "state.db")
     tracked, events = observe(ARN, None, snapshot("BUILDING"))
-    await store.commit(ARN, tracked, events)
-    tracked, more = observe(ARN, tracked, snapshot("QUEUED_FOR_SCAN", 5))
-    await store.commit(ARN, tracked, more)
+    await store.commit(ARN, tracked, events, {events[0].id: ["chat"]}, now=at(0))
     await store.close()
 
     reopened = await SqliteStore.open(tmp_path / "state.db")
     assert await reopened.load_all() == {ARN: tracked}
-    assert [e.current.status for e in await reopened.events()] == ["BUILDING", "QUEUED_FOR_SCAN"]
-    assert not (await reopened.events())[1].current.status.known
+    assert [e.id for e in await reopened.events()] == [events[0].id]
+    assert [d.event.id for d in await reopened.pending("chat")] == [events[0].id]
     await reopened.close()
-
-
-async def test_an_event_committed_twice_is_stored_once(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path / "state.db")
-    tracked, events = observe(ARN, None, snapshot("BUILDING"))
-    await store.commit(ARN, tracked, events)
-    await store.commit(ARN, tracked, events)
-    assert len(await store.events(ARN)) == 1
-    await store.close()
 
 
 async def test_a_failed_write_leaves_neither_state_nor_event(tmp_path: Path) -> None:
@@ -87,10 +327,83 @@ async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
         await SqliteStore.open(path)
 
 
-async def test_memory_store_keeps_the_same_contract() -> None:
-    store = MemoryStore()
-    tracked, events = observe(ARN, None, snapshot("BUILDING"))
-    await store.commit(ARN, tracked, events)
-    await store.commit(ARN, tracked, events)
-    assert await store.load_all() == {ARN: tracked}
-    assert len(await store.events()) == 1
+async def test_a_store_says_whether_it_is_open(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "state.db")
+    assert store.is_open
+    await store.close()
+    assert not store.is_open
+
+
+def file_size(path: Path) -> int:
+    """The state file and its write-ahead log: what the disk holds for it."""
+    wal = path.with_name(path.name + "-wal")
+    return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+def settled_size(path: Path) -> int:
+    """`file_size` once the write-ahead log is written back and emptied, so that two
+    sizes compare the data, not how far the log happened to have grown."""
+    db = sqlite3.connect(path)
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        db.close()
+    return file_size(path)
+
+
+async def commit_delivered_builds(store: SqliteStore, builds: range, *, day: int) -> None:
+    """The events of `builds`, all on `day`, each delivered as the dispatcher would."""
+    for build in builds:
+        await build_events(store, build, minute=day * 24 * 60, sinks=("chat",))
+    for delivery in await store.pending("chat", limit=10_000):
+        await store.delivered(delivery.seq)
+
+
+async def test_the_file_stays_bounded_over_many_builds_when_pruned(tmp_path: Path) -> None:
+    """A day of builds per batch, keeping one day of events, pruned after each batch
+    as the daemon does: after ten times as many builds the file holds at most two
+    days of events. What still grows is the one tracked row each build keeps (see
+    `Store.prune`), about a tenth of a build's events here: unpruned, the file
+    would be about eight times the first day's size."""
+    path = tmp_path / "state.db"
+    store = await SqliteStore.open(path)
+    per_day = 40
+
+    await commit_delivered_builds(store, range(per_day), day=0)
+    one_day = settled_size(path)
+    for day in range(1, 10):
+        await commit_delivered_builds(store, range(day * per_day, (day + 1) * per_day), day=day)
+        await store.prune(before=at((day - 1) * 24 * 60))
+    ten_days = settled_size(path)
+    kept = len(await store.events())
+    await store.close()
+
+    assert kept <= 2 * per_day * 4  # two days of builds, four transitions each
+    assert ten_days < 3 * one_day
+
+
+async def test_a_file_from_before_pruning_gives_space_back_after_its_first_prune(
+    tmp_path: Path,
+) -> None:
+    """Files made before auto_vacuum was turned on are converted by the first prune."""
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as db:  # as an older ibwatch left it: no auto_vacuum
+        db.execute("PRAGMA auto_vacuum = NONE")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE placeholder (x)")
+    db.close()
+    store = await SqliteStore.open(path)
+    await commit_delivered_builds(store, range(100), day=0)
+    full = settled_size(path)
+
+    await store.prune(before=at(2 * 24 * 60))
+    emptied = file_size(path)
+    await commit_delivered_builds(store, range(100, 200), day=3)
+    await store.prune(before=at(5 * 24 * 60))
+    await store.close()
+
+    assert emptied < full / 2
+    assert file_size(path) < full / 2
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+    db.close()

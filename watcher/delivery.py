@@ -18,6 +18,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
+from watcher.backoff import full_jitter
 from watcher.clock import Clock
 from watcher.metrics import Metrics
 from watcher.model import Transition
@@ -42,7 +43,7 @@ class DeliveryPolicy:
         """Seconds to wait before attempt number `attempts + 1`."""
         if error.retry_after is not None:
             return min(error.retry_after, self.retry_after_cap)
-        return rng.uniform(0, min(self.cap, self.base * 2 ** max(0, attempts - 1)))
+        return full_jitter(max(1, attempts), base=self.base, cap=self.cap, rng=rng)
 
 
 @dataclass(frozen=True)
@@ -181,15 +182,8 @@ class Dispatcher:
     async def _idle(self, woken: anyio.Event) -> None:
         """Wait for a commit, or look again after `recheck` seconds: rows can also
         arrive from another process (`ibwatch deliveries replay`)."""
-        async with anyio.create_task_group() as group:
-
-            async def look_again_later() -> None:
-                await self._clock.sleep(self._recheck)
-                group.cancel_scope.cancel()
-
-            group.start_soon(look_again_later)
+        with self._clock.move_on_after(self._recheck):
             await woken.wait()
-            group.cancel_scope.cancel()
 
     async def _deliver(self, route: Route, delivery: Delivery) -> bool:
         """One attempt at `delivery`; True when the loop may go on to the next row."""

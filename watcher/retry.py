@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from watcher.backoff import full_jitter
 from watcher.clock import Clock
 from watcher.errors import RetryableError, Throttled
 from watcher.ratelimit import AimdLimiter
@@ -29,7 +30,7 @@ class RetryPolicy:
     """How often and how patiently a call is retried.
 
     Before attempt n+1 (n = 1, 2, ...) the wait is uniform in
-    [0, min(cap, base * 2**(n-1))] seconds: AWS's "full jitter".
+    [0, min(cap, base * 2**(n-1))] seconds: AWS's "full jitter" (`full_jitter`).
     """
 
     attempts: int = 5
@@ -53,12 +54,14 @@ async def call_with_retry(
     clock: Clock,
     policy: RetryPolicy,
     on_failure: Callable[[RetryableError], None] | None = None,
+    rng: random.Random | None = None,
 ) -> T:
     """Await `fn()` paced by `limiter`, retrying `Throttled` and `Unavailable`.
 
     Returns what `fn` returns; when attempts run out, raises the last error itself.
     `on_failure` hears of each failed attempt as it happens, so a caller cut off
-    mid-retry (a timeout) still knows why it was not done.
+    mid-retry (a timeout) still knows why it was not done. `rng` draws the jittered
+    waits (a fresh one when not given): seed it and the waits are reproducible.
     """
 
     async def attempt() -> T:
@@ -87,19 +90,21 @@ async def call_with_retry(
             raise
     # Imported here: a one-shot `wait-until-available` whose calls all succeed
     # never pays for importing tenacity (the CI latency benchmark counts start-up).
-    from tenacity import (
-        AsyncRetrying,
-        retry_if_exception_type,
-        stop_after_attempt,
-        wait_random_exponential,
-    )
+    from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-    # Full jitter before attempt 2: up to base * 2^0 ...
-    await clock.sleep(random.uniform(0, min(policy.cap, policy.base)))
+    draw = rng or random.Random()
+
+    def wait(failed: int) -> float:
+        return full_jitter(failed, base=policy.base, cap=policy.cap, rng=draw)
+
+    def wait_in_tenacity(state: RetryCallState) -> float:
+        # Tenacity counts only its own attempts; the first call failed before it.
+        return wait(state.attempt_number + 1)
+
+    await clock.sleep(wait(1))
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(RetryableError),
-        # ... then up to base * 2^1, 2^2, ... for the attempts tenacity makes.
-        wait=wait_random_exponential(multiplier=policy.base * 2, max=policy.cap),
+        wait=wait_in_tenacity,
         stop=stop_after_attempt(policy.attempts - 1),
         sleep=clock.sleep,
         reraise=True,

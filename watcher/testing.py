@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import math
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,16 +32,73 @@ ScriptEntry = ImageStatus | str | ImageSnapshot | BaseException
 _DEFAULT_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+class _Alarm:
+    """A callback due at a point of a fake clock's time; `live` False once it fired
+    or nobody needs it any more (then it neither fires nor pulls time forward)."""
+
+    __slots__ = ("fire", "live")
+
+    def __init__(self, fire: Callable[[], None]) -> None:
+        self.fire = fire
+        self.live = True
+
+
+class _Alarms:
+    """The alarms of a fake clock, earliest first."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Alarm]] = []
+        self._order = itertools.count()
+
+    def add(self, at: float, fire: Callable[[], None]) -> _Alarm:
+        alarm = _Alarm(fire)
+        heapq.heappush(self._heap, (at, next(self._order), alarm))
+        return alarm
+
+    def next_due(self) -> float | None:
+        """When the earliest live alarm is due; None if there is none."""
+        while self._heap and not self._heap[0][2].live:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def fire_due(self, now: float) -> None:
+        while self._heap and self._heap[0][0] <= now:
+            alarm = heapq.heappop(self._heap)[2]
+            if alarm.live:
+                alarm.live = False
+                alarm.fire()
+
+    @contextlib.contextmanager
+    def deadline(self, now: float, seconds: float) -> Iterator[anyio.CancelScope]:
+        """`Clock.move_on_after` on a fake clock whose time is `now`."""
+        scope = anyio.CancelScope()
+        alarm = None
+        if seconds <= 0:
+            scope.cancel()
+        elif not math.isinf(seconds):
+            alarm = self.add(now + seconds, scope.cancel)
+        try:
+            with scope:
+                yield scope
+        finally:
+            if alarm is not None:
+                alarm.live = False  # a deadline not reached must not pull time forward
+
+
 class FakeClock:
     """A `Clock` that only moves when told to, or when something sleeps on it.
 
     `sleep()` advances the clock by the requested amount at once (then yields to
-    the event loop), so code that waits an hour runs in microseconds.
+    the event loop), so code that waits an hour runs in microseconds. A
+    `move_on_after` deadline cancels its scope once the clock reaches it, by
+    `advance()` or by a sleep; code waiting on anything but the clock meanwhile
+    waits until the test moves time.
     """
 
     def __init__(self, start: float = 0.0, epoch: datetime = _DEFAULT_EPOCH) -> None:
         self._now = start
         self._epoch = epoch - timedelta(seconds=start)
+        self._alarms = _Alarms()
 
     def monotonic(self) -> float:
         return self._now
@@ -53,10 +111,14 @@ class FakeClock:
         if seconds < 0:
             raise ValueError(f"a clock cannot go backwards (asked to advance {seconds}s)")
         self._now += seconds
+        self._alarms.fire_due(self._now)
 
     async def sleep(self, seconds: float) -> None:
         self.advance(max(0.0, seconds))
         await anyio.lowlevel.checkpoint()
+
+    def move_on_after(self, seconds: float) -> contextlib.AbstractContextManager[anyio.CancelScope]:
+        return self._alarms.deadline(self._now, seconds)
 
 
 class VirtualClock:
@@ -64,7 +126,8 @@ class VirtualClock:
 
     `sleep()` really waits, but on virtual time: `drive()`, run as a task beside
     the code under test, lets every runnable task run (`idle_rounds` turns of the
-    event loop), then moves time straight to the earliest pending deadline. An
+    event loop), then moves time straight to the earliest pending deadline (of a
+    sleep or a `move_on_after`; one nobody waits on any more does not count). An
     hour of polling runs in a fraction of a second, and what happens depends on
     the order of deadlines, not on how fast the machine is. Real I/O (loopback
     HTTP) completes within those turns; if a call ever takes longer, virtual time
@@ -77,8 +140,7 @@ class VirtualClock:
         self._now = start
         self._epoch = epoch - timedelta(seconds=start)
         self._idle_rounds = idle_rounds
-        self._waiters: list[tuple[float, int, anyio.Event]] = []
-        self._order = itertools.count()
+        self._alarms = _Alarms()
         self._held = 0
 
     @contextlib.contextmanager
@@ -102,8 +164,14 @@ class VirtualClock:
             await anyio.lowlevel.checkpoint()
             return
         woken = anyio.Event()
-        heapq.heappush(self._waiters, (self._now + seconds, next(self._order), woken))
-        await woken.wait()
+        alarm = self._alarms.add(self._now + seconds, woken.set)
+        try:
+            await woken.wait()
+        finally:
+            alarm.live = False  # a cancelled sleep must not pull time forward
+
+    def move_on_after(self, seconds: float) -> contextlib.AbstractContextManager[anyio.CancelScope]:
+        return self._alarms.deadline(self._now, seconds)
 
     async def drive(self) -> None:
         """Advance time whenever the loop is idle; runs until cancelled.
@@ -123,14 +191,13 @@ class VirtualClock:
                     or threads.running
                     or anyio.to_thread.current_default_thread_limiter().borrowed_tokens
                 )
-                if busy or not self._waiters:
+                due = self._alarms.next_due()
+                if busy or due is None:
                     # Real work (threads, I/O) is under way, or nothing waits on time.
                     await anyio.sleep(0.001)
                     continue
-                deadline = self._waiters[0][0]
-                self._now = max(self._now, deadline)
-                while self._waiters and self._waiters[0][0] <= self._now:
-                    heapq.heappop(self._waiters)[2].set()
+                self._now = max(self._now, due)
+                self._alarms.fire_due(self._now)
         finally:
             threads.shutdown(wait=False)
 

@@ -51,6 +51,14 @@ class OutboxStats:
     dead_letters: int = 0
 
 
+@dataclass(frozen=True)
+class Pruned:
+    """What `Store.prune` forgot."""
+
+    events: int = 0
+    dead_letters: int = 0
+
+
 class Store(Protocol):
     async def load_all(self) -> dict[str, Tracked]:
         """The tracked state of every watched ARN the store knows."""
@@ -107,6 +115,19 @@ class Store(Protocol):
 
     async def mark_followed(self, source: str, since: float) -> None:
         """Remember when `source` began to be followed; the first time counts."""
+        ...
+
+    async def prune(self, *, before: float) -> Pruned:
+        """Forget the history older than `before` (epoch seconds): dead letters that
+        died before it, then events observed before it that no delivery row (pending
+        or dead letter) still needs. An undelivered event is never forgotten.
+
+        The tracked state of every ARN is kept, however long ago its build ended: it
+        is what stops a build from being announced again when discovery lists it
+        once more or a restart polls it, so it stays as long as the store does (one
+        row per build). Forgetting an event's id cannot make its transition be
+        stored twice for the same reason: the tracked state already moved past it.
+        A file-backed store also gives the freed space back to the file system."""
         ...
 
     async def close(self) -> None: ...

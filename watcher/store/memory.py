@@ -1,5 +1,9 @@
-"""An in-memory store for one-shot runs (`wait-until-available`): nothing survives
-the process, which is what a CI step wants."""
+"""An in-memory store: one-shot runs (`wait-until-available`), where nothing should
+survive the process, and tests that want a store without a file.
+
+It keeps the whole `Store` contract, the outbox included, and the same tests
+hold it to it as `SqliteStore` (tests/test_store.py).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 
 from watcher.model import Transition
-from watcher.store.base import DeadLetter, Delivery, OutboxStats
+from watcher.store.base import DeadLetter, Delivery, OutboxStats, Pruned
 from watcher.tracker import Tracked
 
 
@@ -15,7 +19,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._tracked: dict[str, Tracked] = {}
         self._events: dict[str, Transition] = {}
-        self._outbox: dict[int, Delivery] = {}
+        self._outbox: dict[int, Delivery] = {}  # in seq order: dicts keep insertion order
         self._dead: dict[int, DeadLetter] = {}
         self._seq = itertools.count(1)
         self._followed: dict[str, float] = {}
@@ -34,11 +38,10 @@ class MemoryStore:
         self._tracked[watched] = tracked
         for event in events:
             if event.id in self._events:
-                continue
+                continue  # stored before, and routed then: never route it twice
             self._events[event.id] = event
             for sink in (routes or {}).get(event.id, ()):
-                seq = next(self._seq)
-                self._outbox[seq] = Delivery(seq, sink, event, 0, now, now)
+                self._enqueue(event, sink, now)
 
     async def events(self, watched: str | None = None) -> list[Transition]:
         return [e for e in self._events.values() if watched in (None, e.watched)]
@@ -52,16 +55,18 @@ class MemoryStore:
     async def retry_later(
         self, seq: int, attempts: int, next_attempt_at: float, error: str
     ) -> None:
-        old = self._outbox[seq]
-        self._outbox[seq] = Delivery(
-            seq, old.sink, old.event, attempts, next_attempt_at, old.created_at, error
-        )
+        old = self._outbox.get(seq)
+        if old is not None:  # gone meanwhile (delivered, buried): nothing to update
+            self._outbox[seq] = Delivery(
+                seq, old.sink, old.event, attempts, next_attempt_at, old.created_at, error
+            )
 
     async def bury(self, seq: int, reason: str, now: float) -> None:
-        old = self._outbox.pop(seq)
-        self._dead[seq] = DeadLetter(
-            seq, old.sink, old.event, old.attempts, old.created_at, now, reason
-        )
+        old = self._outbox.pop(seq, None)
+        if old is not None:
+            self._dead[seq] = DeadLetter(
+                seq, old.sink, old.event, old.attempts, old.created_at, now, reason
+            )
 
     async def dead_letters(self, sink: str | None = None) -> list[DeadLetter]:
         return [d for d in self._dead.values() if sink in (None, d.sink)]
@@ -74,8 +79,7 @@ class MemoryStore:
         ]
         for dead in chosen:
             del self._dead[dead.seq]
-            seq = next(self._seq)
-            self._outbox[seq] = Delivery(seq, dead.sink, dead.event, 0, now, now)
+            self._enqueue(dead.event, dead.sink, now)
         return len(chosen)
 
     async def outbox_stats(self) -> dict[str, OutboxStats]:
@@ -95,5 +99,27 @@ class MemoryStore:
     async def mark_followed(self, source: str, since: float) -> None:
         self._followed.setdefault(source, since)
 
+    async def prune(self, *, before: float) -> Pruned:
+        dead = [seq for seq, d in self._dead.items() if d.died_at < before]
+        for seq in dead:
+            del self._dead[seq]
+        needed = {d.event.id for d in self._outbox.values()}
+        needed |= {d.event.id for d in self._dead.values()}
+        old = [
+            event_id
+            for event_id, event in self._events.items()
+            if event.observed_at.timestamp() < before and event_id not in needed
+        ]
+        for event_id in old:
+            del self._events[event_id]
+        return Pruned(events=len(old), dead_letters=len(dead))
+
     async def close(self) -> None:
         pass
+
+    def _enqueue(self, event: Transition, sink: str, now: float) -> None:
+        # One row per event and sink, as SqliteStore's UNIQUE (event_id, sink).
+        if any(d.event.id == event.id and d.sink == sink for d in self._outbox.values()):
+            return
+        seq = next(self._seq)
+        self._outbox[seq] = Delivery(seq, sink, event, 0, now, now)

@@ -17,13 +17,17 @@ import anyio
 import anyio.to_thread
 
 from watcher.model import Transition
-from watcher.store.base import DeadLetter, Delivery, OutboxStats
+from watcher.store.base import DeadLetter, Delivery, OutboxStats, Pruned
 from watcher.store.writer_lock import LockHeld, WriterLock
 from watcher.tracker import Tracked
 
 T = TypeVar("T")
 
 SCHEMA_VERSION = 3  # 2 added the outbox: deliveries and dead_letters; 3 discovery sources
+
+# A file made before pruning existed has no auto_vacuum; the first prune converts it
+# (see _give_space_back). The schema itself did not change for it.
+_INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS watched (
     arn TEXT PRIMARY KEY,
@@ -82,6 +86,8 @@ class SqliteStore:
         self.path = path
         self._one_at_a_time = anyio.Lock()
         self._lock = lock
+        self.is_open = True
+        """False once `close` began: what /readyz reports of the store."""
 
     @classmethod
     async def open(cls, path: Path | str, *, exclusive: bool = False) -> SqliteStore:
@@ -279,7 +285,49 @@ class SqliteStore:
             (source, since),
         )
 
+    async def prune(self, *, before: float) -> Pruned:
+        def forget() -> Pruned:
+            with self._db:
+                dead = self._db.execute(
+                    "DELETE FROM dead_letters WHERE died_at < ?", (before,)
+                ).rowcount
+                # observed_at is ISO 8601 with its offset; julianday reads it as UTC.
+                events = self._db.execute(
+                    "DELETE FROM events "
+                    "WHERE (julianday(observed_at) - 2440587.5) * 86400.0 < ? "
+                    "AND id NOT IN (SELECT event_id FROM deliveries) "
+                    "AND id NOT IN (SELECT event_id FROM dead_letters)",
+                    (before,),
+                ).rowcount
+            if events or dead:
+                self._give_space_back()
+            return Pruned(events=events, dead_letters=dead)
+
+        return await self._run(forget)
+
+    def _give_space_back(self) -> None:
+        """Shrink the file by the pages the deletes freed (else SQLite keeps them
+        for reuse, and the file never shrinks). Best effort: another process
+        reading the file (`ibwatch deliveries`) can make this busy; the next prune
+        tries again, and the deletes stand either way."""
+        try:
+            if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL:
+                # As a script, stepped to its end: execute() would step it once,
+                # and free a single page.
+                self._db.executescript("PRAGMA incremental_vacuum;")
+            else:
+                # A file from before pruning: VACUUM once, now that it is mostly
+                # free pages and cheap to rewrite, to turn incremental vacuum on.
+                self._db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                self._db.execute("VACUUM")
+            # In WAL mode the file shrinks only once the log is written back; the
+            # log itself is emptied too.
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.OperationalError:
+            pass
+
     async def close(self) -> None:
+        self.is_open = False
         try:
             await self._run(self._db.close)
         finally:
@@ -306,6 +354,9 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise OSError(f"directory {path.parent} does not exist")
     # Used from worker threads, one call at a time (see SqliteStore._run).
     connection = sqlite3.connect(path, check_same_thread=False)
+    # Before anything creates the file's first page: a new file frees space as it
+    # is pruned. (On an existing file this only takes effect at a VACUUM.)
+    connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
     connection.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode: a power loss may drop the last commits but never corrupts;
     # a process crash (the case we restart from) loses nothing.
