@@ -1,23 +1,37 @@
 # Everything a fresh machine with python3 (>= 3.11) and make needs: the virtual
-# environment is built on first use and rebuilt when pyproject.toml changes.
+# environment is built on first use and installed into again when pyproject.toml
+# changes. `demo` installs only what ibwatch needs to run; `test` adds the test and
+# lint tools (the dev extra: mypy, ruff, hadolint, kubernetes-validate, ...), so the
+# demo's first line is not kept waiting on tools it never uses.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed
+# DEV keeps the name the single stamp had, so a venv made before the split is not
+# installed into again.
 
 .PHONY: demo test lint typecheck clean
 
-demo: $(VENV)/.installed
+demo: $(RUNTIME)
 	$(BIN)/ibwatch demo
 
-test: $(VENV)/.installed
+test: $(DEV)
 	$(BIN)/ruff check watcher tests
 	$(BIN)/ruff format --check watcher tests
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-$(VENV)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+# The dev install holds the runtime one: when it is current, there is nothing to do.
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	if [ ! $(DEV) -nt pyproject.toml ]; then $(BIN)/pip install --quiet -e .; fi
+	touch $@
+
+$(DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 

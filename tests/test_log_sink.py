@@ -26,6 +26,7 @@ def snapshot(status: str, minutes: float, **extra: object) -> ImageSnapshot:
         version="1.4.0",
         build=7,
         created=T0,
+        tests_enabled=True,  # as GetImage says: TESTING is then a stage it passed
         observed_at=T0 + timedelta(minutes=minutes),
         **extra,
     )  # type: ignore[arg-type]

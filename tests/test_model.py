@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
-from watcher.model import PROGRESS, Arn, ImageSnapshot, ImageStatus, InvalidArn
+from watcher.model import PROGRESS, Ami, Arn, ImageSnapshot, ImageStatus, InvalidArn
 
 BUILD_ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.4.0/7"
 VERSION_ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.4.0"
@@ -304,5 +305,21 @@ def test_a_snapshot_refuses_an_empty_status() -> None:
 
 def test_a_snapshot_is_frozen() -> None:
     snapshot = _snapshot("BUILDING")
-    with pytest.raises(ValidationError, match="frozen"):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         snapshot.status = ImageStatus.AVAILABLE  # type: ignore[misc]
+
+
+def test_a_snapshot_read_from_json_refuses_an_unknown_key() -> None:
+    """Values are plain dataclasses, but reading one (a state file) validates fully."""
+    with pytest.raises(ValidationError, match="colour"):
+        ImageSnapshot.model_validate_json(
+            _snapshot("BUILDING").model_dump_json().replace('{"arn"', '{"colour":"red","arn"', 1)
+        )
+
+
+def test_values_mirroring_aws_objects_keep_aws_camel_case_names_in_json() -> None:
+    ami = Ami(region="us-east-1", image="ami-0a1b2c3d4e5f60718", account_id="123456789012")
+    assert '"accountId":"123456789012"' in ami.model_dump_json()
+    assert Ami.model_validate({"region": "us-east-1", "image": "ami-1", "accountId": "1"}) == Ami(
+        region="us-east-1", image="ami-1", account_id="1"
+    )

@@ -172,12 +172,14 @@ def test_each_change_of_a_build_counts_up_its_sequence() -> None:
 
 
 def test_building_to_available_skipped_testing_and_distributing() -> None:
-    _, events = fold([snap("BUILDING"), snap("AVAILABLE", 900, outputs=OUTPUTS)])
+    _, events = fold(
+        [snap("BUILDING"), snap("AVAILABLE", 900, tests_enabled=True, outputs=OUTPUTS)]
+    )
     assert events[-1].skipped == (ImageStatus.TESTING, ImageStatus.DISTRIBUTING)
 
 
 def test_pending_to_available_skipped_every_mandatory_stage_between() -> None:
-    _, events = fold([snap("PENDING"), snap("AVAILABLE", 900, outputs=OUTPUTS)])
+    _, events = fold([snap("PENDING"), snap("AVAILABLE", 900, tests_enabled=True, outputs=OUTPUTS)])
     assert events[-1].skipped == (
         ImageStatus.BUILDING,
         ImageStatus.TESTING,
@@ -193,6 +195,38 @@ def test_with_tests_disabled_testing_is_not_skipped() -> None:
         ]
     )
     assert events[-1].skipped == (ImageStatus.DISTRIBUTING,)
+
+
+def test_when_the_build_does_not_say_whether_tests_run_testing_is_not_listed() -> None:
+    """Not every build passes TESTING: only one that says its tests are enabled does."""
+    _, events = fold([snap("BUILDING"), snap("AVAILABLE", 900, outputs=OUTPUTS)])
+    assert events[-1].skipped == (ImageStatus.DISTRIBUTING,)
+
+
+def test_a_failure_in_testing_lists_testing_even_when_tests_were_not_said_enabled() -> None:
+    """The failure context says where it failed: that stage was certainly passed."""
+    failed = snap("FAILED", 900, failure_context={"imageStatus": "TESTING"})
+    _, events = fold([snap("BUILDING"), failed])
+    assert events[-1].skipped == (ImageStatus.TESTING,)
+
+
+def test_an_image_type_aws_adds_later_lists_nothing_as_skipped() -> None:
+    """We do not know which stages a new kind of build passes, so we claim none."""
+    before = snap("BUILDING").model_copy(update={"type": "ISO"})
+    after = snap("AVAILABLE", 900, tests_enabled=True, outputs=OUTPUTS).model_copy(
+        update={"type": "ISO"}
+    )
+    _, events = fold([before, after])
+    assert events[-1].skipped == ()
+
+
+def test_a_container_image_passes_the_same_stages_as_an_ami() -> None:
+    before = snap("BUILDING").model_copy(update={"type": "DOCKER"})
+    after = snap("AVAILABLE", 900, tests_enabled=True, outputs=OUTPUTS).model_copy(
+        update={"type": "DOCKER"}
+    )
+    _, events = fold([before, after])
+    assert events[-1].skipped == (ImageStatus.TESTING, ImageStatus.DISTRIBUTING)
 
 
 def test_with_tests_enabled_testing_is_skipped() -> None:
@@ -216,7 +250,7 @@ def test_integrating_is_never_listed_as_skipped() -> None:
 
 
 def test_leaving_an_optional_stage_skips_the_mandatory_ones_after_it() -> None:
-    _, events = fold([snap("CREATING"), snap("DISTRIBUTING", 900)])
+    _, events = fold([snap("CREATING"), snap("DISTRIBUTING", 900, tests_enabled=True)])
     assert events[-1].skipped == (ImageStatus.BUILDING, ImageStatus.TESTING)
 
 
@@ -232,7 +266,12 @@ def test_a_failure_in_testing_after_building_skipped_testing() -> None:
 
 def test_a_failure_in_distribution_after_building_skipped_testing_and_distributing() -> None:
     _, events = fold(
-        [snap("BUILDING"), snap("FAILED", 900, failure_context={"imageStatus": "DISTRIBUTING"})]
+        [
+            snap("BUILDING"),
+            snap(
+                "FAILED", 900, tests_enabled=True, failure_context={"imageStatus": "DISTRIBUTING"}
+            ),
+        ]
     )
     assert events[-1].skipped == (ImageStatus.TESTING, ImageStatus.DISTRIBUTING)
 
@@ -647,8 +686,16 @@ def expected_skipped(
     else:
         return []
     between = LIFECYCLE[LIFECYCLE.index(previous) + 1 : stop]
+    # TESTING only when the build says its tests run, or a failure names it.
     return [
-        s for s in between if s in MANDATORY and not (s == "TESTING" and tests_enabled is False)
+        s
+        for s in between
+        if s in MANDATORY
+        and (
+            s != "TESTING"
+            or tests_enabled is True
+            or (current in ("FAILED", "CANCELLED") and s == failed_in)
+        )
     ]
 
 

@@ -5,9 +5,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
-
-from pydantic import BeforeValidator
+from typing import TYPE_CHECKING, Annotated
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -39,5 +37,21 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-"""A pydantic field type: accepts numbers (seconds) and strings like '5m'."""
+if TYPE_CHECKING:
+    from pydantic import BeforeValidator
+
+    Duration = Annotated[float, BeforeValidator(parse_duration)]
+    """A pydantic field type: accepts numbers (seconds) and strings like '5m'."""
+else:
+
+    def __getattr__(name: str) -> object:
+        # `Duration` is made on first use, by the config and scenario models: the
+        # CLI parses its options with `parse_duration` and must not pay for
+        # importing pydantic.
+        if name != "Duration":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from pydantic import BeforeValidator
+
+        duration = Annotated[float, BeforeValidator(parse_duration)]
+        globals()["Duration"] = duration
+        return duration

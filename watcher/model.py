@@ -3,18 +3,27 @@
 
 Values only: parsing and validation, no I/O, no clock. AWS adds statuses over
 time, so an unknown status is carried as its raw string and never crashes anything.
+
+The values are frozen dataclasses, not pydantic models: `ibwatch
+wait-until-available` must start as fast as one AWS CLI call, and building pydantic
+models at import costs more than the rest of its start-up.
+pydantic is imported only when a value is read from or written to JSON (the state
+file, a webhook): see `_Value`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, cast, dataclass_transform
 
-from pydantic import BaseModel, ConfigDict, Field
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 EVENT_TYPE = "image.state_changed"
 EVENT_VERSION = "1"
@@ -222,38 +231,122 @@ PROGRESS: tuple[ImageStatus, ...] = (
     ImageStatus.DISTRIBUTING,
     ImageStatus.AVAILABLE,
 )
-"""The stages every build passes on its way to AVAILABLE, in order. CREATING and
+"""The stages of a build on its way to AVAILABLE, in order. CREATING and
 INTEGRATING are left out: not every build shows them, so missing them between two
-polls says nothing."""
+polls says nothing. Which of these a given build is sure to pass: `always_passed`."""
+
+IMAGE_TYPES = frozenset({"AMI", "DOCKER"})
+"""The model's `ImageType` values, whose lifecycle we know (see `always_passed`)."""
 
 
-class _Value(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+def always_passed(image_type: str | None, tests_enabled: bool | None) -> tuple[ImageStatus, ...]:
+    """The statuses every build of this type and test setting passes through on its
+    way to AVAILABLE: the only ones an event may list as `skipped` between two polls.
+
+    - PENDING, BUILDING, DISTRIBUTING, AVAILABLE: every AMI and container build. The
+      API (ImageState.status) says a new image "moves through build, test, and
+      distribution statuses", a recipe needs at least one build component, and
+      distribution is how the output reaches its region(s) (ECR for a container).
+    - TESTING only when the build says its tests are enabled
+      (`imageTestsConfiguration.imageTestsEnabled`): a build with tests switched off
+      never enters it, and a snapshot that does not say (a list operation's summary,
+      a hand-made one) is no evidence either way.
+    - A type AWS adds later (neither AMI nor DOCKER): none. We do not know its path,
+      and an event claiming a stage the build never had misleads whoever reads it.
+      No type at all (None) is read as AMI or DOCKER: GetImage always sends one.
+    """
+    if image_type is not None and image_type not in IMAGE_TYPES:
+        return ()
+    return tuple(s for s in PROGRESS if s is not ImageStatus.TESTING or tests_enabled is True)
+
+
+def _camel(name: str) -> str:
+    """`account_id` -> `accountId`: AWS's spelling of our snake_case field names."""
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
+
+
+@dataclass_transform(kw_only_default=True, frozen_default=True)
+class _Value:
+    """A frozen, keyword-only dataclass (every subclass is made one) with the few
+    pydantic-model methods the rest of the code uses. Construction does not
+    validate: callers pass typed values (mypy checks them). Reading JSON
+    (`model_validate*`) validates fully, through a pydantic TypeAdapter built on
+    first use, so pydantic is imported only by the code that (de)serialises."""
+
+    # pydantic reads this from a stdlib dataclass: a mistyped key in a state file
+    # or a test's dict fails, as it did when these were pydantic models.
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclasses.dataclass(frozen=True, kw_only=True)(cls)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None) -> Self:
+        """A copy with `update`'s fields replaced (not validated, as pydantic's)."""
+        # Every subclass is a dataclass (__init_subclass__); mypy cannot see it here.
+        copy: Self = dataclasses.replace(cast(Any, self), **(update or {}))
+        return copy
+
+    def model_dump(self, *, mode: Literal["json", "python"] = "python") -> dict[str, Any]:
+        dumped: dict[str, Any] = _adapter(type(self)).dump_python(self, mode=mode)
+        return dumped
+
+    def model_dump_json(self) -> str:
+        return _adapter(type(self)).dump_json(self).decode()
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Self:
+        value: Self = _adapter(cls).validate_python(data)
+        return value
+
+    @classmethod
+    def model_validate_json(cls, data: str | bytes) -> Self:
+        value: Self = _adapter(cls).validate_json(data)
+        return value
+
+    @classmethod
+    def model_json_schema(cls, **kwargs: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = _adapter(cls).json_schema(**kwargs)
+        return schema
+
+
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: type[_Value]) -> TypeAdapter[Any]:
+    """The pydantic TypeAdapter of a value class, built once, on first use."""
+    key = f"{cls.__module__}.{cls.__qualname__}"
+    if key not in _ADAPTERS:
+        from pydantic import TypeAdapter  # only here: see the module docstring
+
+        _ADAPTERS[key] = TypeAdapter(cls)
+    return _ADAPTERS[key]
 
 
 class _AwsShaped(_Value):
     """Values that mirror an AWS object keep AWS's camelCase names in JSON (the event
     says `failureContext`, `accountId`, `imageUris`, as GetImage does)."""
 
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-    )
+    __pydantic_config__: ClassVar[dict[str, Any]] = {
+        "extra": "forbid",
+        "alias_generator": _camel,
+        "validate_by_name": True,
+        "validate_by_alias": True,
+        "serialize_by_alias": True,
+    }
 
 
 class Ami(_AwsShaped):
     region: str
     image: str
     name: str | None = None
-    account_id: str | None = Field(default=None, alias="accountId")
+    account_id: str | None = None
 
 
 class Container(_AwsShaped):
     region: str
-    image_uris: tuple[str, ...] = Field(alias="imageUris")
+    image_uris: tuple[str, ...]
 
 
 class Outputs(_Value):
@@ -310,7 +403,7 @@ class PipelineInfo(_Value):
 class StatusInfo(_AwsShaped):
     status: ImageStatus
     reason: str | None = None
-    failure_context: dict[str, Any] | None = Field(default=None, alias="failureContext")
+    failure_context: dict[str, Any] | None = None
 
 
 class ImageInfo(_Value):

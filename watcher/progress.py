@@ -73,9 +73,12 @@ class Progress:
                 snapshot = watch.tracked.snapshot
                 in_status = (now - watch.tracked.status_since).total_seconds()
                 total = (now - snapshot.created).total_seconds() if snapshot.created else None
+                # On first sight the build was already in this status for an unknown
+                # while: the time counted from then is only a lower bound.
+                at_least = "≥" if watch.tracked.sequence == 1 else ""
                 lines.append(
                     f"{snapshot.name} {snapshot.version}/{snapshot.build}  "
-                    f"{snapshot.status}  {duration_text(in_status)} in status, "
+                    f"{snapshot.status}  {at_least}{duration_text(in_status)} in status, "
                     f"{duration_text(total)} total"
                 )
         return lines

@@ -19,6 +19,7 @@ from watcher.model import (
     StatusInfo,
     Transition,
     _Value,
+    always_passed,
 )
 
 _ID_NAMESPACE = uuid.UUID("6f0f8a4e-2b8c-4d8e-9a53-1b7c2f3e9d10")
@@ -76,10 +77,11 @@ def observe(
 
 
 def skipped_between(previous: ImageStatus, current: ImageSnapshot) -> tuple[ImageStatus, ...]:
-    """The mandatory stages a build must have passed between two polls.
+    """The stages a build must have passed between two polls.
 
-    BUILDING -> AVAILABLE skipped TESTING and DISTRIBUTING. A failure skipped the
-    stages up to and including the one it failed in (failureContext.imageStatus).
+    BUILDING -> AVAILABLE skipped TESTING (when its tests are enabled) and
+    DISTRIBUTING. A failure skipped the stages up to and including the one it
+    failed in (failureContext.imageStatus).
     Retries and lifecycle changes (FAILED -> BUILDING, AVAILABLE -> DEPRECATED)
     skip nothing we could know of.
     """
@@ -98,12 +100,14 @@ def skipped_between(previous: ImageStatus, current: ImageSnapshot) -> tuple[Imag
         inclusive = True
     if end is None or end <= start:
         return ()
-    stages = [
-        s for s in PROGRESS if start < _POSITION[s] < end or (inclusive and _POSITION[s] == end)
-    ]
-    if current.tests_enabled is False:
-        stages = [s for s in stages if s is not ImageStatus.TESTING]
-    return tuple(stages)
+    # Only what every build of its kind passes (model.always_passed); the stage a
+    # failure names was certainly passed, whatever the build's settings.
+    passed = always_passed(current.type, current.tests_enabled)
+    return tuple(
+        s
+        for s in PROGRESS
+        if (start < _POSITION[s] < end and s in passed) or (inclusive and _POSITION[s] == end)
+    )
 
 
 def transition_id(

@@ -91,6 +91,7 @@ def snapshot(status: str, minutes: float, *, arn: str = ARN, **extra: Any) -> Im
         "platform": "Linux",
         "pipeline": "web-base-nightly",
         "created": T0,
+        "tests_enabled": True,  # as GetImage says: TESTING is then a stage it passed
         "observed_at": T0 + timedelta(minutes=minutes),
     }
     fields.update(extra)
