@@ -151,12 +151,18 @@ class AwsImageSource:
         for region in sorted({arn.split(":")[3] for arn in arns}):
             await self._client(region)
 
-    async def get(self, arn: str) -> ImageSnapshot:
+    async def get(self, arn: str, *, renew: bool = True) -> ImageSnapshot:
         region = Arn.parse(arn).region  # the ARN's own region picks the client
         client = self._clients.get(region) or await self._client(region)
         try:
             response = await client.get_image(imageBuildVersionArn=arn)
         except Exception as exc:
+            if (
+                renew
+                and isinstance(exc, botocore.exceptions.NoCredentialsError)
+                and await self._renew_if_credentials_came(region, client)
+            ):
+                return await self.get(arn, renew=False)
             # classify_errors() as a plain except: this runs on every poll.
             with classify_errors(arn):
                 raise exc from None
@@ -247,12 +253,41 @@ class AwsImageSource:
         )
 
     async def _call(
-        self, region: str, operation: str, arn: str, request: dict[str, Any]
+        self,
+        region: str,
+        operation: str,
+        arn: str,
+        request: dict[str, Any],
+        *,
+        renew: bool = True,
     ) -> dict[str, Any]:
         client = self._clients.get(region) or await self._client(region)
         with classify_errors(arn):
-            response: dict[str, Any] = await getattr(client, operation)(**request)
+            try:
+                response: dict[str, Any] = await getattr(client, operation)(**request)
+            except botocore.exceptions.NoCredentialsError:
+                if not (renew and await self._renew_if_credentials_came(region, client)):
+                    raise
+                return await self._call(region, operation, arn, request, renew=False)
         return response
+
+    async def _renew_if_credentials_came(self, region: str, client: Any) -> bool:
+        """A client keeps the credentials it was created with, so one created before
+        any existed (an IRSA token or a secret mounted late) fails forever. Once the
+        session finds credentials, drop it, so the call can be made again with a new
+        one (True). Until then nothing is recreated, so a long outage builds no pile
+        of clients; a dropped one is closed with the others on exit."""
+        async with self._lock:
+            if self._clients.get(region) is not client:
+                return True  # another call renewed it already
+            try:
+                found = await self._session.get_credentials()
+            except Exception:  # still none usable; the caller reports its own failure
+                return False
+            if found is None:
+                return False
+            del self._clients[region]
+            return True
 
     def _summaries(self, response: dict[str, Any], arn: str) -> Page[ImageSnapshot]:
         now = self._clock.now()

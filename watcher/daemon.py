@@ -3,15 +3,17 @@ HTTP endpoint from a validated config and runs them in one task group.
 
 Signals: SIGTERM/SIGINT stop polling at once, give pending deliveries the grace
 period, then exit 0 (what is left stays in the outbox). SIGHUP reloads the config
-file: added and removed ARNs and sinks take effect; a broken file is refused and
-the running configuration stays.
+file: added and removed ARNs and sinks take effect; a file that fails to load or
+to build is refused whole and the running configuration stays. SIGHUP also polls
+at once every ARN paused on credentials or access (otherwise retried on a backoff
+of up to five minutes): the way to say "the role is fixed now".
 """
 
 from __future__ import annotations
 
 import random
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,7 @@ from watcher.clock import Clock
 from watcher.config import Config, WatchConfig, load
 from watcher.delivery import DeliveryPolicy, Dispatcher
 from watcher.discovery import Discovery, Sources
-from watcher.engine import Engine, Schedule
+from watcher.engine import Engine, Recovery, Schedule
 from watcher.metrics import MeteredSource, Metrics, Readiness
 from watcher.ratelimit import AimdLimiter
 from watcher.retry import RetryPolicy
@@ -37,6 +39,11 @@ from watcher.store import SqliteStore
 from watcher.wiring import build_routes
 
 log = structlog.get_logger("ibwatch")
+
+PARKED_RETRY_CAP = 300.0
+"""Seconds between polls of an ARN parked on credentials or access, at most: slow
+enough not to hammer IAM with a broken role, quick enough that a late IRSA token
+is noticed within minutes. SIGHUP retries at once."""
 
 
 def _watched_keys(watch: WatchConfig) -> dict[str, object]:
@@ -58,7 +65,6 @@ class Service:
     discovery: Discovery
     metrics: Metrics = field(default_factory=Metrics)
     readiness: Readiness | None = None
-    store_open: bool = True
 
 
 @asynccontextmanager
@@ -119,6 +125,7 @@ async def open_service(
                 rng=random.Random(),
                 outbox=dispatcher,
                 metrics=metrics,
+                recovery=Recovery(cap=PARKED_RETRY_CAP),
             )
             discovery = Discovery(
                 edge=source,
@@ -157,7 +164,7 @@ async def run_daemon(config: Config, *, clock: Clock, config_path: Path | None =
             service.metrics,
             service.readiness,
             clock,
-            store_open=lambda: service.store_open,
+            store_open=lambda: service.store.is_open,
         )
         http = await server.start(server.create_app(probes), config.server.host, config.server.port)
         try:
@@ -175,23 +182,7 @@ async def run_daemon(config: Config, *, clock: Clock, config_path: Path | None =
                     listen=config.server.listen,
                     config=config.redacted(),
                 )
-                async with anyio.create_task_group() as group:
-                    polling = anyio.CancelScope()
-                    group.start_soon(_watch, service, polling)
-                    group.start_soon(service.dispatcher.run)
-                    async for signum in signals:
-                        if signum == signal.SIGHUP:
-                            await _reload(service, config_path)
-                            continue
-                        log.info(
-                            "ibwatch.stopping",
-                            signal=signal.Signals(signum).name,
-                            grace_s=service.config.shutdown.grace,
-                        )
-                        polling.cancel()
-                        await _drain(service)
-                        group.cancel_scope.cancel()
-                        break
+                await serve(service, signals, config_path)
         finally:
             await http.cleanup()
         left = sum(s.pending for s in (await service.store.outbox_stats()).values())
@@ -201,6 +192,37 @@ async def run_daemon(config: Config, *, clock: Clock, config_path: Path | None =
             note="kept in the outbox; sent after the next start" if left else "",
         )
     return 0
+
+
+async def serve(service: Service, signals: AsyncIterable[int], config_path: Path | None) -> None:
+    """Watch and deliver, acting on each signal as it comes, until SIGTERM/SIGINT.
+    SIGHUP reloads the config file and polls every parked ARN that can recover now:
+    whoever fixed the credentials or the policy says so with it."""
+    async with anyio.create_task_group() as group:
+        polling = anyio.CancelScope()
+        group.start_soon(_watch, service, polling)
+        group.start_soon(service.dispatcher.run)
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                await _reload(service, config_path)
+                _retry_now(service)
+                continue
+            log.info(
+                "ibwatch.stopping",
+                signal=signal.Signals(signum).name,
+                grace_s=service.config.shutdown.grace,
+            )
+            polling.cancel()
+            await _drain(service)
+            group.cancel_scope.cancel()
+            break
+
+
+def _retry_now(service: Service) -> None:
+    retried = service.engine.retry_parked()
+    service.discovery.relist()
+    if retried:
+        log.info("image.retrying_paused", arns=len(retried), note="on SIGHUP")
 
 
 def _changed_keys(old: Config, new: Config, sections: list[str]) -> list[str]:
@@ -230,37 +252,30 @@ async def _watch(service: Service, scope: anyio.CancelScope) -> None:
 
 async def _drain(service: Service) -> None:
     """Let pending deliveries finish, for the grace period at most (on the clock)."""
-    async with anyio.create_task_group() as group:
-
-        async def give_up() -> None:
-            await service.clock.sleep(service.config.shutdown.grace)
-            group.cancel_scope.cancel()
-
-        group.start_soon(give_up)
+    with service.clock.move_on_after(service.config.shutdown.grace):
         await service.dispatcher.drained()
-        group.cancel_scope.cancel()
 
 
 async def _reload(service: Service, config_path: Path | None) -> None:
     if config_path is None:
         log.warning("config.reload_skipped", why="no config file to reload")
         return
+    # Everything that can fail comes before the first change: a reload is applied
+    # whole or not at all, and a bad file never stops a healthy daemon.
     try:
         new = load(config_path)
+        routes = build_routes(new.sinks, poster=service.poster, clock=service.clock)
+        added_arns, removed_arns = await service.engine.watch_arns(new.watch.build_arns)
     except FileError as exc:
-        log.error(
-            "config.reload_refused",
-            file=str(config_path),
-            problems=exc.problems,
-            note="the running configuration stays in force",
-        )
+        _refused(config_path, exc.problems)
+        return
+    except Exception as exc:  # a sink's constructor, the store: whatever it is, refuse
+        _refused(config_path, [f"{type(exc).__name__}: {exc}"])
         return
     old = service.config
-    added_arns, removed_arns = await service.engine.watch_arns(new.watch.build_arns)
+    # From here on nothing raises: the rest of the new configuration swaps in.
     service.discovery.set_sources(sources_of(new))
-    added_sinks, removed_sinks = service.dispatcher.set_routes(
-        build_routes(new.sinks, poster=service.poster, clock=service.clock)
-    )
+    added_sinks, removed_sinks = service.dispatcher.set_routes(routes)
     unchanged = {
         "watch": new.watch.model_copy(update=_watched_keys(old.watch)) == old.watch,
         "aws": new.aws == old.aws,
@@ -290,3 +305,12 @@ async def _reload(service: Service, config_path: Path | None) -> None:
             keys=_changed_keys(old, new, needs_restart),
             note="only ARNs, pipelines, sinks and the shutdown grace change on reload",
         )
+
+
+def _refused(config_path: Path, problems: list[str]) -> None:
+    log.error(
+        "config.reload_refused",
+        file=str(config_path),
+        problems=problems,
+        note="the running configuration stays in force",
+    )

@@ -124,6 +124,11 @@ class Discovery:
         if sources == self.sources:
             return
         self.sources = sources
+        self.relist()
+
+    def relist(self) -> None:
+        """List every source now rather than at the end of the interval (also on
+        SIGHUP: a source that failed on credentials or access may list now)."""
         self._sources_changed = True
         if self._resting is not None:
             self._resting.cancel()

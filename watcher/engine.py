@@ -25,7 +25,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from watcher.aws import ImageSource
 from watcher.clock import Clock
-from watcher.errors import ApiError, FinalError, NotFound, RetryableError
+from watcher.errors import (
+    AccessDenied,
+    ApiError,
+    BadCredentials,
+    FinalError,
+    NotFound,
+    RetryableError,
+)
 from watcher.model import Arn, ImageSnapshot, ImageStatus, Transition
 from watcher.ratelimit import AimdLimiter
 from watcher.retry import RetryPolicy, call_with_retry
@@ -69,6 +76,22 @@ class Schedule:
     APIs are eventually consistent in general, so a new ARN may 404 for a moment."""
 
 
+@dataclass(frozen=True)
+class Recovery:
+    """The daemon's answer to final errors that the world outside can heal: a
+    credentials file mounted late, a role's policy fixed. An ARN parked on one of
+    `kinds` is polled again on a slow backoff (the status interval, doubling on each
+    failure, up to `cap` seconds) and at once on `retry_parked()`, instead of never
+    again. Network failures never park (they are retryable: polled again at the
+    status interval). A one-shot run has no Recovery: there, bad credentials must
+    end the run quickly (exit 4), not wait for its timeout."""
+
+    cap: float = 300.0
+    kinds: tuple[type[FinalError], ...] = (AccessDenied, BadCredentials)
+    """NotFound is not among them: a build ARN that still answers 404 past its grace
+    does not exist, and no retry will make it."""
+
+
 Resolver = Callable[[str], Awaitable[str | None]]
 """A version ARN -> the ARN of its newest build, or None while it has none."""
 
@@ -102,6 +125,12 @@ class Watch:
     last_error: ApiError | None = None
     """The last failure retrying may still heal, until a call succeeds again: what a
     timeout reports as its cause."""
+    paused_polls: int = 0
+    """Polls in a row that failed on an error `Recovery` heals: the backoff's exponent."""
+    entry: int | None = None
+    """The schedule entry that is this watch's next poll; None while it is being
+    polled or has left the schedule. Any other entry for it is stale and skipped, so
+    rescheduling (SIGHUP's retry now) never makes a watch poll twice."""
 
     def failed_attempt(self, error: ApiError) -> None:
         self.last_error = error
@@ -141,12 +170,14 @@ class Engine:
         listeners: Sequence[Sink] = (),
         metrics: Metrics | None = None,
         resolver: Resolver | None = None,
+        recovery: Recovery | None = None,
     ) -> None:
         """`outbox` routes each committed event to the sinks that want it (durable
         delivery rows in the same transaction); `listeners` are in-process observers
         told right after the commit, such as the progress lines of a one-shot wait;
         `resolver` finds the newest build of a version ARN (one-shot runs only: the
-        daemon follows version ARNs through discovery instead)."""
+        daemon follows version ARNs through discovery instead); `recovery` (the daemon
+        only) polls ARNs parked on credentials or access again later."""
         self._source = source
         self._store = store
         self._listeners: list[Sink] = list(listeners)
@@ -171,6 +202,7 @@ class Engine:
         self._running_scope: CancelScope | None = None
         self._resolver = resolver
         self._remembered: dict[str, Tracked] | None = None
+        self._recovery = recovery
 
     async def watch_arns(self, arns: Sequence[str]) -> tuple[list[str], list[str]]:
         """Watch exactly these configured `arns` from now on: new ones are polled at
@@ -180,22 +212,29 @@ class Engine:
         wanted = set(arns)
         added = [arn for arn in arns if arn not in self.watches]
         removed = [arn for arn, w in self.watches.items() if not w.discovered and arn not in wanted]
-        for arn in removed:
-            del self.watches[arn]  # its schedule entry is skipped when it comes due
         now = self._clock.monotonic()
+        # Everything that can fail happens before anything changes: a reload that
+        # raises here leaves the running watch list as it was.
+        new: list[Watch] = []
         for arn in added:
             is_build = Arn.parse(arn).is_build
             if not is_build and self._resolver is None:
                 raise ValueError(f"{arn} is a version ARN: only discovery follows those here")
             tracked = remembered.get(arn)
-            self.watches[arn] = Watch(
-                arn=arn,
-                watched=(tracked.watched if tracked and tracked.watched else arn),
-                build_arn=arn if is_build else (tracked.snapshot.arn if tracked else None),
-                tracked=tracked,
-                added_at=now,
+            new.append(
+                Watch(
+                    arn=arn,
+                    watched=(tracked.watched if tracked and tracked.watched else arn),
+                    build_arn=arn if is_build else (tracked.snapshot.arn if tracked else None),
+                    tracked=tracked,
+                    added_at=now,
+                )
             )
-            self._push(arn, now)
+        for arn in removed:
+            del self.watches[arn]  # its schedule entry is skipped when it comes due
+        for watch in new:
+            self.watches[watch.arn] = watch
+            self._push(watch.arn, now)
         return added, removed
 
     async def add_discovered(
@@ -263,6 +302,40 @@ class Engine:
         self._stop_when_ended = True
         self._check_all_ended()
 
+    def retry_parked(self) -> list[str]:
+        """Poll now every ARN parked on an error `Recovery` heals (SIGHUP: the
+        operator says the credentials or the policy were fixed). Returns their ARNs."""
+        if self._recovery is None:
+            return []
+        now = self._clock.monotonic()
+        retried = [
+            watch.arn
+            for watch in self.watches.values()
+            # entry None: being polled right now, or left the schedule for good.
+            if watch.entry is not None and self._recoverable(watch.error)
+        ]
+        for arn in retried:
+            self._push(arn, now)
+        return retried
+
+    def paused(self) -> dict[str, int]:
+        """What keeps recoverable ARNs parked: "AccessDenied (ForbiddenException)" ->
+        how many ARNs it holds. Empty when nothing waits to recover."""
+        causes: dict[str, int] = {}
+        for watch in self.watches.values():
+            if self._recoverable(watch.error):
+                assert watch.error is not None
+                cause = f"{type(watch.error).__name__} ({watch.error.code})"
+                causes[cause] = causes.get(cause, 0) + 1
+        return causes
+
+    def _recoverable(self, error: FinalError | None) -> bool:
+        return (
+            error is not None
+            and self._recovery is not None
+            and isinstance(error, self._recovery.kinds)
+        )
+
     @property
     def limiter(self) -> AimdLimiter:
         return self._limiter
@@ -296,22 +369,27 @@ class Engine:
 
     async def _run_all(self, time_limit: float | None) -> None:
         send, receive = anyio.create_memory_object_stream[str](max_buffer_size=self._concurrency)
-        async with anyio.create_task_group() as group:
-            for _ in range(self._concurrency):
-                group.start_soon(self._work, receive.clone())
-            receive.close()
-            group.start_soon(self._dispatch_due, send)
-            group.start_soon(self._cancel_when_ended, group.cancel_scope)
-            self._running_scope = group.cancel_scope
-            if self._interrupted is not None:
-                group.cancel_scope.cancel()
-            if time_limit is not None:
-                group.start_soon(self._cancel_after, time_limit, group.cancel_scope)
+        with self._clock.move_on_after(math.inf if time_limit is None else time_limit) as limit:
+            async with anyio.create_task_group() as group:
+                for _ in range(self._concurrency):
+                    group.start_soon(self._work, receive.clone())
+                receive.close()
+                group.start_soon(self._dispatch_due, send)
+                group.start_soon(self._cancel_when_ended, group.cancel_scope)
+                self._running_scope = group.cancel_scope
+                if self._interrupted is not None:
+                    group.cancel_scope.cancel()
+        self._timed_out = limit.cancelled_caught
 
     # -- scheduling --------------------------------------------------------
 
     def _push(self, arn: str, due: float) -> None:
-        heapq.heappush(self._due, (due, next(self._order), arn))
+        """Make `due` the next poll of `arn`, in place of any other still pending."""
+        order = next(self._order)
+        heapq.heappush(self._due, (due, order, arn))
+        watch = self.watches.get(arn)
+        if watch is not None:
+            watch.entry = order
         if due < self._sleeping_until and self._wake is not None:
             self._wake.cancel()
 
@@ -321,8 +399,11 @@ class Engine:
             while True:
                 now = self._clock.monotonic()
                 if self._due and self._due[0][0] <= now:
-                    _, _, arn = heapq.heappop(self._due)
-                    if arn in self.watches:  # else it was dropped by a reload
+                    _, order, arn = heapq.heappop(self._due)
+                    watch = self.watches.get(arn)
+                    # Else it was dropped by a reload, or a later push replaced it.
+                    if watch is not None and watch.entry == order:
+                        watch.entry = None
                         try:
                             send.send_nowait(arn)
                         except anyio.WouldBlock:
@@ -401,6 +482,9 @@ class Engine:
                 watch.last_error = exc
                 self._poll_again(watch)
                 return
+            if self._recoverable(exc):
+                self._pause(watch, exc)
+                return
             # Reported once; the ARN is parked and the others go on.
             watch.error = exc
             log.error("image.watch_stopped", **_error_fields(watch, exc))
@@ -413,6 +497,9 @@ class Engine:
             watch.last_error = exc
             self._poll_again(watch)
             return
+        if watch.error is not None:  # paused on an error `Recovery` heals: healed
+            log.info("image.watch_resumed", arn=watch.arn, after_failures=watch.paused_polls)
+            watch.error, watch.paused_polls = None, 0
         watch.waiting = watch.last_error = None
         tracked, events = observe(watch.watched, watch.tracked, snapshot)
         if tracked != watch.tracked:
@@ -459,6 +546,30 @@ class Engine:
         log.info("image.resolved", arn=watch.arn, build_arn=found)
         self._push(watch.arn, watch.added_at)
 
+    def _pause(self, watch: Watch, exc: FinalError) -> None:
+        """Park `watch` on an error the world outside can heal, and poll it again
+        later: the status interval, doubled on each failure in a row, up to the cap."""
+        assert self._recovery is not None
+        said = watch.error
+        first = said is None or (type(said), said.code) != (type(exc), exc.code)
+        watch.error = watch.last_error = exc
+        watch.paused_polls += 1
+        status = watch.tracked.snapshot.status if watch.tracked else ImageStatus.PENDING
+        interval = self._schedule.interval_for(status)
+        exponent = min(watch.paused_polls - 1, 32)  # 2**32 intervals pass any cap
+        delay = min(self._recovery.cap, interval * 2.0**exponent)
+        # Jitter only shortens, so the cap holds and paused ARNs do not retry in step.
+        delay *= self._random.uniform(1 - self._schedule.jitter, 1)
+        if first:  # said once per pause and cause, not on every retry
+            log.error(
+                "image.watch_paused",
+                **_error_fields(watch, exc),
+                retry_in_s=round(delay, 1),
+                note=f"retried with backoff (up to {self._recovery.cap:g}s) and at once on SIGHUP",
+            )
+        if self.watches.get(watch.arn) is watch:  # else dropped by a reload meanwhile
+            self._push(watch.arn, self._clock.monotonic() + delay)
+
     def _within_grace(self, watch: Watch) -> bool:
         return self._clock.monotonic() - watch.added_at < self._schedule.not_found_grace
 
@@ -492,11 +603,6 @@ class Engine:
 
     async def _cancel_when_ended(self, scope: CancelScope) -> None:
         await self._all_ended.wait()
-        scope.cancel()
-
-    async def _cancel_after(self, seconds: float, scope: CancelScope) -> None:
-        await self._clock.sleep(seconds)
-        self._timed_out = True
         scope.cancel()
 
 

@@ -67,6 +67,13 @@ async def _readyz(probes: Probes) -> web.Response:
         problems.append(
             f"the Image Builder API was not reached recently: {probes.readiness.reason}"
         )
+    # Said even while other calls succeed: one role denied on some images is not
+    # the API being unreachable, yet those builds are not being watched.
+    for cause, count in sorted(probes.engine.paused().items()):
+        problems.append(
+            f"{count} watched ARN{'s' if count != 1 else ''} paused on {cause}: "
+            "polled again with backoff, and at once on SIGHUP"
+        )
     if problems:
         return web.json_response({"status": "not ready", "why": problems}, status=503)
     return web.json_response({"status": "ready"})

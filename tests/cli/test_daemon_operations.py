@@ -134,13 +134,16 @@ async def test_not_ready_while_every_call_is_denied(tmp_path: Path) -> None:
     async with Simulator(plan) as url:
         (tmp_path / "watcher.toml").write_text(config_text(url, watched, port))
         async with daemon(tmp_path / "watcher.toml") as reader:
+            # Paused, not stopped: the daemon polls them again on a slow backoff.
             await reader.until(
-                lambda lines: sum('"image.watch_stopped"' in line for line in lines) >= len(watched)
+                lambda lines: sum('"image.watch_paused"' in line for line in lines) >= len(watched)
             )
             status, body = await get(port, "/readyz")
             health = await get(port, "/healthz")
     assert status == 503
-    assert "AccessDenied: ForbiddenException" in json.loads(body)["why"][0]
+    why = json.loads(body)["why"]
+    assert "AccessDenied: ForbiddenException" in why[0]
+    assert "2 watched ARNs paused on AccessDenied (ForbiddenException)" in why[1]
     assert health[0] == 200, "alive, only not ready"
 
 

@@ -80,6 +80,11 @@ def test_unknown_top_level_key_is_named_with_the_key_it_resembles(tmp_path: Path
     assert "time_scael: unknown key (did you mean 'time_scale'?)" in message
 
 
+def test_a_key_like_no_other_lists_the_keys_its_table_takes(tmp_path: Path) -> None:
+    message = problems_of(write(tmp_path, "[faults.latency]\nmean = 1\n"))
+    assert "faults.latency.mean: unknown key; expected one of fixed, random" in message
+
+
 def test_misspelled_image_key_suggests_the_right_one(tmp_path: Path) -> None:
     message = problems_of(write(tmp_path, GOOD_IMAGE + 'piepline = "x"\n'))
     assert "images[0].piepline: unknown key (did you mean 'pipeline'?)" in message

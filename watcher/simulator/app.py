@@ -38,7 +38,7 @@ def _operation(name: str, world: World) -> Callable[[web.Request], Awaitable[web
 
     async def serve(request: web.Request) -> web.StreamResponse:
         world.counters.requests[name] += 1
-        decision = world.plan.decide(name)
+        decision = world.plan.decide(name, world.scenario_time())
         refused = _signature_problem(request, decision.request_id)
         if refused is not None:
             world.counters.responses[name, refused.headers["x-amzn-ErrorType"]] += 1
@@ -58,7 +58,9 @@ def _operation(name: str, world: World) -> Callable[[web.Request], Awaitable[web
             message = (
                 "Rate exceeded" if decision.throttled else "Injected by the simulator's fault plan"
             )
-            return error_response(decision.error_code, message, decision.request_id)
+            return error_response(
+                decision.error_code, message, decision.request_id, status=decision.status
+            )
         try:
             response = await handler(request, world, decision)
         except ApiError as exc:

@@ -1,5 +1,6 @@
 """Fault injection for the simulated endpoint: request-rate limits and random
-errors, latency, dropped connections and malformed bodies.
+errors, latency, dropped connections, malformed bodies, and outages (one error for
+every request during a window of scenario time).
 
 Deterministic: every request draws the same fixed number of values from one
 seeded generator, so the same seed and the same requests give the same answers.
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from watcher.clock import Clock
-from watcher.simulator.scenario import Faults, RateLimit
+from watcher.simulator.scenario import COMMON_AUTH_ERRORS, Faults, RateLimit
 
 THROTTLED = "CallRateLimitExceededException"
 
@@ -53,6 +54,8 @@ class Decision:
     throttled: bool = False
     truncate: bool = False
     """For a malformed body: cut JSON (True) or a non-JSON page (False)."""
+    status: int | None = None
+    """The HTTP status of an error the model does not list; None: the model's."""
 
 
 @dataclass
@@ -97,11 +100,17 @@ class FaultPlan:
                 edge += chance
                 self._table.append((edge, kind, code))  # type: ignore[arg-type]
 
-    def decide(self, operation: str) -> Decision:
+    def decide(self, operation: str, at: float = 0.0) -> Decision:
+        """What the request to `operation` at scenario time `at` gets."""
         # Always four draws, whatever the outcome, to keep the sequence aligned.
         request_id = str(uuid.UUID(int=self._random.getrandbits(128), version=4))
         roll, jitter, style = self._random.random(), self._random.random(), self._random.random()
         latency = self._faults.latency.fixed + jitter * self._faults.latency.random
+        for outage in self._faults.outages:
+            # Before the rate limit: a refused request takes no token.
+            if outage.start <= at < outage.end and operation in outage.operations:
+                status = COMMON_AUTH_ERRORS.get(outage.code)
+                return Decision(request_id, "error", latency, outage.code, status=status)
         bucket = self._buckets.get(operation)
         if bucket is not None and not bucket.take():
             return Decision(request_id, "error", latency, THROTTLED, throttled=True)

@@ -42,6 +42,7 @@ __all__ = [
     "Faults",
     "Image",
     "Latency",
+    "Outage",
     "Pipeline",
     "RateLimit",
     "Scenario",
@@ -82,6 +83,66 @@ class Latency(Strict):
     """Up to this much more, drawn uniformly per request."""
 
 
+COMMON_AUTH_ERRORS = {
+    "ExpiredTokenException": 403,
+    "UnrecognizedClientException": 403,
+}
+"""Credential errors every AWS service can answer, with their HTTP status. They are
+in no service's botocore model (Image Builder's lists only its own error shapes);
+codes and statuses are our reading of the AWS "Common Errors" reference page."""
+
+
+def _known_code(code: str) -> str:
+    known = sorted(model.error_codes() | COMMON_AUTH_ERRORS.keys())
+    if code not in known:
+        hint = difflib.get_close_matches(code, known, n=1)
+        guess = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ValueError(
+            f"{code!r} is not an error code the simulator answers{guess}; expected one of "
+            f"{', '.join(known)}"
+        )
+    return code
+
+
+class Outage(Strict):
+    """From `start` until `end` (scenario time), every request to `operations` is
+    answered with `code`: access denied until a policy is fixed, credentials
+    rejected until they are rotated, the service down for a while."""
+
+    code: str
+    start: Duration = 0.0
+    end: Duration
+    operations: list[str] = Field(default_factory=lambda: list(OPERATIONS))
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        return _known_code(value)
+
+    @field_validator("operations")
+    @classmethod
+    def _operations(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _known_operation(name)
+        return value
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Outage:
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end:g}s) must come after start ({self.start:g}s)")
+        return self
+
+
+def _known_operation(name: str) -> str:
+    if name not in OPERATIONS:
+        hint = difflib.get_close_matches(name, OPERATIONS, n=1)
+        guess = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ValueError(
+            f"{name!r} is not a simulated operation{guess}; expected one of {', '.join(OPERATIONS)}"
+        )
+    return name
+
+
 class Faults(Strict):
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
     errors: dict[str, Probability] = Field(default_factory=dict)
@@ -91,18 +152,14 @@ class Faults(Strict):
     malformed_bodies: Probability = 0.0
     short_pages: Probability = 0.0
     """Chance that a List page holds fewer items than maxResults yet carries nextToken."""
+    outages: list[Outage] = Field(default_factory=list)
+    """Windows of scenario time in which every request is answered with one error."""
 
     @field_validator("rate_limits")
     @classmethod
     def _operations(cls, value: dict[str, RateLimit]) -> dict[str, RateLimit]:
         for name in value:
-            if name not in OPERATIONS:
-                hint = difflib.get_close_matches(name, OPERATIONS, n=1)
-                guess = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise ValueError(
-                    f"{name!r} is not a simulated operation{guess}; expected one of "
-                    f"{', '.join(OPERATIONS)}"
-                )
+            _known_operation(name)
         return value
 
     @field_validator("errors")
@@ -212,10 +269,16 @@ def _with_key_hints(error: ValidationError) -> list[str]:
             continue
         # pydantic adds the tried type's name for unions and function validators.
         *where, key = (p for p in item["loc"] if not (isinstance(p, str) and "[" in p))
-        hint = difflib.get_close_matches(str(key), _keys_at(Scenario, tuple(where)), n=1)
+        keys = _keys_at(Scenario, tuple(where))
+        hint = difflib.get_close_matches(str(key), keys, n=1)
         if hint:
             problems[index] = problems[index].replace(
                 _UNKNOWN_KEY, f"unknown key (did you mean {hint[0]!r}?)"
+            )
+        elif keys:
+            # Nothing close (`for` where `duration` was meant): the keys it takes.
+            problems[index] = problems[index].replace(
+                _UNKNOWN_KEY, f"unknown key; expected one of {', '.join(keys)}"
             )
     return problems
 
