@@ -529,12 +529,14 @@ def test_override_variables_cover_the_scalar_keys() -> None:
             "IBWATCH_WATCH_PIPELINES",
             "IBWATCH_WATCH_DISCOVERY_INTERVAL",
             "IBWATCH_WATCH_NOT_FOUND_GRACE",
+            "IBWATCH_WATCH_PAUSED_RETRY_CAP",
             "IBWATCH_WATCH_CONCURRENCY",
             "IBWATCH_WATCH_MAX_TPS",
             "IBWATCH_WATCH_JITTER",
             "IBWATCH_WATCH_FAILED_RECHECK_INTERVAL",
             "IBWATCH_WATCH_FAILED_RECHECK_WINDOW",
             "IBWATCH_STATE_PATH",
+            "IBWATCH_STATE_KEEP_EVENTS",
         ]
     )
 

@@ -213,7 +213,7 @@ async def test_prune_forgets_delivered_events_older_than_the_cutoff(store: Store
     old = await build_events(store, 1, minute=0)
     new = await build_events(store, 2, minute=60)
 
-    assert await store.prune(before=at(30)) == Pruned(events=len(old), dead_letters=0)
+    assert await store.prune(before=at(30)) == Pruned(events=len(old), dead_letters=0, builds=1)
 
     assert [e.id for e in await store.events()] == [e.id for e in new]
 
@@ -235,7 +235,7 @@ async def test_prune_forgets_dead_letters_that_died_before_the_cutoff(store: Sto
     for delivery, died in zip(pending, [10, 10, 50, 50], strict=True):
         await store.bury(delivery.seq, "refused", now=at(died))
 
-    assert await store.prune(before=at(30)) == Pruned(events=2, dead_letters=2)
+    assert await store.prune(before=at(30)) == Pruned(events=2, dead_letters=2, builds=1)
 
     assert [d.event.id for d in await store.dead_letters()] == [e.id for e in events[2:]]
     # A dead letter kept keeps its event: it can still be replayed.
@@ -243,15 +243,22 @@ async def test_prune_forgets_dead_letters_that_died_before_the_cutoff(store: Sto
     assert await store.replay(None, None, now=at(60)) == 2
 
 
-async def test_prune_keeps_the_tracked_state_of_builds_long_ended(store: Store) -> None:
-    """The tracked state is what stops an old build from being announced again."""
-    await build_events(store, 1, minute=0)
-    before = await store.load_all()
+async def test_prune_forgets_builds_that_ended_before_the_cutoff_and_no_other(
+    store: Store,
+) -> None:
+    """Ended long ago: forgotten (discovery takes it as history if listed again).
+    Still in progress, ended since, or named in `keep` (a configured build ARN,
+    polled at every start): kept."""
+    await build_events(store, 1, minute=0)  # AVAILABLE at minute 3
+    await build_events(store, 2, minute=0)
+    await build_events(store, 3, minute=100)
+    in_progress, _ = observe(ARN, None, snapshot("BUILDING", 0))
+    await store.commit(ARN, in_progress, [])
 
-    await store.prune(before=at(365 * 24 * 60))
+    pruned = await store.prune(before=at(60), keep=[f"{VERSION}/2"])
 
-    assert await store.load_all() == before
-    assert await store.events() == []
+    assert pruned.builds == 1
+    assert sorted(await store.load_all()) == sorted([ARN, f"{VERSION}/2", f"{VERSION}/3"])
 
 
 async def test_a_forgotten_event_is_not_announced_again_by_the_tracked_state(
@@ -259,7 +266,7 @@ async def test_a_forgotten_event_is_not_announced_again_by_the_tracked_state(
 ) -> None:
     """After a prune, polling the same status again yields no event to store."""
     await build_events(store, 1, minute=0)
-    await store.prune(before=at(24 * 60))
+    await store.prune(before=at(24 * 60), keep=[f"{VERSION}/1"])
     tracked = (await store.load_all())[f"{VERSION}/1"]
 
     _, events = observe(VERSION, tracked, snapshot("AVAILABLE", 9000, f"{VERSION}/1", 1))
@@ -360,11 +367,10 @@ async def commit_delivered_builds(store: SqliteStore, builds: range, *, day: int
 
 
 async def test_the_file_stays_bounded_over_many_builds_when_pruned(tmp_path: Path) -> None:
-    """A day of builds per batch, keeping one day of events, pruned after each batch
-    as the daemon does: after ten times as many builds the file holds at most two
-    days of events. What still grows is the one tracked row each build keeps (see
-    `Store.prune`), about a tenth of a build's events here: unpruned, the file
-    would be about eight times the first day's size."""
+    """A day of builds per batch, keeping one day of history, pruned after each
+    batch as the daemon does: after ten times as many builds the file holds at most
+    two days of events and tracked builds. Unpruned, it would be about eight times
+    the first day's size."""
     path = tmp_path / "state.db"
     store = await SqliteStore.open(path)
     per_day = 40
@@ -376,10 +382,12 @@ async def test_the_file_stays_bounded_over_many_builds_when_pruned(tmp_path: Pat
         await store.prune(before=at((day - 1) * 24 * 60))
     ten_days = settled_size(path)
     kept = len(await store.events())
+    tracked = len(await store.load_all())
     await store.close()
 
     assert kept <= 2 * per_day * 4  # two days of builds, four transitions each
-    assert ten_days < 3 * one_day
+    assert tracked <= 2 * per_day
+    assert ten_days < 2.5 * one_day
 
 
 async def test_a_file_from_before_pruning_gives_space_back_after_its_first_prune(

@@ -35,15 +35,14 @@ from watcher.metrics import MeteredSource, Metrics, Readiness
 from watcher.ratelimit import AimdLimiter
 from watcher.retry import RetryPolicy
 from watcher.sinks.http import HttpPoster
-from watcher.store import SqliteStore
+from watcher.store import SqliteStore, StoreError
+from watcher.store.base import Pruned
 from watcher.wiring import build_routes
 
 log = structlog.get_logger("ibwatch")
 
-PARKED_RETRY_CAP = 300.0
-"""Seconds between polls of an ARN parked on credentials or access, at most: slow
-enough not to hammer IAM with a broken role, quick enough that a late IRSA token
-is noticed within minutes. SIGHUP retries at once."""
+PRUNE_INTERVAL = 3600.0
+"""Seconds between prunes of the state file ([state] keep_events); one runs at start."""
 
 
 def _watched_keys(watch: WatchConfig) -> dict[str, object]:
@@ -125,7 +124,7 @@ async def open_service(
                 rng=random.Random(),
                 outbox=dispatcher,
                 metrics=metrics,
-                recovery=Recovery(cap=PARKED_RETRY_CAP),
+                recovery=Recovery(cap=watch.paused_retry_cap),
             )
             discovery = Discovery(
                 edge=source,
@@ -136,6 +135,7 @@ async def open_service(
                 sources=sources_of(config),
                 metrics=metrics,
                 readiness=readiness,
+                history_horizon=config.state.keep_events,
             )
             yield Service(
                 config,
@@ -246,8 +246,33 @@ async def _watch(service: Service, scope: anyio.CancelScope) -> None:
     with scope:
         async with anyio.create_task_group() as group:
             group.start_soon(service.discovery.run)
+            group.start_soon(_prune, service)
             await service.engine.run(service.config.watch.build_arns)
             group.cancel_scope.cancel()
+
+
+async def _prune(service: Service) -> None:
+    """Keep the state file to `[state] keep_events` of history: at start, then hourly.
+    A failure is logged and tried again next time; it never stops the daemon."""
+    while True:
+        config = service.config
+        try:
+            pruned = await service.store.prune(
+                before=service.clock.now().timestamp() - config.state.keep_events,
+                keep=config.watch.build_arns,
+            )
+        except StoreError as exc:
+            log.error("state.prune_failed", error=str(exc), note="tried again within the hour")
+        else:
+            if pruned != Pruned():
+                log.info(
+                    "state.pruned",
+                    events=pruned.events,
+                    dead_letters=pruned.dead_letters,
+                    builds=pruned.builds,
+                    older_than_s=config.state.keep_events,
+                )
+        await service.clock.sleep(PRUNE_INTERVAL)
 
 
 async def _drain(service: Service) -> None:

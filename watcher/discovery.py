@@ -15,6 +15,7 @@ Never polls a build itself and never decides what is an event.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -81,6 +82,7 @@ class Discovery:
         metrics: Metrics | None = None,
         readiness: Readiness | None = None,
         concurrency: int = 8,
+        history_horizon: float = math.inf,
     ) -> None:
         self._edge = edge
         self._engine = engine
@@ -91,6 +93,10 @@ class Discovery:
         self._metrics = metrics
         self._readiness = readiness
         self._concurrency = max(1, concurrency)
+        self._history_horizon = history_horizon
+        """Seconds: a build that ended and was created longer ago than this is history
+        whenever it is listed. The store forgets ended builds after as long
+        (`[state] keep_events`), so one listed again must not be news again."""
         self._last_run: dict[str, str] = {}
         """Pipeline ARN -> the `dateLastRun` whose builds were listed."""
         self._status: dict[str, str] = {}
@@ -149,12 +155,13 @@ class Discovery:
                 await self._store.mark_followed(source, now)
                 followed[source] = now
         gate = anyio.CapacityLimiter(self._concurrency)
+        horizon = now - self._history_horizon
         async with anyio.create_task_group() as group:
             for version in sources.versions:
-                since = _moment(followed[version])
+                since = _moment(max(followed[version], horizon))
                 group.start_soon(self._follow, version, self._version, since, gate)
             for pipeline in sources.pipelines:
-                since = _moment(followed[pipeline])
+                since = _moment(max(followed[pipeline], horizon))
                 group.start_soon(self._follow, pipeline, self._pipelines, since, gate)
         self.passes += 1
 

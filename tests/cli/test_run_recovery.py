@@ -166,6 +166,20 @@ async def test_credentials_that_appear_later_are_found_by_the_backoff_alone(
     assert not engine.paused()
 
 
+async def test_the_backoff_cap_comes_from_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`[watch] paused_retry_cap` (here from its environment variable): with polls an
+    hour apart, the first retry of a paused ARN still comes within the cap."""
+    without_credentials(monkeypatch)
+    monkeypatch.setenv("IBWATCH_WATCH_PAUSED_RETRY_CAP", "30s")
+    async with running(tmp_path, [BUILD], [BUILD]) as daemon_:
+        await daemon_.until(lambda: bool(daemon_.service.engine.paused()))
+    (paused,) = daemon_.logged("image.watch_paused")
+    assert 0 < paused["retry_in_s"] <= 30
+    assert "up to 30s" in paused["note"]
+
+
 async def test_readyz_names_the_cause_while_arns_are_paused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from watcher.config._base import Strict
+from watcher.config._base import PositiveDuration, Strict
 
 
 class StateConfig(Strict):
@@ -16,6 +16,9 @@ class StateConfig(Strict):
 
     path: Path = Field(default=Path("ibwatch-state.db"), validate_default=True)
     """The sqlite database; relative to the config file's directory, made absolute."""
+    keep_events: PositiveDuration = 30 * 86400.0
+    """How long events and dead letters are kept; older ones are pruned from the state
+    file (an event still waiting to be delivered is kept, whatever its age)."""
 
     @field_validator("path", mode="before")
     @classmethod

@@ -110,6 +110,10 @@ class WatchConfig(Strict):
     not_found_grace: FiniteDuration = 120.0
     """A build that answers NotFound within this long of first being polled is
     retried (a just-started build can 404 for a moment); after it, it is parked."""
+    paused_retry_cap: PositiveDuration = 300.0
+    """The daemon polls an ARN refused on credentials or access again with backoff,
+    waiting at most this long: slow enough not to hammer IAM with a broken role,
+    quick enough that a late IRSA token is noticed within minutes. SIGHUP polls at once."""
     concurrency: int = Field(default=16, ge=1, le=1024)
     max_tps: float = Field(default=10.0, ge=0.01, allow_inf_nan=False)
     """GetImage requests per second across all workers (the rate limiter's ceiling)."""

@@ -7,7 +7,7 @@ outbox only when its sink acknowledged it, or as a dead letter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -57,6 +57,8 @@ class Pruned:
 
     events: int = 0
     dead_letters: int = 0
+    builds: int = 0
+    """Tracked states of ended builds forgotten."""
 
 
 class Store(Protocol):
@@ -117,17 +119,18 @@ class Store(Protocol):
         """Remember when `source` began to be followed; the first time counts."""
         ...
 
-    async def prune(self, *, before: float) -> Pruned:
+    async def prune(self, *, before: float, keep: Collection[str] = ()) -> Pruned:
         """Forget the history older than `before` (epoch seconds): dead letters that
-        died before it, then events observed before it that no delivery row (pending
-        or dead letter) still needs. An undelivered event is never forgotten.
+        died before it, events observed before it that no delivery row (pending or
+        dead letter) still needs, and the tracked state of builds that had ended
+        (a terminal status) when last seen before it. An undelivered event is never
+        forgotten, nor the tracked state of an ARN in `keep` (the build ARNs the
+        config names: they are polled again at every start).
 
-        The tracked state of every ARN is kept, however long ago its build ended: it
-        is what stops a build from being announced again when discovery lists it
-        once more or a restart polls it, so it stays as long as the store does (one
-        row per build). Forgetting an event's id cannot make its transition be
-        stored twice for the same reason: the tracked state already moved past it.
-        A file-backed store also gives the freed space back to the file system."""
+        A forgotten ended build is not announced again when discovery lists it once
+        more: discovery takes any build that ended and was created before the same
+        horizon as history (see `Discovery`'s `history_horizon`). A file-backed store
+        also gives the freed space back to the file system."""
         ...
 
     async def close(self) -> None: ...

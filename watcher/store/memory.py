@@ -8,7 +8,7 @@ hold it to it as `SqliteStore` (tests/test_store.py).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from watcher.model import Transition
 from watcher.store.base import DeadLetter, Delivery, OutboxStats, Pruned
@@ -99,7 +99,16 @@ class MemoryStore:
     async def mark_followed(self, source: str, since: float) -> None:
         self._followed.setdefault(source, since)
 
-    async def prune(self, *, before: float) -> Pruned:
+    async def prune(self, *, before: float, keep: Collection[str] = ()) -> Pruned:
+        ended = [
+            arn
+            for arn, tracked in self._tracked.items()
+            if arn not in keep
+            and tracked.snapshot.observed_at.timestamp() < before
+            and tracked.snapshot.status.terminal
+        ]
+        for arn in ended:
+            del self._tracked[arn]
         dead = [seq for seq, d in self._dead.items() if d.died_at < before]
         for seq in dead:
             del self._dead[seq]
@@ -112,7 +121,7 @@ class MemoryStore:
         ]
         for event_id in old:
             del self._events[event_id]
-        return Pruned(events=len(old), dead_letters=len(dead))
+        return Pruned(events=len(old), dead_letters=len(dead), builds=len(ended))
 
     async def close(self) -> None:
         pass

@@ -8,7 +8,7 @@ loop never blocks on the disk. Never holds a transaction open across an await.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
@@ -68,6 +68,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     reason TEXT NOT NULL
 );
 """
+
+
+def _ended(tracked: str) -> bool:
+    return Tracked.model_validate_json(tracked).snapshot.status.terminal
 
 
 class _Damaged(sqlite3.DatabaseError):
@@ -285,7 +289,9 @@ class SqliteStore:
             (source, since),
         )
 
-    async def prune(self, *, before: float) -> Pruned:
+    async def prune(self, *, before: float, keep: Collection[str] = ()) -> Pruned:
+        kept = frozenset(keep)
+
         def forget() -> Pruned:
             with self._db:
                 dead = self._db.execute(
@@ -299,9 +305,19 @@ class SqliteStore:
                     "AND id NOT IN (SELECT event_id FROM dead_letters)",
                     (before,),
                 ).rowcount
-            if events or dead:
+                ended = [
+                    (arn,)
+                    for arn, tracked in self._db.execute(
+                        "SELECT arn, tracked FROM watched "
+                        "WHERE (julianday(updated_at) - 2440587.5) * 86400.0 < ?",
+                        (before,),
+                    )
+                    if arn not in kept and _ended(tracked)
+                ]
+                self._db.executemany("DELETE FROM watched WHERE arn = ?", ended)
+            if events or dead or ended:
                 self._give_space_back()
-            return Pruned(events=events, dead_letters=dead)
+            return Pruned(events=events, dead_letters=dead, builds=len(ended))
 
         return await self._run(forget)
 
