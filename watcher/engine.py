@@ -293,7 +293,7 @@ class Engine:
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run one API call as polls run: paced by the shared limiter, retried."""
         return await call_with_retry(
-            fn, limiter=self._limiter, clock=self._clock, policy=self._retry
+            fn, limiter=self._limiter, clock=self._clock, policy=self._retry, rng=self._random
         )
 
     def finish_when_ended(self) -> None:
@@ -469,6 +469,7 @@ class Engine:
                 clock=self._clock,
                 policy=self._retry,
                 on_failure=watch.failed_attempt,
+                rng=self._random,
             )
         except FinalError as exc:
             if isinstance(exc, NotFound) and self._within_grace(watch):

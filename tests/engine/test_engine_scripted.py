@@ -64,6 +64,19 @@ async def test_every_status_change_is_one_event_in_order() -> None:
     assert result.watches[A].ended
 
 
+async def test_retry_waits_come_from_the_engines_seeded_rng() -> None:
+    """Same seed, same waits, whatever the global `random` has drawn: a run on
+    virtual time replays exactly (the first retry wait used the global one)."""
+    flaky = Unavailable("503", code="ServiceUnavailableException", arn=A)
+    ended_at = []
+    for global_seed in (1, 2):
+        random.seed(global_seed)
+        _, sink, _, clock = await run_engine({A: [flaky, flaky, "AVAILABLE"]})
+        assert [e.current.status for e in sink.events] == [ImageStatus.AVAILABLE]
+        ended_at.append(clock.monotonic())
+    assert ended_at[0] == ended_at[1] > 0
+
+
 async def test_final_error_parks_one_arn_and_the_others_go_on() -> None:
     denied = AccessDenied("ForbiddenException: no", code="ForbiddenException", arn=B)
     result, sink, source, _ = await run_engine({A: ["BUILDING", "AVAILABLE"], B: [denied]})
