@@ -5,11 +5,11 @@ import itertools
 import anyio
 import pytest
 
-from watcher.ratelimit import AimdLimiter
+from watcher.ratelimit import CubicLimiter
 from watcher.testing import FakeClock
 
 
-async def _acquire_concurrently(limiter: AimdLimiter, n: int) -> list[float]:
+async def _acquire_concurrently(limiter: CubicLimiter, n: int) -> list[float]:
     """Start `n` tasks that call acquire() at once; tickets in the order tasks started."""
     tickets: list[float] = [0.0] * n
 
@@ -22,21 +22,21 @@ async def _acquire_concurrently(limiter: AimdLimiter, n: int) -> list[float]:
     return tickets
 
 
-async def _succeed_until(limiter: AimdLimiter, clock: FakeClock, until: float) -> None:
+async def _succeed_until(limiter: CubicLimiter, clock: FakeClock, until: float) -> None:
     """Send paced requests that all succeed until the clock reaches `until`."""
     while clock.monotonic() < until:
         limiter.on_success(await limiter.acquire())
 
 
 async def test_the_first_request_is_not_delayed(clock: FakeClock) -> None:
-    limiter = AimdLimiter(10, clock)
+    limiter = CubicLimiter(10, clock)
 
     assert await limiter.acquire() == 0.0
 
 
 async def test_concurrent_waiters_are_spaced_one_over_rate_apart(clock: FakeClock) -> None:
     """200 workers at once against 10/s: one request every 0.1 s, ~20 s in all."""
-    limiter = AimdLimiter(10, clock)
+    limiter = CubicLimiter(10, clock)
 
     tickets = sorted(await _acquire_concurrently(limiter, 200))
 
@@ -46,7 +46,7 @@ async def test_concurrent_waiters_are_spaced_one_over_rate_apart(clock: FakeCloc
 
 
 async def test_waiters_are_served_in_arrival_order(clock: FakeClock) -> None:
-    limiter = AimdLimiter(10, clock)
+    limiter = CubicLimiter(10, clock)
 
     tickets = await _acquire_concurrently(limiter, 20)
 
@@ -54,7 +54,7 @@ async def test_waiters_are_served_in_arrival_order(clock: FakeClock) -> None:
 
 
 async def test_a_throttle_halves_the_rate(clock: FakeClock) -> None:
-    limiter = AimdLimiter(40, clock)
+    limiter = CubicLimiter(40, clock)
 
     limiter.on_throttle(await limiter.acquire())
 
@@ -62,7 +62,7 @@ async def test_a_throttle_halves_the_rate(clock: FakeClock) -> None:
 
 
 async def test_a_halved_rate_spaces_requests_twice_as_far(clock: FakeClock) -> None:
-    limiter = AimdLimiter(10, clock)
+    limiter = CubicLimiter(10, clock)
     limiter.on_throttle(await limiter.acquire())
 
     first = await limiter.acquire()
@@ -75,7 +75,7 @@ async def test_throttles_of_requests_sent_before_the_decrease_halve_only_once(
     clock: FakeClock,
 ) -> None:
     """50 requests in flight at the old rate all throttled: one congestion episode."""
-    limiter = AimdLimiter(40, clock)
+    limiter = CubicLimiter(40, clock)
     in_flight = [await limiter.acquire() for _ in range(50)]
 
     for ticket in in_flight:
@@ -87,7 +87,7 @@ async def test_throttles_of_requests_sent_before_the_decrease_halve_only_once(
 async def test_a_throttle_of_a_request_sent_after_the_decrease_halves_again(
     clock: FakeClock,
 ) -> None:
-    limiter = AimdLimiter(40, clock)
+    limiter = CubicLimiter(40, clock)
     limiter.on_throttle(await limiter.acquire())
 
     limiter.on_throttle(await limiter.acquire())
@@ -96,7 +96,7 @@ async def test_a_throttle_of_a_request_sent_after_the_decrease_halves_again(
 
 
 async def test_successes_raise_the_rate(clock: FakeClock) -> None:
-    limiter = AimdLimiter(50, clock, start_tps=5)
+    limiter = CubicLimiter(50, clock, start_tps=5)
 
     await _succeed_until(limiter, clock, 5.0)
 
@@ -104,7 +104,7 @@ async def test_successes_raise_the_rate(clock: FakeClock) -> None:
 
 
 async def test_successes_never_raise_the_rate_above_max_tps(clock: FakeClock) -> None:
-    limiter = AimdLimiter(8, clock, start_tps=2)
+    limiter = CubicLimiter(8, clock, start_tps=2)
     rates: list[float] = []
 
     while clock.monotonic() < 120:
@@ -116,7 +116,7 @@ async def test_successes_never_raise_the_rate_above_max_tps(clock: FakeClock) ->
 
 
 async def test_throttles_never_lower_the_rate_below_min_tps(clock: FakeClock) -> None:
-    limiter = AimdLimiter(40, clock, min_tps=0.5)
+    limiter = CubicLimiter(40, clock, min_tps=0.5)
 
     for _ in range(20):
         limiter.on_throttle(await limiter.acquire())
@@ -127,7 +127,7 @@ async def test_throttles_never_lower_the_rate_below_min_tps(clock: FakeClock) ->
 async def test_after_a_throttle_the_rate_recovers_to_90_percent_within_2_seconds(
     clock: FakeClock,
 ) -> None:
-    limiter = AimdLimiter(100, clock, start_tps=40)
+    limiter = CubicLimiter(100, clock, start_tps=40)
     limiter.on_throttle(await limiter.acquire())
     assert limiter.rate == pytest.approx(20)
 
@@ -140,7 +140,7 @@ async def test_after_recovering_the_rate_probes_slowly_above_the_throttled_rate(
     clock: FakeClock,
 ) -> None:
     """CUBIC's plateau: seconds after recovery the rate is still within 10% of it."""
-    limiter = AimdLimiter(100, clock, start_tps=40)
+    limiter = CubicLimiter(100, clock, start_tps=40)
     limiter.on_throttle(await limiter.acquire())
 
     await _succeed_until(limiter, clock, 5.0)
@@ -156,7 +156,7 @@ def test_inconsistent_bounds_are_refused(
     clock: FakeClock, min_tps: float, max_tps: float, start_tps: float | None
 ) -> None:
     with pytest.raises(ValueError, match="tps"):
-        AimdLimiter(max_tps, clock, min_tps=min_tps, start_tps=start_tps)
+        CubicLimiter(max_tps, clock, min_tps=min_tps, start_tps=start_tps)
 
 
 class _ServerBucket:
@@ -191,7 +191,7 @@ async def test_fifty_workers_get_close_to_the_server_limit_and_are_rarely_thrott
 ) -> None:
     """50 workers hammer a 20/s server through a limiter allowing 50/s, for 300 s."""
     server_rate, duration, warm_up = 20.0, 300.0, 30.0
-    limiter = AimdLimiter(50, clock)
+    limiter = CubicLimiter(50, clock)
     server = _ServerBucket(server_rate, burst, clock)
     succeeded: list[float] = []
     throttled: list[float] = []

@@ -8,7 +8,7 @@ import pytest
 
 from watcher.backoff import full_jitter
 from watcher.errors import ApiError, NotFound, Throttled, Unavailable
-from watcher.ratelimit import AimdLimiter
+from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy, call_with_retry
 from watcher.testing import FakeClock
 
@@ -38,21 +38,21 @@ class _Scripted:
 
 
 @pytest.fixture
-def limiter() -> AimdLimiter:
+def limiter() -> CubicLimiter:
     # Its own clock, so that `clock` only moves by the retry waits.
-    return AimdLimiter(64, FakeClock())
+    return CubicLimiter(64, FakeClock())
 
 
 async def _call(
     fn: Callable[[], Awaitable[str]],
-    limiter: AimdLimiter,
+    limiter: CubicLimiter,
     clock: FakeClock,
     policy: RetryPolicy | None = None,
 ) -> str:
     return await call_with_retry(fn, limiter=limiter, clock=clock, policy=policy or RetryPolicy())
 
 
-async def test_a_call_that_succeeds_is_made_once(clock: FakeClock, limiter: AimdLimiter) -> None:
+async def test_a_call_that_succeeds_is_made_once(clock: FakeClock, limiter: CubicLimiter) -> None:
     fn = _Scripted([])
 
     assert await _call(fn, limiter, clock) == "image"
@@ -61,7 +61,7 @@ async def test_a_call_that_succeeds_is_made_once(clock: FakeClock, limiter: Aimd
 
 
 async def test_unavailable_three_times_then_success_returns_after_four_calls(
-    clock: FakeClock, limiter: AimdLimiter
+    clock: FakeClock, limiter: CubicLimiter
 ) -> None:
     fn = _Scripted([Unavailable("503"), Unavailable("503"), Unavailable("503")])
 
@@ -70,7 +70,7 @@ async def test_unavailable_three_times_then_success_returns_after_four_calls(
 
 
 async def test_unavailable_does_not_slow_the_limiter(
-    clock: FakeClock, limiter: AimdLimiter
+    clock: FakeClock, limiter: CubicLimiter
 ) -> None:
     fn = _Scripted([Unavailable("503"), Unavailable("503")])
 
@@ -80,7 +80,7 @@ async def test_unavailable_does_not_slow_the_limiter(
 
 
 async def test_every_throttle_is_reported_to_the_limiter(
-    clock: FakeClock, limiter: AimdLimiter
+    clock: FakeClock, limiter: CubicLimiter
 ) -> None:
     """Each retry is sent after the previous decrease, so each throttle halves the rate."""
     fn = _Scripted([Throttled("429"), Throttled("429"), Throttled("429")])
@@ -93,7 +93,7 @@ async def test_every_throttle_is_reported_to_the_limiter(
 
 
 async def test_a_final_error_is_raised_after_one_call(
-    clock: FakeClock, limiter: AimdLimiter
+    clock: FakeClock, limiter: CubicLimiter
 ) -> None:
     error = NotFound("no such image")
     fn = _Scripted([error])
@@ -107,7 +107,7 @@ async def test_a_final_error_is_raised_after_one_call(
 
 
 async def test_an_error_outside_the_api_tree_is_not_retried(
-    clock: FakeClock, limiter: AimdLimiter
+    clock: FakeClock, limiter: CubicLimiter
 ) -> None:
     fn = _Scripted([KeyError("bug")])
 
@@ -118,7 +118,7 @@ async def test_an_error_outside_the_api_tree_is_not_retried(
 
 
 async def test_when_attempts_run_out_the_last_error_itself_is_raised(
-    clock: FakeClock, limiter: AimdLimiter
+    clock: FakeClock, limiter: CubicLimiter
 ) -> None:
     errors: list[ApiError] = [Unavailable("first"), Throttled("second"), Unavailable("last")]
     fn = _Scripted(errors)
@@ -131,7 +131,7 @@ async def test_when_attempts_run_out_the_last_error_itself_is_raised(
 
 
 async def test_waits_are_full_jitter_within_the_exponential_cap_and_use_the_clock(
-    limiter: AimdLimiter,
+    limiter: CubicLimiter,
 ) -> None:
     """Before attempt n+2 the wait is in [0, min(cap, base * 2**n)], slept on the clock."""
     policy = RetryPolicy(attempts=6, base=0.5, cap=3.0)
@@ -156,7 +156,7 @@ def test_a_policy_that_cannot_work_is_refused(fields: dict[str, Any]) -> None:
         RetryPolicy(**fields)
 
 
-async def test_a_seeded_rng_makes_the_waits_reproducible(limiter: AimdLimiter) -> None:
+async def test_a_seeded_rng_makes_the_waits_reproducible(limiter: CubicLimiter) -> None:
     """Every wait, the first one included, is drawn from the injected rng, never the
     global `random`: two runs on equal seeds sleep exactly the same."""
     policy = RetryPolicy(attempts=5, base=1.0, cap=20.0)

@@ -32,7 +32,7 @@ from watcher.delivery import DeliveryPolicy, Dispatcher
 from watcher.discovery import Discovery, Sources
 from watcher.engine import Engine, Recovery, Schedule
 from watcher.metrics import MeteredSource, Metrics, Readiness
-from watcher.ratelimit import AimdLimiter
+from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy
 from watcher.sinks.http import HttpPoster
 from watcher.store import SqliteStore, StoreError
@@ -109,7 +109,7 @@ async def open_service(
                 source=MeteredSource(source, metrics, readiness, clock),
                 store=store,
                 clock=clock,
-                limiter=AimdLimiter(watch.max_tps, clock),
+                limiter=CubicLimiter(watch.max_tps, clock),
                 schedule=Schedule(
                     interval_for=watch.interval_for,
                     jitter=watch.jitter,

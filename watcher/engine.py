@@ -34,7 +34,7 @@ from watcher.errors import (
     RetryableError,
 )
 from watcher.model import Arn, ImageSnapshot, ImageStatus, Transition
-from watcher.ratelimit import AimdLimiter
+from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy, call_with_retry
 from watcher.sinks.base import Sink
 from watcher.store.base import Store
@@ -161,7 +161,7 @@ class Engine:
         source: ImageSource,
         store: Store,
         clock: Clock,
-        limiter: AimdLimiter,
+        limiter: CubicLimiter,
         schedule: Schedule,
         retry: RetryPolicy,
         concurrency: int = 16,
@@ -337,7 +337,7 @@ class Engine:
         )
 
     @property
-    def limiter(self) -> AimdLimiter:
+    def limiter(self) -> CubicLimiter:
         return self._limiter
 
     def add_listener(self, listener: Sink) -> None:

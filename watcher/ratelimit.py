@@ -18,7 +18,7 @@ from botocore.retries.throttling import CubicCalculator
 
 from watcher.clock import Clock
 
-__all__ = ["AimdLimiter"]
+__all__ = ["CubicLimiter"]
 
 # CUBIC rather than a linear additive increase: after a halving, a linear ramp
 # saws between R/2 and R and averages only 0.75 R of the server's limit R. CUBIC
@@ -31,7 +31,7 @@ _SCALE = 0.4
 _EPSILON = 1e-9
 
 
-class AimdLimiter:
+class CubicLimiter:
     """A shared, adaptive pace for requests: halve on a throttle, grow on success.
 
     `acquire()` waits until a request may be sent and returns a ticket (the send

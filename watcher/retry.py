@@ -1,6 +1,6 @@
 """The single retry layer for Image Builder calls (botocore's own retries are off).
 
-Each attempt first takes a turn from the shared `AimdLimiter` and reports back how
+Each attempt first takes a turn from the shared `CubicLimiter` and reports back how
 it went, so a throttled call both backs off (full-jitter exponential wait) and
 slows every other worker. Only `RetryableError`s are retried.
 
@@ -18,7 +18,7 @@ from typing import TypeVar
 from watcher.backoff import full_jitter
 from watcher.clock import Clock
 from watcher.errors import RetryableError, Throttled
-from watcher.ratelimit import AimdLimiter
+from watcher.ratelimit import CubicLimiter
 
 __all__ = ["RetryPolicy", "call_with_retry"]
 
@@ -50,7 +50,7 @@ class RetryPolicy:
 async def call_with_retry(
     fn: Callable[[], Awaitable[T]],
     *,
-    limiter: AimdLimiter,
+    limiter: CubicLimiter,
     clock: Clock,
     policy: RetryPolicy,
     on_failure: Callable[[RetryableError], None] | None = None,

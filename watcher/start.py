@@ -20,7 +20,7 @@ from watcher.aws import AwsImageSource
 from watcher.clock import Clock
 from watcher.engine import Engine, RunResult
 from watcher.errors import ApiError
-from watcher.ratelimit import AimdLimiter
+from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy, call_with_retry
 from watcher.wait import EXIT_AVAILABLE, WaitRequest, exit_for_error, wait_with
 
@@ -83,7 +83,7 @@ async def start_pipelines(
         endpoint_url=request.wait.endpoint_url,
         concurrency=min(16, count),
     ) as aws:
-        limiter = AimdLimiter(request.wait.max_tps, clock)
+        limiter = CubicLimiter(request.wait.max_tps, clock)
         builds: list[str] = []
         for pipeline in request.pipelines:
             own = token_for(token, pipeline, count)

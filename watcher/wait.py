@@ -26,7 +26,7 @@ from watcher.errors import ApiError, Misconfigured
 from watcher.listing import newest_build
 from watcher.model import ImageStatus
 from watcher.progress import Progress
-from watcher.ratelimit import AimdLimiter
+from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy
 from watcher.store import MemoryStore
 
@@ -97,7 +97,7 @@ async def wait_with(
         source=source or aws,
         store=MemoryStore(),
         clock=clock,
-        limiter=AimdLimiter(request.max_tps, clock),
+        limiter=CubicLimiter(request.max_tps, clock),
         schedule=Schedule(
             interval_for=lambda _status: request.interval,
             not_found_grace=request.not_found_grace,

@@ -1,5 +1,5 @@
 """ibwatch following pipelines, wired exactly as `ibwatch run` wires it
-(`daemon.open_service`: SQLite state, the shared AIMD limiter, tenacity, the
+(`daemon.open_service`: SQLite state, the shared CUBIC limiter, tenacity, the
 engine, and `Discovery` over the same AWS source), with no sinks: an in-process
 listener notes each build's first event instead.
 

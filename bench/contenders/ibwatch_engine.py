@@ -1,5 +1,5 @@
 """ibwatch's engine, wired as the daemon wires it (SQLite state, metered source,
-shared AIMD limiter, tenacity retries), with `--no-shared-limiter` for the contender
+shared CUBIC limiter, tenacity retries), with `--no-shared-limiter` for the contender
 that keeps the per-call backoff but drops the shared limiter."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from watcher.clock import SystemClock
 from watcher.engine import Engine, Schedule
 from watcher.metrics import MeteredSource, Metrics, Readiness
 from watcher.model import ImageStatus, Transition
-from watcher.ratelimit import AimdLimiter
+from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy
 from watcher.store import SqliteStore
 
@@ -64,7 +64,7 @@ async def main(job: Job, shared_limiter: bool) -> None:
             session=session,
         ) as aws:
             await aws.warm(job.arns)
-            limiter = AimdLimiter(job.max_tps, clock) if shared_limiter else Unlimited()
+            limiter = CubicLimiter(job.max_tps, clock) if shared_limiter else Unlimited()
             engine = Engine(
                 source=MeteredSource(aws, metrics, Readiness(clock), clock),
                 store=store,

@@ -18,7 +18,7 @@ from watcher.aws import AwsImageSource
 from watcher.discovery import Discovery, Sources
 from watcher.engine import Engine, Schedule
 from watcher.metrics import Metrics
-from watcher.ratelimit import AimdLimiter
+from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy
 from watcher.simulator import Scenario, Simulator
 from watcher.store import MemoryStore, SqliteStore
@@ -106,7 +106,7 @@ async def follow(
                     store=store,
                     listeners=[sink],
                     clock=clock,
-                    limiter=AimdLimiter(100, clock),
+                    limiter=CubicLimiter(100, clock),
                     schedule=Schedule(interval_for=lambda _: 1.0),
                     retry=RetryPolicy(attempts=5, base=0.05, cap=1.0),
                     rng=random.Random(3),
@@ -313,7 +313,7 @@ async def test_a_build_repeated_in_one_listing_is_not_announced_again() -> None:
             source=aws,
             store=store,
             clock=clock,
-            limiter=AimdLimiter(100, clock),
+            limiter=CubicLimiter(100, clock),
             schedule=Schedule(interval_for=lambda _: 1.0),
             retry=RetryPolicy(),
         )

@@ -10,7 +10,7 @@ import anyio
 from watcher.engine import Engine, RunResult, Schedule
 from watcher.errors import AccessDenied, Unavailable
 from watcher.model import ImageStatus
-from watcher.ratelimit import AimdLimiter
+from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy
 from watcher.store import MemoryStore
 from watcher.testing import RecordingSink, ScriptedSource, ScriptEntry, VirtualClock
@@ -34,7 +34,7 @@ async def run_engine(
         store=MemoryStore(),
         listeners=[sink],
         clock=clock,
-        limiter=AimdLimiter(100, clock),
+        limiter=CubicLimiter(100, clock),
         schedule=Schedule(interval_for=lambda _: interval),
         retry=RetryPolicy(attempts=3, base=1, cap=5),
         concurrency=4,

@@ -15,7 +15,7 @@ from watcher.aws import AwsImageSource
 from watcher.engine import Engine, RunResult, Schedule
 from watcher.listing import newest_build
 from watcher.model import ImageStatus
-from watcher.ratelimit import AimdLimiter
+from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy
 from watcher.simulator import Scenario, Simulator, load_scenario
 from watcher.store import MemoryStore
@@ -51,7 +51,7 @@ async def watch(
                 store=MemoryStore(),
                 listeners=[sink],
                 clock=clock,
-                limiter=AimdLimiter(max_tps, clock),
+                limiter=CubicLimiter(max_tps, clock),
                 schedule=Schedule(interval_for=lambda _: interval, not_found_grace=not_found_grace),
                 retry=retry or RetryPolicy(attempts=8, base=0.05, cap=1.0),
                 concurrency=concurrency,

@@ -17,7 +17,7 @@ from tests.support import ACCOUNT, scenario, timeline
 from watcher.aws import AwsImageSource
 from watcher.engine import Engine, Recovery, RunResult, Schedule
 from watcher.model import ImageSnapshot
-from watcher.ratelimit import AimdLimiter
+from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy
 from watcher.simulator import Scenario, Simulator
 from watcher.store import MemoryStore
@@ -94,7 +94,7 @@ async def watch(
                     store=MemoryStore(),
                     listeners=[sink],
                     clock=clock,
-                    limiter=AimdLimiter(100, clock),
+                    limiter=CubicLimiter(100, clock),
                     schedule=Schedule(
                         interval_for=lambda _: interval, not_found_grace=not_found_grace
                     ),
