@@ -544,6 +544,16 @@ def test_override_variables_cover_the_scalar_keys() -> None:
 # --------------------------------------------------------------------------- state
 
 
+def test_keep_events_outlasts_a_day_and_the_failed_recheck_window(tmp_path: Path) -> None:
+    message = problems_of(write(tmp_path, MINIMAL + '[state]\nkeep_events = "12h"\n'))
+    assert "state.keep_events: must be at least 86400s (1 day, and no less than" in message
+    longer = MINIMAL.replace("[watch]\n", '[watch]\nfailed_recheck_window = "3d"\n')
+    message = problems_of(write(tmp_path, longer + '[state]\nkeep_events = "2d"\n'))
+    assert "state.keep_events: must be at least 259200s" in message
+    config = load(write(tmp_path, longer + '[state]\nkeep_events = "3d"\n'), env={})
+    assert config.state.keep_events == 3 * 86400
+
+
 def test_relative_state_path_is_relative_to_the_config_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -213,7 +213,7 @@ async def test_prune_forgets_delivered_events_older_than_the_cutoff(store: Store
     old = await build_events(store, 1, minute=0)
     new = await build_events(store, 2, minute=60)
 
-    assert await store.prune(before=at(30)) == Pruned(events=len(old), dead_letters=0, builds=1)
+    assert await store.prune(before=at(30)) == Pruned(events=len(old), builds=1)
 
     assert [e.id for e in await store.events()] == [e.id for e in new]
 
@@ -229,18 +229,30 @@ async def test_prune_never_forgets_an_event_still_to_be_delivered(store: Store) 
     assert [d.event.id for d in await store.pending("chat")] == [e.id for e in events[1:]]
 
 
-async def test_prune_forgets_dead_letters_that_died_before_the_cutoff(store: Store) -> None:
+async def test_prune_keeps_every_dead_letter_and_its_event(store: Store) -> None:
+    """A dead letter is an event never delivered: it waits for `deliveries replay`,
+    however old."""
     events = await build_events(store, 1, minute=0, sinks=("chat",))
-    pending = await store.pending("chat")
-    for delivery, died in zip(pending, [10, 10, 50, 50], strict=True):
-        await store.bury(delivery.seq, "refused", now=at(died))
+    for delivery in await store.pending("chat"):
+        await store.bury(delivery.seq, "refused", now=at(10))
 
-    assert await store.prune(before=at(30)) == Pruned(events=2, dead_letters=2, builds=1)
+    assert await store.prune(before=at(365 * 24 * 60)) == Pruned(events=0, builds=1)
 
-    assert [d.event.id for d in await store.dead_letters()] == [e.id for e in events[2:]]
-    # A dead letter kept keeps its event: it can still be replayed.
-    assert [e.id for e in await store.events()] == [e.id for e in events[2:]]
-    assert await store.replay(None, None, now=at(60)) == 2
+    assert [d.event.id for d in await store.dead_letters()] == [e.id for e in events]
+    assert [e.id for e in await store.events()] == [e.id for e in events]
+    assert await store.replay(None, None, now=at(60)) == len(events)
+
+
+async def test_a_tracked_row_that_cannot_be_read_is_kept(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "state.db")
+    await build_events(store, 1, minute=0)
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute("UPDATE watched SET tracked = '{\"snapshot\": 5}'")
+
+    assert await store.prune(before=at(24 * 60)) == Pruned(events=4, builds=0)
+    await store.close()
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM watched").fetchone() == (1,)
 
 
 async def test_prune_forgets_builds_that_ended_before_the_cutoff_and_no_other(
@@ -259,19 +271,6 @@ async def test_prune_forgets_builds_that_ended_before_the_cutoff_and_no_other(
 
     assert pruned.builds == 1
     assert sorted(await store.load_all()) == sorted([ARN, f"{VERSION}/2", f"{VERSION}/3"])
-
-
-async def test_a_forgotten_event_is_not_announced_again_by_the_tracked_state(
-    store: Store,
-) -> None:
-    """After a prune, polling the same status again yields no event to store."""
-    await build_events(store, 1, minute=0)
-    await store.prune(before=at(24 * 60), keep=[f"{VERSION}/1"])
-    tracked = (await store.load_all())[f"{VERSION}/1"]
-
-    _, events = observe(VERSION, tracked, snapshot("AVAILABLE", 9000, f"{VERSION}/1", 1))
-
-    assert events == []
 
 
 async def test_prune_with_nothing_old_forgets_nothing(store: Store) -> None:

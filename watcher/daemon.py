@@ -35,7 +35,7 @@ from watcher.metrics import MeteredSource, Metrics, Readiness
 from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy
 from watcher.sinks.http import HttpPoster
-from watcher.store import SqliteStore, StoreError
+from watcher.store import SqliteStore
 from watcher.store.base import Pruned
 from watcher.wiring import build_routes
 
@@ -153,20 +153,25 @@ async def open_service(
         await store.close()
 
 
+def probes_of(service: Service) -> server.Probes:
+    """What /healthz, /readyz and /metrics read of a running daemon."""
+    assert service.readiness is not None
+    return server.Probes(
+        service.engine,
+        service.dispatcher,
+        service.store,
+        service.metrics,
+        service.readiness,
+        service.clock,
+        store_open=lambda: service.store.is_open,
+    )
+
+
 async def run_daemon(config: Config, *, clock: Clock, config_path: Path | None = None) -> int:
     """Watch and deliver until SIGTERM/SIGINT; returns the exit code (0)."""
     async with open_service(config, clock=clock) as service:
-        assert service.readiness is not None
-        probes = server.Probes(
-            service.engine,
-            service.dispatcher,
-            service.store,
-            service.metrics,
-            service.readiness,
-            clock,
-            store_open=lambda: service.store.is_open,
-        )
-        http = await server.start(server.create_app(probes), config.server.host, config.server.port)
+        app = server.create_app(probes_of(service))
+        http = await server.start(app, config.server.host, config.server.port)
         try:
             with anyio.open_signal_receiver(
                 signal.SIGTERM, signal.SIGINT, signal.SIGHUP
@@ -261,14 +266,17 @@ async def _prune(service: Service) -> None:
                 before=service.clock.now().timestamp() - config.state.keep_events,
                 keep=config.watch.build_arns,
             )
-        except StoreError as exc:
-            log.error("state.prune_failed", error=str(exc), note="tried again within the hour")
+        except Exception as exc:  # the store's, or a bug: either way, polling goes on
+            log.error(
+                "state.prune_failed",
+                error=f"{type(exc).__name__}: {exc}",
+                note="tried again within the hour",
+            )
         else:
             if pruned != Pruned():
                 log.info(
                     "state.pruned",
                     events=pruned.events,
-                    dead_letters=pruned.dead_letters,
                     builds=pruned.builds,
                     older_than_s=config.state.keep_events,
                 )

@@ -11,7 +11,7 @@ from watcher.config._base import Strict, problems_error
 from watcher.config.aws import AwsConfig
 from watcher.config.service import DeliveryConfig, ServerConfig, ShutdownConfig
 from watcher.config.sinks import AnySink, LogSinkConfig, SinkConfig
-from watcher.config.state import StateConfig
+from watcher.config.state import MIN_KEEP_EVENTS, StateConfig
 from watcher.config.watch import WatchConfig
 
 
@@ -54,6 +54,26 @@ class Config(Strict):
         if repeated:
             raise problems_error("Config", repeated)
         return sinks
+
+    @model_validator(mode="after")
+    def _history_outlasts_what_is_still_followed(self) -> Config:
+        # Pruned history is gone for good: a FAILED build still being re-checked, or
+        # a build discovery can still meet (one that ended while the daemon was
+        # down), must not be older than what the state file keeps.
+        floor = max(MIN_KEEP_EVENTS, self.watch.failed_recheck_window)
+        if self.state.keep_events < floor:
+            raise problems_error(
+                "Config",
+                [
+                    (
+                        ("state", "keep_events"),
+                        f"must be at least {floor:g}s (1 day, and no less than "
+                        f"watch.failed_recheck_window), got {self.state.keep_events:g}s",
+                        self.state.keep_events,
+                    )
+                ],
+            )
+        return self
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration as plain JSON data, safe to log or print: URLs

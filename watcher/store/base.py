@@ -56,7 +56,6 @@ class Pruned:
     """What `Store.prune` forgot."""
 
     events: int = 0
-    dead_letters: int = 0
     builds: int = 0
     """Tracked states of ended builds forgotten."""
 
@@ -120,12 +119,12 @@ class Store(Protocol):
         ...
 
     async def prune(self, *, before: float, keep: Collection[str] = ()) -> Pruned:
-        """Forget the history older than `before` (epoch seconds): dead letters that
-        died before it, events observed before it that no delivery row (pending or
-        dead letter) still needs, and the tracked state of builds that had ended
-        (a terminal status) when last seen before it. An undelivered event is never
-        forgotten, nor the tracked state of an ARN in `keep` (the build ARNs the
-        config names: they are polled again at every start).
+        """Forget the history older than `before` (epoch seconds): events observed
+        before it that no delivery row still needs, and the tracked state of builds
+        that had ended (a terminal status) when last seen before it. An undelivered
+        event is never forgotten, a dead letter's included (it waits for `deliveries
+        replay`), nor the tracked state of an ARN in `keep` (the build ARNs the config
+        names: they are polled again at every start), nor a row that cannot be read.
 
         A forgotten ended build is not announced again when discovery lists it once
         more: discovery takes any build that ended and was created before the same

@@ -109,9 +109,6 @@ class MemoryStore:
         ]
         for arn in ended:
             del self._tracked[arn]
-        dead = [seq for seq, d in self._dead.items() if d.died_at < before]
-        for seq in dead:
-            del self._dead[seq]
         needed = {d.event.id for d in self._outbox.values()}
         needed |= {d.event.id for d in self._dead.values()}
         old = [
@@ -121,7 +118,7 @@ class MemoryStore:
         ]
         for event_id in old:
             del self._events[event_id]
-        return Pruned(events=len(old), dead_letters=len(dead), builds=len(ended))
+        return Pruned(events=len(old), builds=len(ended))
 
     async def close(self) -> None:
         pass

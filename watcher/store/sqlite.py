@@ -71,7 +71,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 
 def _ended(tracked: str) -> bool:
-    return Tracked.model_validate_json(tracked).snapshot.status.terminal
+    try:
+        return Tracked.model_validate_json(tracked).snapshot.status.terminal
+    except ValueError:  # pydantic's ValidationError: a row we cannot read is kept
+        return False
 
 
 class _Damaged(sqlite3.DatabaseError):
@@ -294,9 +297,6 @@ class SqliteStore:
 
         def forget() -> Pruned:
             with self._db:
-                dead = self._db.execute(
-                    "DELETE FROM dead_letters WHERE died_at < ?", (before,)
-                ).rowcount
                 # observed_at is ISO 8601 with its offset; julianday reads it as UTC.
                 events = self._db.execute(
                     "DELETE FROM events "
@@ -315,9 +315,9 @@ class SqliteStore:
                     if arn not in kept and _ended(tracked)
                 ]
                 self._db.executemany("DELETE FROM watched WHERE arn = ?", ended)
-            if events or dead or ended:
+            if events or ended:
                 self._give_space_back()
-            return Pruned(events=events, dead_letters=dead, builds=len(ended))
+            return Pruned(events=events, builds=len(ended))
 
         return await self._run(forget)
 
