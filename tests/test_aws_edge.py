@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from tests.support import WEB_BASE, scenario
-from watcher.aws import AwsImageSource
+from watcher.aws import AwsImageSource, snapshot_from_image
 from watcher.errors import (
     AccessDenied,
     ApiError,
@@ -15,7 +17,7 @@ from watcher.errors import (
     Throttled,
     Unavailable,
 )
-from watcher.model import ImageStatus
+from watcher.model import ImageSnapshot, ImageStatus
 from watcher.simulator import Simulator
 from watcher.testing import FakeClock
 
@@ -91,3 +93,49 @@ async def test_an_unreachable_endpoint_is_unavailable() -> None:
     ) as source:
         with pytest.raises(Unavailable):
             await source.get(WEB_BASE)
+
+
+def wire_image(**state: object) -> dict[str, object]:
+    return {
+        "arn": "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.4.0/7",
+        "version": "1.4.0/7",
+        "state": {"status": "AVAILABLE", **state},
+        "outputResources": {"amis": [{"region": "us-east-1", "image": "ami-0a1b2c3d4e5f60718"}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("image", "wrong"),
+    [
+        (wire_image(reason=123), "reason is int, expected str"),
+        (wire_image(failureContext="FAILED"), "failureContext is str, expected dict"),
+        ({**wire_image(), "platform": ["Linux"]}, "platform is list, expected str"),
+        (
+            {**wire_image(), "outputResources": {"amis": [{"region": "us-east-1", "image": 5}]}},
+            "image is int, expected str",
+        ),
+        (
+            {
+                **wire_image(),
+                "outputResources": {"containers": [{"region": "x", "imageUris": [1]}]},
+            },
+            "imageUris is not a list of strings",
+        ),
+        ({**wire_image(), "state": {}}, "'' is not a valid ImageStatus"),
+    ],
+)
+def test_a_body_of_the_wrong_types_is_malformed_not_stored(
+    image: dict[str, object], wrong: str
+) -> None:
+    """Snapshots are not checked when built, so the edge checks what it reads: a value
+    of the wrong type would be written to the state file and refused on reading it."""
+    with pytest.raises(Unavailable) as raised:
+        snapshot_from_image(image, str(image["arn"]), observed_at=datetime.now(UTC))
+    assert raised.value.code == "Malformed"
+    assert wrong in str(raised.value)
+
+
+def test_a_well_typed_body_reads_back_from_json_unchanged() -> None:
+    image = wire_image(reason="done")
+    snapshot = snapshot_from_image(image, str(image["arn"]), observed_at=datetime.now(UTC))
+    assert ImageSnapshot.model_validate_json(snapshot.model_dump_json()) == snapshot

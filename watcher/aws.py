@@ -413,22 +413,32 @@ def snapshot_from_image(image: dict[str, Any], arn: str, *, observed_at: datetim
         tests = image.get("imageTestsConfiguration") or {}
         return ImageSnapshot(
             arn=str(built),
-            status=ImageStatus(state["status"]),
-            reason=state.get("reason"),
-            failure_context=state.get("failureContext"),
+            status=ImageStatus(_typed(state, "status", str) or ""),  # "" is refused too
+            reason=_typed(state, "reason", str),
+            failure_context=_typed(state, "failureContext", dict),
             name=built.name,
             version=version or built.version,
             build=int(build) if build else (built.build or 0),
-            type=image.get("type"),
-            platform=image.get("platform"),
-            pipeline=image.get("sourcePipelineName") or _pipeline_name(image),
+            type=_typed(image, "type", str),
+            platform=_typed(image, "platform", str),
+            pipeline=_typed(image, "sourcePipelineName", str) or _pipeline_name(image),
             created=_date(image.get("dateCreated")),
-            tests_enabled=tests.get("imageTestsEnabled"),
+            tests_enabled=_typed(tests, "imageTestsEnabled", bool),
             outputs=_outputs(outputs),
             observed_at=observed_at,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise Unavailable(f"malformed image in response: {exc}", code="Malformed", arn=arn) from exc
+
+
+def _typed(document: dict[str, Any], key: str, kind: type[T]) -> T | None:
+    """`document[key]` if it is a `kind` (None if absent). The values of a snapshot are
+    not checked when built (no pydantic on the one-shot path), so the edge checks
+    what it reads: a body of the wrong types is malformed, not stored."""
+    value = document.get(key)
+    if value is None or isinstance(value, kind):
+        return value
+    raise TypeError(f"{key} is {type(value).__name__}, expected {kind.__name__}")
 
 
 def _pipeline_name(image: dict[str, Any]) -> str | None:
@@ -442,18 +452,32 @@ _NO_OUTPUTS = Outputs()
 
 def _outputs(outputs: dict[str, Any]) -> Outputs:
     amis = tuple(
-        Ami(region=a["region"], image=a["image"], name=a.get("name"), account_id=a.get("accountId"))
+        Ami(
+            region=_typed(a, "region", str) or "",
+            image=_typed(a, "image", str) or "",
+            name=_typed(a, "name", str),
+            account_id=_typed(a, "accountId", str),
+        )
         for a in outputs.get("amis", [])
         if a.get("region") and a.get("image")
     )
     containers = tuple(
-        Container(region=c["region"], image_uris=tuple(c.get("imageUris", [])))
+        Container(
+            region=_typed(c, "region", str) or "",
+            image_uris=tuple(_strings(c.get("imageUris") or [], "imageUris")),
+        )
         for c in outputs.get("containers", [])
         if c.get("region")
     )
     # Most polls are of builds without outputs yet: share one empty value rather
     # than keep one per watched ARN.
     return Outputs(amis=amis, containers=containers) if amis or containers else _NO_OUTPUTS
+
+
+def _strings(values: object, key: str) -> list[str]:
+    if isinstance(values, list) and all(isinstance(v, str) for v in values):
+        return values
+    raise TypeError(f"{key} is not a list of strings")
 
 
 def _date(value: object) -> datetime | None:
