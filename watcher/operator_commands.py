@@ -42,6 +42,13 @@ def check_config(config: Config, out: TextIO, err: TextIO | None = None) -> int:
 def state_path_problems(path: Path) -> list[str]:
     """Why the daemon could not keep its state at `path` (the file, its `-wal`/`-shm`
     companions and its `.lock` all live in that directory); [] if it can."""
+    try:
+        return _state_path_problems(path)
+    except OSError as exc:  # e.g. a parent directory this user cannot search
+        return [f"{path}: cannot check it: {exc.strerror or exc}"]
+
+
+def _state_path_problems(path: Path) -> list[str]:
     directory = path.parent
     if not directory.exists():
         return [f"{path}: the directory {directory} does not exist; create it first"]

@@ -108,15 +108,8 @@ async def test_notify_test_of_one_sink_and_of_an_unknown_one(tmp_path: Path) -> 
     assert unknown.stdout == "no sink named 'pager'; the config has: log, hook, chat\n"
 
 
-async def test_deliveries_list_and_replay(tmp_path: Path) -> None:
-    env = {
-        "OPS_HOOK_URL": "https://receiver.example/hooks/SECRET-HOOK-PATH",
-        "OPS_HOOK_SECRET": SECRET,
-        "OPS_SLACK_URL": "https://hooks.slack.com/x",
-    }
-    config_path = write_config(tmp_path)
-    config = load(config_path, env=env)
-    store = await SqliteStore.open(config.state.path)
+async def commit_sample_event(store: SqliteStore, sinks: list[str]) -> None:
+    """The notify-test sample event, committed for `sinks` as the engine would."""
     event = sample_event(SystemClock())
     snapshot = ImageSnapshot(
         arn=WEB_BASE,
@@ -127,7 +120,19 @@ async def test_deliveries_list_and_replay(tmp_path: Path) -> None:
         observed_at=event.observed_at,
     )
     tracked, _ = observe(WEB_BASE, None, snapshot)
-    await store.commit(WEB_BASE, tracked, [event], {event.id: ["hook", "chat"]}, now=1.0)
+    await store.commit(WEB_BASE, tracked, [event], {event.id: sinks}, now=1.0)
+
+
+async def test_deliveries_list_and_replay(tmp_path: Path) -> None:
+    env = {
+        "OPS_HOOK_URL": "https://receiver.example/hooks/SECRET-HOOK-PATH",
+        "OPS_HOOK_SECRET": SECRET,
+        "OPS_SLACK_URL": "https://hooks.slack.com/x",
+    }
+    config_path = write_config(tmp_path)
+    config = load(config_path, env=env)
+    store = await SqliteStore.open(config.state.path)
+    await commit_sample_event(store, sinks=["hook", "chat"])
     [pending_hook] = await store.pending("hook")
     await store.bury(pending_hook.seq, "HTTP 400: bad payload", now=2.0)
     await store.close()
@@ -158,17 +163,7 @@ async def test_deliveries_list_and_replay(tmp_path: Path) -> None:
 async def dead_letter_numbered(config_path: Path, env: dict[str, str]) -> tuple[Config, int]:
     config = load(config_path, env=env)
     store = await SqliteStore.open(config.state.path)
-    event = sample_event(SystemClock())
-    snapshot = ImageSnapshot(
-        arn=WEB_BASE,
-        status=event.current.status,
-        name="web-base",
-        version="1.4.0",
-        build=7,
-        observed_at=event.observed_at,
-    )
-    tracked, _ = observe(WEB_BASE, None, snapshot)
-    await store.commit(WEB_BASE, tracked, [event], {event.id: ["hook"]}, now=1.0)
+    await commit_sample_event(store, sinks=["hook"])
     [pending] = await store.pending("hook")
     await store.bury(pending.seq, "HTTP 400", now=2.0)
     await store.close()
@@ -209,6 +204,9 @@ def test_check_config_refuses_a_state_file_the_daemon_could_not_create(tmp_path:
         ("missing/state.db", f"the directory {tmp_path / 'missing'} does not exist"),
         ("not-a-dir/state.db", f"{tmp_path / 'not-a-dir'} is not a directory"),
         (".", "is a directory"),
+        # The file system refuses even to look (as for a directory this user cannot
+        # search): said with the path, not as a bare "ibwatch: <strerror>".
+        (f"{'x' * 300}/state.db", "cannot check it: File name too long"),
     ]:
         path = write_config(tmp_path, state=state)
         out, err = io.StringIO(), io.StringIO()

@@ -432,6 +432,16 @@ async def test_a_redirect_elsewhere_names_only_the_host_it_points_to(
     assert "SECRET" not in str(failed.value)
 
 
+async def test_a_redirect_with_a_location_that_does_not_parse_is_still_refused(
+    receiver: Receiver, poster: HttpPoster
+) -> None:
+    receiver.answer(Answer(302, headers={"Location": "http://[bad"}))
+    with pytest.raises(DeliveryError) as failed:
+        await post(poster, receiver.url)
+    assert (failed.value.retryable, failed.value.status) == (False, 302)
+    assert str(failed.value) == "HTTP 302: redirect not followed; configure the URL it points to"
+
+
 async def test_retry_after_in_seconds_is_read(receiver: Receiver, poster: HttpPoster) -> None:
     receiver.answer(Answer(429, headers={"Retry-After": "2"}))
     with pytest.raises(DeliveryError) as failed:

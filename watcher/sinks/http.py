@@ -129,8 +129,7 @@ class HttpPoster:
         if 300 <= status < 400:
             # Never followed: a redirect would carry the signed body and its headers to
             # a host the config does not name. Where it points is shown as its host only.
-            where = answer_headers.get("location", "")
-            to = f" to {redact_url(urljoin(url, where))}" if where else ""
+            to = _redirect_target(url, answer_headers.get("location", ""))
             raise DeliveryError(
                 f"HTTP {status}: redirect{to} not followed; configure the URL it points to",
                 retryable=False,
@@ -145,6 +144,15 @@ class HttpPoster:
 
 
 MAX_ANSWER_BYTES = 64 * 1024
+
+
+def _redirect_target(url: str, location: str) -> str:
+    """` to <scheme://host/…>` of a redirect's Location, or "" if it has none or
+    none that parses (a receiver's bad header must not turn a refusal into a crash)."""
+    try:
+        return f" to {redact_url(urljoin(url, location))}" if location else ""
+    except ValueError:
+        return ""
 
 
 def _short(content: bytes, url: str) -> str:
