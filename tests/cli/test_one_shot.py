@@ -62,19 +62,21 @@ def reset_logging() -> Iterator[None]:
 async def test_warnings_among_the_progress_lines_are_human_lines_not_json(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """stderr is not a terminal here, as in CI: the engine's warning used to be JSON."""
+    """stderr is not a terminal here, as in CI: the engine's warning used to be JSON.
+    No grace for NotFound: the run ends on the first answer, not on a real-time
+    timeout that a slow machine might reach before any call."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-secret")
     clock = FakeClock()  # scenario time stands still: the build never appears, 404s
     plan = scenario([web_base_image(start=5, timeline=timeline(("AVAILABLE", None)))])
     async with Simulator(plan, clock=clock) as url:
-        argv = ["wait-until-available", "--endpoint-url", url, "--interval", "0.1s"]
-        code = await anyio.to_thread.run_sync(main, [*argv, "--timeout", "1s", WEB_BASE])
+        argv = ["wait-until-available", "--endpoint-url", url, "--not-found-grace", "0s"]
+        code = await anyio.to_thread.run_sync(main, [*argv, "--timeout", "10m", WEB_BASE])
     lines = capsys.readouterr().err.splitlines()
-    assert code == 3
+    assert code == 4  # not found: retrying will not heal it
     assert [line for line in lines if line.lstrip().startswith("{")] == []
-    warnings = [line for line in lines if line.startswith("ibwatch: warning: ")]
-    assert warnings, lines
-    assert warnings[0].startswith(
-        "ibwatch: warning: image not found yet: web-base/1.4.0/7: ResourceNotFoundException"
-    ), warnings[0]
+    errors = [line for line in lines if line.startswith("ibwatch: error: ")]
+    assert errors, lines
+    assert errors[0].startswith(
+        "ibwatch: error: image watch stopped: web-base/1.4.0/7: ResourceNotFoundException"
+    ), errors[0]

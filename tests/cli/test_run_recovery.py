@@ -86,17 +86,7 @@ async def running(tmp_path: Path, images: list[str], watched: list[str]) -> Asyn
                 config_path.write_text(config_text(url, tmp_path / "state.db", watched, "1h"))
                 config = load(config_path)
                 service = await stack.enter_async_context(open_service(config, clock=clock))
-                assert service.readiness is not None
-                probes = server.Probes(
-                    service.engine,
-                    service.dispatcher,
-                    service.store,
-                    service.metrics,
-                    service.readiness,
-                    clock,
-                    store_open=lambda: True,
-                )
-                app = server.create_app(probes)
+                app = server.create_app(daemon.probes_of(service))
                 http = await stack.enter_async_context(TestClient(TestServer(app)))
                 async with anyio.create_task_group() as daemon_group:
                     daemon_group.start_soon(serve, service, receive, config_path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -92,15 +93,13 @@ in no service's botocore model (Image Builder's lists only its own error shapes)
 codes and statuses are our reading of the AWS "Common Errors" reference page."""
 
 
-def _known_code(code: str) -> str:
-    known = sorted(model.error_codes() | COMMON_AUTH_ERRORS.keys())
-    if code not in known:
-        hint = difflib.get_close_matches(code, known, n=1)
+def _known_code(code: str, known: Iterable[str], what: str) -> str:
+    """`code` if it is one of `known`; else a ValueError naming the nearest one."""
+    choices = sorted(known)
+    if code not in choices:
+        hint = difflib.get_close_matches(code, choices, n=1)
         guess = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ValueError(
-            f"{code!r} is not an error code the simulator answers{guess}; expected one of "
-            f"{', '.join(known)}"
-        )
+        raise ValueError(f"{code!r} is not {what}{guess}; expected one of {', '.join(choices)}")
     return code
 
 
@@ -117,7 +116,8 @@ class Outage(Strict):
     @field_validator("code")
     @classmethod
     def _code(cls, value: str) -> str:
-        return _known_code(value)
+        known = model.error_codes() | COMMON_AUTH_ERRORS.keys()
+        return _known_code(value, known, "an error code the simulator answers")
 
     @field_validator("operations")
     @classmethod
@@ -165,15 +165,8 @@ class Faults(Strict):
     @field_validator("errors")
     @classmethod
     def _error_codes(cls, value: dict[str, float]) -> dict[str, float]:
-        known = sorted(model.error_codes())
         for code in value:
-            if code not in known:
-                hint = difflib.get_close_matches(code, known, n=1)
-                guess = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise ValueError(
-                    f"{code!r} is not an Image Builder error code{guess}; expected "
-                    f"one of {', '.join(known)}"
-                )
+            _known_code(code, model.error_codes(), "an Image Builder error code")
         return value
 
     @model_validator(mode="after")
