@@ -15,6 +15,7 @@ from watcher.clock import Clock
 from watcher.delivery import Dispatcher
 from watcher.engine import Engine
 from watcher.metrics import Metrics, Readiness
+from watcher.quiet_disconnects import quiet_client_disconnects
 from watcher.store.base import Store
 
 
@@ -103,6 +104,7 @@ async def _metrics(probes: Probes) -> web.Response:
 
 
 async def start(app: web.Application, host: str, port: int) -> web.AppRunner:
+    quiet_client_disconnects()
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

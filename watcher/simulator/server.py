@@ -16,6 +16,7 @@ from types import TracebackType
 from aiohttp import web
 
 from watcher.clock import Clock, SystemClock
+from watcher.quiet_disconnects import quiet_client_disconnects
 from watcher.simulator.account import Account
 from watcher.simulator.app import create_app
 from watcher.simulator.catalog import Catalog
@@ -90,6 +91,7 @@ class Simulator:
                 exc.errno, f"cannot listen on {self._host}:{self._port}: {exc.strerror}"
             ) from None
         host, port = sock.getsockname()[:2]
+        quiet_client_disconnects()
         runner = web.AppRunner(create_app(self._world), access_log=None, handle_signals=False)
         await runner.setup()
         await web.SockSite(runner, sock).start()
