@@ -78,6 +78,12 @@ async def test_failed_build_carries_reason_and_failure_context(clock: FakeClock)
     async with Simulator(scenario([image]), clock=clock) as url, imagebuilder(url) as client:
         clock.advance(10)
         state = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]["state"]
+    # The workflow that failed is added from the build's TEST workflow execution
+    # (tests/simulator/test_workflow_executions.py); the scenario's values win.
+    ids = {k: state["failureContext"].pop(k) for k in _WORKFLOW_KEYS}
+    assert ids["workflowExecutionId"].startswith("wf-")
+    assert ids["stepExecutionId"].startswith("step-")
+    assert ":workflow/test/" in ids["workflowArn"]
     assert state == {
         "status": "FAILED",
         "reason": "Image testing failed",
@@ -87,6 +93,9 @@ async def test_failed_build_carries_reason_and_failure_context(clock: FakeClock)
             "imageStatus": "TESTING",  # where it failed, filled in from the timeline
         },
     }
+
+
+_WORKFLOW_KEYS = ("workflowExecutionId", "workflowArn", "stepExecutionId")
 
 
 async def test_version_arn_returns_the_newest_available_build_not_the_newest_started(

@@ -8,9 +8,10 @@ import anyio
 import pytest
 
 from tests.simulator.helpers import NIGHTLY, raw_call, world
-from tests.support import WEB_BASE, imagebuilder, scenario
+from tests.support import WEB_BASE, imagebuilder, scenario, timeline, web_base_image
 from watcher.simulator import Simulator
 from watcher.simulator.scenario import OPERATIONS
+from watcher.simulator.workflows import execution_id, step_execution_id
 from watcher.testing import FakeClock
 
 R = 10  # requests per second the simulator accepts
@@ -64,14 +65,21 @@ PARAMS = {
     "ListImagePipelineImages": {"imagePipelineArn": NIGHTLY},
     "StartImagePipelineExecution": {"imagePipelineArn": NIGHTLY, "clientToken": "t"},
     "CancelImageCreation": {"imageBuildVersionArn": WEB_BASE, "clientToken": "t"},
+    "ListWorkflowExecutions": {"imageBuildVersionArn": WEB_BASE},
+    # The ids of web-base's BUILD workflow (its first phase, seed 0) and first step.
+    "ListWorkflowStepExecutions": {"workflowExecutionId": execution_id(0, WEB_BASE, 0)},
+    "GetWorkflowExecution": {"workflowExecutionId": execution_id(0, WEB_BASE, 0)},
+    "GetWorkflowStepExecution": {"stepExecutionId": step_execution_id(0, WEB_BASE, 0, 0)},
 }
+# web-base BUILDING from the start, so its BUILD workflow and first step exist at once.
+BUILDING_NOW = [web_base_image(timeline=timeline(("BUILDING", 600), ("AVAILABLE", None)))]
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 async def test_every_operation_can_be_rate_limited_and_is_counted(
     operation: str, clock: FakeClock
 ) -> None:
-    limited = world(faults={"rate_limits": {operation: {"rate": 1, "burst": 1}}})
+    limited = world(BUILDING_NOW, faults={"rate_limits": {operation: {"rate": 1, "burst": 1}}})
     simulator = Simulator(limited, clock=clock)
     async with simulator as url, aiohttp.ClientSession() as http:
         first = await raw_call(http, url, operation, PARAMS[operation])
@@ -84,7 +92,7 @@ async def test_every_operation_can_be_rate_limited_and_is_counted(
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 async def test_every_operation_can_get_injected_errors(operation: str, clock: FakeClock) -> None:
-    faulty = world(faults={"errors": {"ServiceUnavailableException": 1.0}})
+    faulty = world(BUILDING_NOW, faults={"errors": {"ServiceUnavailableException": 1.0}})
     simulator = Simulator(faulty, clock=clock)
     async with simulator as url, aiohttp.ClientSession() as http:
         status, headers, _ = await raw_call(http, url, operation, PARAMS[operation])

@@ -15,6 +15,7 @@ from watcher.simulator import Scenario, Simulator, load_scenario, model
 from watcher.testing import FakeClock
 
 DEMO = Path(__file__).parents[2] / "config" / "demo-scenario.toml"
+UUID = "00000000-0000-4000-8000-000000000000"
 
 
 def _demo_without_faults(**faults: object) -> Scenario:
@@ -204,3 +205,65 @@ class TestShapeWalker:
             "imagePipelineList[0].consecutiveFailures: -1 value, ConsecutiveFailures needs "
             "at least 0",
         ]
+
+
+async def test_every_workflow_read_of_the_demo_at_every_status_fits_the_model() -> None:
+    """ListWorkflowExecutions, ListWorkflowStepExecutions, GetWorkflowExecution and
+    GetWorkflowStepExecution for every build of the demo, every scenario minute until
+    it has settled, with short pages: each body fits the model's shapes, and every
+    workflow type and every workflow and step status the demo plays is seen."""
+    clock = FakeClock()
+    simulator = Simulator(_demo_without_faults(short_pages=0.3), clock=clock)
+    seen: set[tuple[str, str]] = set()
+    async with simulator as url, aiohttp.ClientSession() as http:
+        end = simulator.account.settles_by() + 60
+        moment = 0.0
+        while moment <= end:
+            clock.advance(simulator.real_time(moment) - clock.monotonic())
+            for build in simulator.catalog.visible(moment):
+                executions = await _every_page(
+                    http,
+                    url,
+                    "ListWorkflowExecutions",
+                    {"imageBuildVersionArn": build.arn, "maxResults": 1},
+                    "workflowExecutions",
+                )
+                for execution in executions:
+                    seen.add((execution["type"], execution["status"]))
+                    wanted = {"workflowExecutionId": execution["workflowExecutionId"]}
+                    _fits(
+                        "GetWorkflowExecution",
+                        *await raw_call(http, url, "GetWorkflowExecution", wanted),
+                    )
+                    steps = await _every_page(
+                        http,
+                        url,
+                        "ListWorkflowStepExecutions",
+                        {**wanted, "maxResults": 2},
+                        "steps",
+                    )
+                    for step in steps:
+                        seen.add(("step", step["status"]))
+                        _fits(
+                            "GetWorkflowStepExecution",
+                            *await raw_call(
+                                http,
+                                url,
+                                "GetWorkflowStepExecution",
+                                {"stepExecutionId": step["stepExecutionId"]},
+                            ),
+                        )
+            moment += 60
+        unknown = [  # well-formed ids of nothing (404), and one the pattern refuses (400)
+            ("ListWorkflowExecutions", {"imageBuildVersionArn": WEB_BASE + "0"}),
+            ("ListWorkflowStepExecutions", {"workflowExecutionId": "wf-" + UUID}),
+            ("GetWorkflowExecution", {"workflowExecutionId": "wf-not-a-uuid"}),
+            ("GetWorkflowStepExecution", {"stepExecutionId": "step-" + UUID}),
+        ]
+        for operation, params in unknown:
+            status, headers, body = await raw_call(http, url, operation, params)
+            assert status in (400, 404), (operation, body)
+            _fits(operation, status, headers, body)
+    assert {t for t, _ in seen} == {"BUILD", "TEST", "DISTRIBUTION", "step"}
+    assert {s for t, s in seen if t != "step"} == {"RUNNING", "COMPLETED", "FAILED", "CANCELLED"}
+    assert {s for t, s in seen if t == "step"} == {"RUNNING", "COMPLETED", "FAILED", "CANCELLED"}

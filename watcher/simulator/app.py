@@ -2,8 +2,8 @@
 
 Every simulated operation is routed at the method and path the model gives it,
 behind a SigV4 presence check and the fault plan; its handler (in
-`handlers_images` and `handlers_pipelines`) answers from the world at the current
-scenario time. Knows nothing of any client; it is an Image Builder endpoint.
+`handlers_images`, `handlers_pipelines` and `handlers_workflows`) answers from the
+world at the current scenario time. Knows nothing of any client; it is an Image Builder endpoint.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from watcher.simulator import handlers_images, handlers_pipelines, model
+from watcher.simulator import handlers_images, handlers_pipelines, handlers_workflows, model
 from watcher.simulator.faults import Decision
 from watcher.simulator.scenario import OPERATIONS
 from watcher.simulator.wire import ApiError, error_response
 from watcher.simulator.world import Handler, World
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request")
-HANDLERS: dict[str, Handler] = handlers_images.HANDLERS | handlers_pipelines.HANDLERS
+HANDLERS: dict[str, Handler] = (
+    handlers_images.HANDLERS | handlers_pipelines.HANDLERS | handlers_workflows.HANDLERS
+)
 assert set(HANDLERS) == set(OPERATIONS), "every simulated operation has one handler"
 
 

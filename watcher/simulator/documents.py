@@ -1,6 +1,6 @@
-"""The documents the simulated endpoint answers with: an `Image`, an `ImageSummary`
-and an `ImagePipeline`, shaped exactly by botocore's shapes, for a build or a
-pipeline at a scenario time.
+"""The documents the simulated endpoint answers with: an `Image`, an `ImageSummary`,
+an `ImagePipeline`, and a build's workflow and step executions, shaped exactly by
+botocore's shapes, for a build or a pipeline at a scenario time.
 
 Builds documents only; decides nothing about faults, time or state. Where a real
 build carries a field whose value no scenario key gives (its infrastructure, its
@@ -15,6 +15,8 @@ from typing import Any
 from watcher.simulator.catalog import Build, Phase
 from watcher.simulator.pipelines import PipelineRuns
 from watcher.simulator.scenario_images import STATUSES, BuildTemplate
+from watcher.simulator.scenario_workflows import MESSAGE_MAX
+from watcher.simulator.workflows import StepRun, WorkflowRun, Workflows
 
 _LIFECYCLE = ("DEPRECATED", "DISABLED", "DELETED")
 # ImageScanState.status: "The scan starts as PENDING and moves through SCANNING and
@@ -45,11 +47,15 @@ class Renderer:
 
     `epoch` is the wall time at which scenario time 0 began, and `time_scale` the
     scenario seconds per real second, so dates read as real times to the client.
+    `workflows` places each build's workflow executions in time.
     """
 
-    def __init__(self, epoch: datetime, time_scale: float) -> None:
+    def __init__(
+        self, epoch: datetime, time_scale: float, workflows: Workflows | None = None
+    ) -> None:
         self.epoch = epoch
         self.time_scale = time_scale
+        self.workflows = workflows if workflows is not None else Workflows(0)
 
     def wall(self, scenario_seconds: float) -> datetime:
         return self.epoch + timedelta(seconds=scenario_seconds / self.time_scale)
@@ -141,15 +147,95 @@ class Renderer:
         state: dict[str, Any] = {"status": step.status}
         if step.reason:
             state["reason"] = step.reason
-        if step.failure_context is not None:
-            context = dict(step.failure_context)
+        failed = self.workflows.failed_run(build, phase) if step.status == "FAILED" else None
+        if step.failure_context is not None or failed is not None:
+            context = dict(step.failure_context or {})
             # Where the build was when it failed, unless the scenario says otherwise.
             if "imageStatus" not in context and phase.index > 0:
                 before = build.phases[phase.index - 1].status
                 if before in STATUSES:
                     context["imageStatus"] = before
+            failing = failed.failed_step() if failed is not None else None
+            if failed is not None and failing is not None:
+                # The workflow and step that ListWorkflowExecutions and
+                # ListWorkflowStepExecutions show failing; the scenario's own
+                # values, if it gives any, win.
+                context.setdefault("workflowExecutionId", failed.execution_id)
+                context.setdefault("workflowArn", failed.workflow_arn)
+                context.setdefault("stepExecutionId", failing.execution_id)
+                context.setdefault("failedStep", failing.spec.name)
             state["failureContext"] = context
         return state
+
+    # -- workflow executions ---------------------------------------------
+
+    def workflow_execution(self, run: WorkflowRun, t: float) -> dict[str, Any]:
+        """One WorkflowExecutionMetadata (the members GetWorkflowExecution shares)."""
+        status = run.status_at(t)
+        started = run.started_steps(t)
+        statuses = [s.status_at(t, run.ends, run.outcome) for s in started]
+        document: dict[str, Any] = {
+            "workflowBuildVersionArn": run.workflow_arn,
+            "workflowExecutionId": run.execution_id,
+            "type": run.type,
+            "status": status,
+            # "Image Builder sets this count before any steps run."
+            "totalStepCount": len(run.defined),
+            "totalStepsSucceeded": statuses.count("COMPLETED"),
+            "totalStepsFailed": statuses.count("FAILED"),
+            # No simulated step is ever skipped: none has an `if` condition.
+            "totalStepsSkipped": statuses.count("SKIPPED"),
+            "startTime": self.date(run.phase.begins),
+        }
+        if status != "RUNNING" and run.ends is not None:
+            document["endTime"] = self.date(run.ends)
+        failing = run.failed_step()
+        if status == "FAILED" and failing is not None:
+            # WorkflowExecutionMessage: "The runtime output message from the
+            # workflow, if applicable"; its wording is our reading.
+            text = f"Workflow step {failing.spec.name} failed: {self.step_message(run, failing)}"
+            document["message"] = text[:MESSAGE_MAX]
+        return document
+
+    def step_execution(self, run: WorkflowRun, step: StepRun, t: float) -> dict[str, Any]:
+        """One WorkflowStepMetadata (the members GetWorkflowStepExecution shares)."""
+        status = step.status_at(t, run.ends, run.outcome)
+        document: dict[str, Any] = {
+            "stepExecutionId": step.execution_id,
+            "name": step.spec.name,
+            "action": step.spec.action,
+            "status": status,
+            "startTime": self.date(step.begins),
+            # maxAttempts: "If the step doesn't configure retries, the maximum is one
+            # attempt"; simulated steps never retry.
+            "attemptNumber": 1,
+            "maxAttempts": 1,
+        }
+        ended = step.ended_at(t, run.ends)
+        if ended is not None:
+            document["endTime"] = self.date(ended)
+        message = self.step_message(run, step) if status == "FAILED" else step.spec.message
+        if message:
+            document["message"] = message[:MESSAGE_MAX]
+        return document
+
+    def step_message(self, run: WorkflowRun, step: StepRun) -> str:
+        """The failing step's own message: the scenario's, else the component's or
+        the distribution's error, else the build's reason (our reading)."""
+        if not step.failing:
+            return step.spec.message or ""
+        failed = run.build.phases[run.phase.index + 1].step
+        context = failed.failure_context or {}
+        for candidate in (
+            failed.failed_step_message,
+            step.spec.message,
+            (context.get("componentFailure") or {}).get("errorMessage"),
+            (context.get("distributionFailure") or {}).get("errorMessage"),
+            failed.reason,
+        ):
+            if isinstance(candidate, str) and candidate:
+                return candidate
+        return f"Step {step.spec.name} ({step.spec.action}) failed"
 
     def outputs(self, build: Build, phase: Phase, t: float) -> dict[str, Any] | None:
         """The outputs, filled in once the build has been AVAILABLE, as the service does."""

@@ -61,6 +61,10 @@ OPERATIONS = (
     "ListImagePipelineImages",
     "StartImagePipelineExecution",
     "CancelImageCreation",
+    "ListWorkflowExecutions",
+    "ListWorkflowStepExecutions",
+    "GetWorkflowExecution",
+    "GetWorkflowStepExecution",
 )
 
 

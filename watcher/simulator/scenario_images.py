@@ -22,6 +22,13 @@ from pydantic import (
 
 from watcher.durations import Duration
 from watcher.simulator import model
+from watcher.simulator.scenario_workflows import (
+    MESSAGE_MAX,
+    STEP_NAME,
+    WORKFLOW_TYPES,
+    WorkflowStep,
+    workflow_steps,
+)
 
 STATUSES: tuple[str, ...] = tuple(model.shape("ImageStatus").enum)
 
@@ -57,6 +64,12 @@ class Step(Strict):
     duration: Duration | None = None
     reason: str | None = Field(default=None, min_length=1)
     failure_context: dict[str, Any] | None = None
+    workflow_steps: list[WorkflowStep] | None = Field(default=None, min_length=1)
+    """BUILDING, TESTING, DISTRIBUTING: the steps of the workflow it runs (else defaults)."""
+    failed_step: str | None = Field(default=None, pattern=STEP_NAME)
+    """FAILED: the name of the step of the workflow before that failed."""
+    failed_step_message: str | None = Field(default=None, min_length=1, max_length=MESSAGE_MAX)
+    """FAILED: the failing step's own `message`."""
 
     @field_validator("status")
     @classmethod
@@ -73,6 +86,29 @@ class Step(Strict):
         if not re.fullmatch(r"[A-Z][A-Z_]*", value):
             raise ValueError(f"{value!r} must be UPPER_CASE like the API's statuses")
         return value
+
+    @model_validator(mode="after")
+    def _workflow_keys_fit(self) -> Step:
+        if self.workflow_steps is not None:
+            if self.status not in WORKFLOW_TYPES:
+                raise ValueError(
+                    f"workflow_steps is only for {', '.join(WORKFLOW_TYPES)} (the statuses that "
+                    f"run a {'/'.join(WORKFLOW_TYPES.values())} workflow), not {self.status}"
+                )
+            names = [s.name for s in self.workflow_steps]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"workflow step names must be unique; twice: {', '.join(twice)}")
+            given = sum(s.duration or 0.0 for s in self.workflow_steps)
+            if self.duration is not None and given > self.duration:
+                raise ValueError(
+                    f"the workflow steps' durations add up to {given:g}s, more than the "
+                    f"{self.duration:g}s {self.status} lasts"
+                )
+        for key in ("failed_step", "failed_step_message"):
+            if getattr(self, key) is not None and self.status != "FAILED":
+                raise ValueError(f"{key} is only for a FAILED step, not {self.status}")
+        return self
 
     @model_validator(mode="after")
     def _failure_context_shape(self) -> Step:
@@ -164,6 +200,30 @@ class BuildTemplate(Strict):
                 f"timeline[{len(ongoing)}] ({last.status}) is the last step and lasts forever; "
                 "remove its duration"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _failed_step_named(self) -> BuildTemplate:
+        for index, step in enumerate(self.timeline):
+            if step.failed_step is None and step.failed_step_message is None:
+                continue
+            before = self.timeline[index - 1] if index > 0 else None
+            steps = (
+                workflow_steps(before.status, before.workflow_steps, self.type) if before else ()
+            )
+            if not steps:
+                raise ValueError(
+                    f"timeline[{index}] (FAILED) names a failing workflow step, but the step "
+                    f"before it ({before.status if before else 'none'}) runs no workflow; "
+                    f"only {', '.join(WORKFLOW_TYPES)} do"
+                )
+            names = [s.name for s in steps]
+            if step.failed_step is not None and step.failed_step not in names:
+                raise ValueError(
+                    f"timeline[{index}].failed_step {step.failed_step!r} is not a step of the "
+                    f"{WORKFLOW_TYPES[before.status] if before else ''} workflow before it; "
+                    f"its steps: {', '.join(names)}"
+                )
         return self
 
     @model_validator(mode="after")

@@ -25,6 +25,7 @@ from watcher.simulator.faults import Counters, FaultPlan
 from watcher.simulator.paging import Pager
 from watcher.simulator.pipelines import NeverSettles, Pipelines
 from watcher.simulator.scenario import Scenario, Step
+from watcher.simulator.workflows import Workflows
 from watcher.simulator.world import World
 
 __all__ = ["NeverSettles", "Simulator"]
@@ -72,7 +73,9 @@ class Simulator:
             raise RuntimeError("the simulator is already running")
         self._world = World(
             account=self.account,
-            renderer=Renderer(self.clock.now(), self.scenario.time_scale),
+            renderer=Renderer(
+                self.clock.now(), self.scenario.time_scale, Workflows(self.scenario.seed)
+            ),
             pager=Pager(self.scenario.seed, self.scenario.faults.short_pages),
             plan=FaultPlan(self.scenario.faults, self.scenario.seed, self.clock),
             counters=self.counters,
