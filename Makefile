@@ -20,7 +20,7 @@ test: $(DEV)
 	$(BIN)/ruff check watcher tests
 	$(BIN)/ruff format --check watcher tests
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
