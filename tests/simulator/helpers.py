@@ -1,13 +1,17 @@
 """Helpers for the simulator's tests beyond `tests.support`: pipelines in code, a
-raw signed-looking request for any simulated operation, and scenarios that hold
-both images and pipelines."""
+raw signed-looking request for any simulated operation, scenarios that hold both
+images and pipelines, and a CloudWatch Logs client."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
 
 from tests.support import ACCOUNT, SIGNED_LOOKING, WEB_BASE_VERSION, timeline, web_base_image
 from watcher.simulator import Scenario, model
@@ -94,3 +98,19 @@ def build_arn(number: int, version: str = WEB_BASE_VERSION) -> str:
 def images_of(*numbers: int, **overrides: Any) -> list[dict[str, Any]]:
     """web-base 1.4.0 builds with these numbers, each with `overrides`."""
     return [web_base_image(arn=build_arn(n), **overrides) for n in numbers]
+
+
+@asynccontextmanager
+async def logs(endpoint_url: str, region: str = "us-east-1") -> AsyncIterator[Any]:
+    """The real aiobotocore CloudWatch Logs client, retries off so every call is one
+    request."""
+    session = get_session()
+    async with session.create_client(
+        "logs",
+        region_name=region,
+        endpoint_url=endpoint_url,
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="not-a-secret",
+        config=AioConfig(retries={"total_max_attempts": 1}),
+    ) as client:
+        yield client

@@ -1,25 +1,32 @@
-"""The aiohttp application that speaks Image Builder's wire protocol.
+"""The aiohttp application that speaks Image Builder's wire protocol, and CloudWatch
+Logs' for a build's log.
 
-Every simulated operation is routed at the method and path the model gives it,
-behind a SigV4 presence check and the fault plan; its handler (in
+Every simulated Image Builder operation is routed at the method and path the model
+gives it, behind a SigV4 presence check and the fault plan; its handler (in
 `handlers_images`, `handlers_pipelines` and `handlers_workflows`) answers from the
-world at the current scenario time. Knows nothing of any client; it is an Image Builder endpoint.
+world at the current scenario time. A POST to / naming its operation in
+X-Amz-Target goes to `logs_service` (GetLogEvents). Knows nothing of any client.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from watcher.simulator import handlers_images, handlers_pipelines, handlers_workflows, model
+from watcher.simulator import (
+    handlers_images,
+    handlers_pipelines,
+    handlers_workflows,
+    logs_service,
+    model,
+)
 from watcher.simulator.faults import Decision
 from watcher.simulator.scenario import OPERATIONS
+from watcher.simulator.signature import signature_problem
 from watcher.simulator.wire import ApiError, error_response
 from watcher.simulator.world import Handler, World
 
-_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request")
 HANDLERS: dict[str, Handler] = (
     handlers_images.HANDLERS | handlers_pipelines.HANDLERS | handlers_workflows.HANDLERS
 )
@@ -31,6 +38,16 @@ def create_app(world: World) -> web.Application:
     for name in OPERATIONS:
         http = model.operation(name).http
         app.router.add_route(http["method"], http["requestUri"], _operation(name, world))
+    # CloudWatch Logs (json 1.1) posts every operation to / and names it in
+    # X-Amz-Target; no Image Builder operation uses that path.
+    serve_logs = logs_service.handler(world)
+
+    async def post_root(request: web.Request) -> web.StreamResponse:
+        if logs_service.TARGET_HEADER not in request.headers:
+            return await _unknown_operation(request)
+        return await serve_logs(request)
+
+    app.router.add_route("POST", "/", post_root)
     app.router.add_route("*", "/{tail:.*}", _unknown_operation)
     return app
 
@@ -66,7 +83,7 @@ def _operation(name: str, world: World) -> Callable[[web.Request], Awaitable[web
         try:
             response = await handler(request, world, decision)
         except ApiError as exc:
-            response = error_response(exc.code, exc.message, decision.request_id)
+            response = error_response(exc.code, exc.message, decision.request_id, exc.status)
         if decision.kind == "malformed":
             world.counters.injected[name, "malformed"] += 1
             world.counters.responses[name, "malformed"] += 1
@@ -81,52 +98,18 @@ def _operation(name: str, world: World) -> Callable[[web.Request], Awaitable[web
 async def _unknown_operation(request: web.Request) -> web.Response:
     return error_response(
         "UnknownOperationException",
-        f"The simulator serves {', '.join(OPERATIONS)} only.",
+        f"The simulator serves {', '.join(OPERATIONS)} and CloudWatch Logs "
+        f"{', '.join(logs_service.OPERATIONS)} only.",
         "00000000-0000-4000-8000-000000000000",
         status=404,
     )
 
 
 def _signature_problem(request: web.Request, request_id: str) -> web.Response | None:
-    """Refuse unsigned requests as AWS does. The signature itself cannot be checked
-    without the caller's secret, so its presence and scope are what is checked."""
-    header = request.headers.get("Authorization")
-    if header is None:
-        return error_response(
-            "MissingAuthenticationTokenException",
-            "Missing Authentication Token",
-            request_id,
-            status=403,
-        )
-    credential = _CREDENTIAL.search(header)
-    if (
-        not header.startswith("AWS4-HMAC-SHA256 ")
-        or credential is None
-        or "SignedHeaders=" not in header
-        or "Signature=" not in header
-    ):
-        return error_response(
-            "IncompleteSignatureException",
-            "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' "
-            "parameters of an AWS4-HMAC-SHA256 signature.",
-            request_id,
-            status=403,
-        )
-    if credential.group(4) != model.SERVICE:
-        return error_response(
-            "InvalidSignatureException",
-            f"Credential should be scoped to correct service: '{model.SERVICE}'.",
-            request_id,
-            status=403,
-        )
-    if "X-Amz-Date" not in request.headers and "Date" not in request.headers:
-        return error_response(
-            "IncompleteSignatureException",
-            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
-            request_id,
-            status=403,
-        )
-    return None
+    problem = signature_problem(request, model.SERVICE)
+    if problem is None:
+        return None
+    return error_response(problem.code, problem.message, request_id, status=problem.status)
 
 
 def _drop(request: web.Request) -> web.Response:

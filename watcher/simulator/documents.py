@@ -103,7 +103,7 @@ class Renderer:
         """One entry of an `imageSummaryList`."""
         return self._common(build, t) | {
             "owner": build.image.parts["account"],
-            "loggingConfiguration": {"logGroupName": _log_group(build.name)},
+            "loggingConfiguration": {"logGroupName": log_group(build.name)},
         }
 
     def _common(self, build: Build, t: float) -> dict[str, Any]:
@@ -286,7 +286,7 @@ class Renderer:
             "consecutiveFailures": runs.consecutive_failures(t),
             **{k: v for k, v in configuration.items() if k != "loggingConfiguration"},
             "loggingConfiguration": {
-                "imageLogGroupName": _log_group(name),
+                "imageLogGroupName": log_group(name),
                 "pipelineLogGroupName": "/aws/imagebuilder/pipeline/" + runs.name.replace(" ", "-"),
             },
         }
@@ -329,7 +329,7 @@ def _configuration(parts: dict[str, str], name: str, spec: BuildTemplate) -> dic
             {"workflowArn": f"{workflow}/build/build-{kind}/x.x.x"},
             {"workflowArn": f"{workflow}/test/test-{kind}/x.x.x"},
         ],
-        "loggingConfiguration": {"logGroupName": _log_group(name)},
+        "loggingConfiguration": {"logGroupName": log_group(name)},
     }
     if parts["account"].isdigit():
         document["executionRole"] = (
@@ -384,7 +384,9 @@ def _scan_status(build: Build, t: float) -> str:
     return "PENDING"
 
 
-def _log_group(image_name: str) -> str:
+def log_group(image_name: str) -> str:
+    """The CloudWatch Logs group of an image's builds, as GetImage serves it and
+    GetLogEvents (`logs_service`) answers for it."""
     # ImageLoggingConfiguration.logGroupName: "If not specified, the log group name
     # defaults to /aws/imagebuilder/image-name."
     return f"/aws/imagebuilder/{image_name}"

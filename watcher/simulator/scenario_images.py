@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -51,6 +51,11 @@ _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]+$")
 _AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
 
 
+# A CloudWatch Logs event's message: the model's EventMessage has min 1; one line
+# each (our choice: GetLogEvents returns events, and a build log's are lines).
+LogLine = Annotated[str, Field(min_length=1, pattern=r"^[^\r\n]+$")]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -70,6 +75,8 @@ class Step(Strict):
     """FAILED: the name of the step of the workflow before that failed."""
     failed_step_message: str | None = Field(default=None, min_length=1, max_length=MESSAGE_MAX)
     """FAILED: the failing step's own `message`."""
+    log: list[LogLine] | None = Field(default=None, min_length=1)
+    """Lines written to the build's log stream during this status (see `build_logs`)."""
 
     @field_validator("status")
     @classmethod

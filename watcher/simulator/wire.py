@@ -18,12 +18,14 @@ JSON = "application/json"
 
 class ApiError(Exception):
     """An answer the service gives as an error: its code (an error shape of the
-    model, e.g. ResourceNotFoundException) and its message."""
+    model, e.g. ResourceNotFoundException), its message, and its HTTP status where
+    the model gives the code none (None: the model's)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.status = status
 
 
 def json_response(body: dict[str, Any], request_id: str) -> web.Response:
