@@ -22,6 +22,7 @@ from aiobotocore.session import AioSession, get_session
 from botocore.parsers import ResponseParserError
 
 from watcher.clock import Clock
+from watcher.diagnostics import StepExecution, WorkflowExecution
 from watcher.errors import (
     AccessDenied,
     ApiError,
@@ -252,6 +253,76 @@ class AwsImageSource:
             {"imageBuildVersionArn": build_arn, "clientToken": client_token},
         )
 
+    # -- a failed build's workflow steps (watcher.diagnostics). The model lists
+    # -- no ResourceNotFoundException for these, but one is classified as NotFound.
+
+    async def list_workflow_executions(
+        self, build_arn: str, *, next_token: str | None = None
+    ) -> tuple[list[WorkflowExecution], str | None]:
+        """One page of ListWorkflowExecutions: the workflows the build ran."""
+        request: dict[str, Any] = {"imageBuildVersionArn": build_arn, "maxResults": 25}
+        if next_token:
+            request["nextToken"] = next_token
+        region = Arn.parse(build_arn).region
+        response = await self._call(region, "list_workflow_executions", build_arn, request)
+        try:
+            items = [
+                WorkflowExecution(
+                    execution_id=item["workflowExecutionId"],
+                    type=_typed(item, "type", str),
+                    status=_typed(item, "status", str),
+                    workflow_arn=_typed(item, "workflowBuildVersionArn", str),
+                    message=_typed(item, "message", str),
+                )
+                for item in response.get("workflowExecutions") or []
+            ]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise Unavailable(
+                f"malformed ListWorkflowExecutions response: {exc}", code="Malformed", arn=build_arn
+            ) from exc
+        return items, response.get("nextToken") or None
+
+    async def list_workflow_step_executions(
+        self, build_arn: str, workflow_execution_id: str, *, next_token: str | None = None
+    ) -> tuple[list[StepExecution], str | None]:
+        """One page of ListWorkflowStepExecutions: the steps of one workflow run
+        (`build_arn` picks the region; the execution id names no region)."""
+        request: dict[str, Any] = {"workflowExecutionId": workflow_execution_id, "maxResults": 25}
+        if next_token:
+            request["nextToken"] = next_token
+        region = Arn.parse(build_arn).region
+        response = await self._call(region, "list_workflow_step_executions", build_arn, request)
+        try:
+            items = [_step(item) for item in response.get("steps") or []]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise Unavailable(
+                f"malformed ListWorkflowStepExecutions response: {exc}",
+                code="Malformed",
+                arn=build_arn,
+            ) from exc
+        return items, response.get("nextToken") or None
+
+    async def get_workflow_step_execution(
+        self, build_arn: str, step_execution_id: str
+    ) -> StepExecution:
+        """GetWorkflowStepExecution: one step by the id failureContext names; one call
+        where listing would take two or more."""
+        region = Arn.parse(build_arn).region
+        response = await self._call(
+            region,
+            "get_workflow_step_execution",
+            build_arn,
+            {"stepExecutionId": step_execution_id},
+        )
+        try:
+            return _step(response)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise Unavailable(
+                f"malformed GetWorkflowStepExecution response: {exc}",
+                code="Malformed",
+                arn=build_arn,
+            ) from exc
+
     async def _call(
         self,
         region: str,
@@ -426,6 +497,9 @@ def snapshot_from_image(image: dict[str, Any], arn: str, *, observed_at: datetim
             tests_enabled=_typed(tests, "imageTestsEnabled", bool),
             outputs=_outputs(outputs),
             observed_at=observed_at,
+            log_group=_typed(
+                _typed(image, "loggingConfiguration", dict) or {}, "logGroupName", str
+            ),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise Unavailable(f"malformed image in response: {exc}", code="Malformed", arn=arn) from exc
@@ -439,6 +513,20 @@ def _typed(document: dict[str, Any], key: str, kind: type[T]) -> T | None:
     if value is None or isinstance(value, kind):
         return value
     raise TypeError(f"{key} is {type(value).__name__}, expected {kind.__name__}")
+
+
+def _step(item: dict[str, Any]) -> StepExecution:
+    """A WorkflowStepMetadata, or a GetWorkflowStepExecution response (its members
+    and the ids of its workflow)."""
+    return StepExecution(
+        step_execution_id=item["stepExecutionId"],
+        name=item["name"],
+        action=_typed(item, "action", str),
+        status=_typed(item, "status", str),
+        message=_typed(item, "message", str),
+        execution_id=_typed(item, "workflowExecutionId", str),
+        workflow_arn=_typed(item, "workflowBuildVersionArn", str),
+    )
 
 
 def _pipeline_name(image: dict[str, Any]) -> str | None:

@@ -107,6 +107,7 @@ async def open_service(
             watch = config.watch
             engine = Engine(
                 source=MeteredSource(source, metrics, readiness, clock),
+                workflows=source,
                 store=store,
                 clock=clock,
                 limiter=CubicLimiter(watch.max_tps, clock),

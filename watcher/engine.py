@@ -25,6 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from watcher.aws import ImageSource
 from watcher.clock import Clock
+from watcher.diagnostics import WorkflowEdge, gather
 from watcher.errors import (
     AccessDenied,
     ApiError,
@@ -171,13 +172,15 @@ class Engine:
         metrics: Metrics | None = None,
         resolver: Resolver | None = None,
         recovery: Recovery | None = None,
+        workflows: WorkflowEdge | None = None,
     ) -> None:
         """`outbox` routes each committed event to the sinks that want it (durable
         delivery rows in the same transaction); `listeners` are in-process observers
         told right after the commit, such as the progress lines of a one-shot wait;
         `resolver` finds the newest build of a version ARN (one-shot runs only: the
         daemon follows version ARNs through discovery instead); `recovery` (the daemon
-        only) polls ARNs parked on credentials or access again later."""
+        only) polls ARNs parked on credentials or access again later; `workflows` reads
+        a failed build's workflow steps for its FAILED event's diagnostics."""
         self._source = source
         self._store = store
         self._listeners: list[Sink] = list(listeners)
@@ -203,6 +206,10 @@ class Engine:
         self._resolver = resolver
         self._remembered: dict[str, Tracked] | None = None
         self._recovery = recovery
+        # What reads a failed build's workflow steps: given, or the source itself when
+        # it can (AwsImageSource); a scripted source cannot, and its FAILED events
+        # carry no diagnostics. A wrapped source (the daemon's MeteredSource) is given.
+        self._workflows = workflows or (source if isinstance(source, WorkflowEdge) else None)
 
     async def watch_arns(self, arns: Sequence[str]) -> tuple[list[str], list[str]]:
         """Watch exactly these configured `arns` from now on: new ones are polled at
@@ -503,6 +510,9 @@ class Engine:
             watch.error, watch.paused_polls = None, 0
         watch.waiting = watch.last_error = None
         tracked, events = observe(watch.watched, watch.tracked, snapshot)
+        # Before the commit, so the event is stored and delivered with them; in this
+        # worker, so only this build waits for the look-ups.
+        events = [await self._diagnosed(event, snapshot) for event in events]
         if tracked != watch.tracked:
             routes = self._outbox.routes_for(events) if self._outbox and events else None
             await self._store.commit(
@@ -521,6 +531,15 @@ class Engine:
         if delay is not None and not dropped and not (self._stop_when_ended and watch.ended):
             self._push(watch.arn, self._clock.monotonic() + delay)
         self._check_all_ended()
+
+    async def _diagnosed(self, event: Transition, snapshot: ImageSnapshot) -> Transition:
+        """`event`, with the diagnostics of its build if it is a transition into FAILED.
+        Events are only made on a change of status, so this runs once per failure
+        (once more if a retried build fails again); `gather` never raises."""
+        if self._workflows is None or event.current.status is not ImageStatus.FAILED:
+            return event
+        diagnostics = await gather(self._workflows, self.call, snapshot)
+        return event.model_copy(update={"diagnostics": diagnostics})
 
     async def _resolve(self, watch: Watch) -> None:
         """Find the newest build of a one-shot version ARN, then poll that build."""

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, cast, dataclass_
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
+    from watcher.diagnostics import Diagnostics
+
 EVENT_TYPE = "image.state_changed"
 EVENT_VERSION = "1"
 
@@ -320,6 +322,10 @@ def _adapter(cls: type[_Value]) -> TypeAdapter[Any]:
     if key not in _ADAPTERS:
         from pydantic import TypeAdapter  # only here: see the module docstring
 
+        # Transition.diagnostics names a class of a module that imports this one:
+        # pydantic resolves that forward reference in this frame's locals.
+        from watcher.diagnostics import Diagnostics  # noqa: F401
+
         _ADAPTERS[key] = TypeAdapter(cls)
     return _ADAPTERS[key]
 
@@ -373,6 +379,8 @@ class ImageSnapshot(_Value):
     outputs: Outputs = Outputs()
     observed_at: datetime
     """When we received it, on the watcher's clock."""
+    log_group: str | None = None
+    """loggingConfiguration.logGroupName, where the response carries it."""
 
     def same_state(self, other: ImageSnapshot) -> bool:
         """Whether `other` shows nothing worth remembering that this one does not:
@@ -446,9 +454,14 @@ class Transition(_Value):
     durations: Durations
     outputs: Outputs | None = None
     observed_at: datetime
+    diagnostics: Diagnostics | None = None
+    """Why the build failed (`watcher.diagnostics`): set on the event of a transition
+    into FAILED only, and in the envelope only when set."""
 
     def envelope(self) -> dict[str, Any]:
         """The Standard Webhooks envelope: `{type, timestamp, data}`."""
         data = self.model_dump(mode="json")
+        if data.get("diagnostics") is None:
+            data.pop("diagnostics", None)  # added within v1: absent, not null, when unset
         data["version"] = EVENT_VERSION
         return {"type": EVENT_TYPE, "timestamp": data["observed_at"], "data": data}

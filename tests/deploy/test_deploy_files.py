@@ -405,6 +405,17 @@ DOCUMENTED_RESOURCE = {
     "ListImagePipelines": None,
     "StartImagePipelineExecution": "image-pipeline/",  # imagePipeline*
     "CancelImageCreation": "image/",  # image*
+    # Failure diagnostics (watcher.diagnostics): granted on "*", as their resource
+    # types were not checked against the reference; without them diagnostics only
+    # leave the failed step out.
+    "ListWorkflowExecutions": None,
+    "ListWorkflowStepExecutions": None,
+    "GetWorkflowStepExecution": None,
+}
+DIAGNOSTICS_ACTIONS = {
+    "ListWorkflowExecutions",
+    "ListWorkflowStepExecutions",
+    "GetWorkflowStepExecution",
 }
 DAEMON_ACTIONS = {
     "GetImage",
@@ -412,6 +423,7 @@ DAEMON_ACTIONS = {
     "GetImagePipeline",
     "ListImagePipelineImages",
     "ListImagePipelines",
+    *DIAGNOSTICS_ACTIONS,
 }
 CI_ACTIONS = {
     "GetImage",
@@ -419,6 +431,7 @@ CI_ACTIONS = {
     "GetImagePipeline",
     "StartImagePipelineExecution",
     "CancelImageCreation",
+    *DIAGNOSTICS_ACTIONS,
 }
 
 
