@@ -12,7 +12,7 @@ import json
 import random
 import signal
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -21,10 +21,11 @@ import anyio
 
 from watcher.aws import AwsImageSource, ImageSource
 from watcher.clock import Clock
+from watcher.diagnostics import Diagnostics
 from watcher.engine import Engine, RunResult, Schedule, Watch
 from watcher.errors import ApiError, Misconfigured
 from watcher.listing import newest_build
-from watcher.model import ImageStatus
+from watcher.model import ImageStatus, Transition
 from watcher.progress import Progress
 from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy
@@ -112,7 +113,9 @@ async def wait_with(
     progress = Progress(
         stderr, clock, engine.watches, live=stderr.isatty(), heartbeat=request.heartbeat
     )
+    failures = FailureDiagnostics()
     engine.add_listener(progress)
+    engine.add_listener(failures)
     async with anyio.create_task_group() as group:
         group.start_soon(progress.run)
         group.start_soon(_interrupt_on_signals, engine)
@@ -120,7 +123,7 @@ async def wait_with(
         group.cancel_scope.cancel()
     if result.timed_out and on_timeout is not None:
         await on_timeout(engine, result)
-    report = build_report(result)
+    report = build_report(result, failures.by_watched)
     stdout.write(
         json.dumps(report, indent=2) + "\n" if request.output == "json" else render_text(report)
     )
@@ -129,6 +132,21 @@ async def wait_with(
         for warning in write_github_output(github_output, report):
             stderr.write(f"ibwatch: warning: {warning}\n")
     return int(report["exit_code"])
+
+
+class FailureDiagnostics:
+    """Keeps the diagnostics of each build's FAILED event for the result: the
+    engine's watches hold the snapshot only, and the event is where they are."""
+
+    def __init__(self) -> None:
+        self.by_watched: dict[str, Diagnostics] = {}
+        """By the event's `watched`: the ARN as given on the command line."""
+
+    async def send(self, event: Transition) -> None:
+        if event.current.status is ImageStatus.FAILED and event.diagnostics is not None:
+            self.by_watched[event.watched] = event.diagnostics
+        else:  # moved on (a retried build): its old failure no longer explains it
+            self.by_watched.pop(event.watched, None)
 
 
 async def _interrupt_on_signals(engine: Engine) -> None:
@@ -171,9 +189,16 @@ def _status(watch: Watch) -> ImageStatus | None:
     return watch.tracked.snapshot.status if watch.tracked else None
 
 
-def build_report(result: RunResult) -> dict[str, Any]:
-    """The result as plain data: what --output json prints, and what text renders."""
-    images = [_image_report(w, w.arn in result.cancelled) for w in result.watches.values()]
+def build_report(
+    result: RunResult, diagnostics: Mapping[str, Diagnostics] | None = None
+) -> dict[str, Any]:
+    """The result as plain data: what --output json prints, and what text renders.
+    `diagnostics` are those of the FAILED events, by the ARN watched."""
+    known = diagnostics or {}
+    images = [
+        _image_report(w, w.arn in result.cancelled, known.get(w.watched))
+        for w in result.watches.values()
+    ]
     code = exit_code(result)
     overall = {
         EXIT_AVAILABLE: "AVAILABLE",
@@ -200,7 +225,7 @@ def build_report(result: RunResult) -> dict[str, Any]:
     }
 
 
-def _image_report(watch: Watch, cancelled: bool) -> dict[str, Any]:
+def _image_report(watch: Watch, cancelled: bool, diagnostics: Diagnostics | None) -> dict[str, Any]:
     report: dict[str, Any] = {
         "arn": watch.arn,
         "build_arn": watch.build_arn,
@@ -214,6 +239,12 @@ def _image_report(watch: Watch, cancelled: bool) -> dict[str, Any]:
         "cancelled_at_timeout": cancelled,
         "amis": [],
         "containers": [],
+        # `failed_step` above is failureContext's step name (a string, kept as it was);
+        # the diagnostics' step says more, under its own key.
+        "failed_workflow_step": None,
+        "log_group": None,
+        "log_stream": None,
+        "console_url": None,
     }
     report["error"] = _error(watch.error)
     if watch.tracked is not None:
@@ -231,7 +262,26 @@ def _image_report(watch: Watch, cancelled: bool) -> dict[str, Any]:
                 for c in snapshot.outputs.containers
             ],
         }
+        if diagnostics is not None and snapshot.status is ImageStatus.FAILED:
+            report |= _diagnostics_report(diagnostics)
     return report
+
+
+def _diagnostics_report(diagnostics: Diagnostics) -> dict[str, Any]:
+    step = diagnostics.failed_step
+    return {
+        "failed_workflow_step": None
+        if step is None
+        else {
+            "workflow": step.workflow,
+            "name": step.name,
+            "action": step.action,
+            "message": step.message,
+        },
+        "log_group": diagnostics.log_group,
+        "log_stream": diagnostics.log_stream,
+        "console_url": diagnostics.console_url,
+    }
 
 
 def _error(error: ApiError | None) -> dict[str, str] | None:
@@ -275,9 +325,30 @@ def render_text(report: dict[str, Any]) -> str:
         if image["failed_step"]:
             line += f"  (failed step: {image['failed_step']})"
         lines.append(line)
+        lines += _diagnostics_lines(image)
         lines += [f"  {ami['region']}  {ami['image']}" for ami in image["amis"]]
         lines += [f"  {c['region']}  {uri}" for c in image["containers"] for uri in c["image_uris"]]
     return "\n".join(lines) + "\n"
+
+
+def _diagnostics_lines(image: dict[str, Any]) -> list[str]:
+    """The block under a failed build's line: only what is known of why it failed."""
+    lines = []
+    step = image.get("failed_workflow_step")
+    if step is not None:
+        where = f"{step['workflow']} workflow, step" if step["workflow"] else "step"
+        text = f"  failed in {where} {step['name']}"
+        if step["action"]:
+            text += f" ({step['action']})"
+        if step["message"]:
+            # A multi-line message stays inside the block, indented under its step.
+            text += ": " + "\n    ".join(step["message"].splitlines())
+        lines.append(text)
+    if image.get("log_group"):
+        lines.append(f"  logs: {image['log_group']} {image['log_stream'] or ''}".rstrip())
+    if image.get("console_url"):
+        lines.append(f"  console: {image['console_url']}")
+    return lines
 
 
 def write_github_output(path: Path, report: dict[str, Any]) -> list[str]:
@@ -308,6 +379,10 @@ def write_github_output(path: Path, report: dict[str, Any]) -> list[str]:
         for image in report["images"]
         if image["error"] or image["last_error"]
     ]
+    # Why the first FAILED build failed; any other's is in `result`.
+    failed = next(
+        (i for i in report["images"] if i["status"] == ImageStatus.FAILED.value), None
+    ) or dict.fromkeys(("failed_workflow_step", "log_group", "console_url"))
     lines = [
         f"status={report['status']}",
         f"exit_code={report['exit_code']}",
@@ -318,12 +393,30 @@ def write_github_output(path: Path, report: dict[str, Any]) -> list[str]:
         f"amis={_compact(amis)}",
         f"container_uris={_compact(uris)}",
         f"errors={_compact(errors)}",
+        f"failed_step={_one_line(_step_name(failed['failed_workflow_step']))}",
+        f"log_group={_one_line(failed['log_group'])}",
+        f"console_url={_one_line(failed['console_url'])}",
         *(f"ami_{region}={ami}" for region, ami in amis.items()),
         f"result={_compact(report)}",
     ]
     with path.open("a", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
     return warnings
+
+
+def _step_name(step: dict[str, Any] | None) -> str | None:
+    """`TEST/RunImageTests`: the workflow and step, never the step's message."""
+    if step is None:
+        return None
+    return f"{step['workflow']}/{step['name']}" if step["workflow"] else str(step["name"])
+
+
+def _one_line(value: str | None) -> str:
+    """A `key=value` line holds one line: a value with a line break is left empty,
+    never allowed to end the line early and write a key of its own."""
+    if not value or "\n" in value or "\r" in value:
+        return ""
+    return value
 
 
 def _compact(value: Any) -> str:
