@@ -29,9 +29,16 @@ SIGNED_LOOKING = {
 @asynccontextmanager
 async def imagebuilder(endpoint_url: str, region: str = "us-east-1") -> AsyncIterator[Any]:
     """The real aiobotocore client, retries off so every call is one request."""
+    async with aws_client("imagebuilder", endpoint_url, region) as client:
+        yield client
+
+
+@asynccontextmanager
+async def aws_client(service: str, endpoint_url: str, region: str) -> AsyncIterator[Any]:
+    """A real aiobotocore client of `service`, retries off so every call is one request."""
     session = get_session()
     async with session.create_client(
-        "imagebuilder",
+        service,
         region_name=region,
         endpoint_url=endpoint_url,
         aws_access_key_id="AKIDEXAMPLE",

@@ -10,10 +10,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 
-from tests.support import ACCOUNT, SIGNED_LOOKING, WEB_BASE_VERSION, timeline, web_base_image
+from tests.support import (
+    ACCOUNT,
+    SIGNED_LOOKING,
+    WEB_BASE_VERSION,
+    aws_client,
+    timeline,
+    web_base_image,
+)
 from watcher.simulator import Scenario, model
 
 REGION_PREFIX = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}"
@@ -104,13 +109,5 @@ def images_of(*numbers: int, **overrides: Any) -> list[dict[str, Any]]:
 async def logs(endpoint_url: str, region: str = "us-east-1") -> AsyncIterator[Any]:
     """The real aiobotocore CloudWatch Logs client, retries off so every call is one
     request."""
-    session = get_session()
-    async with session.create_client(
-        "logs",
-        region_name=region,
-        endpoint_url=endpoint_url,
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="not-a-secret",
-        config=AioConfig(retries={"total_max_attempts": 1}),
-    ) as client:
+    async with aws_client("logs", endpoint_url, region) as client:
         yield client
