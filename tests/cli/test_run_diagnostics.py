@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from tests.cli.test_run_pruning import daemon_on, ended, until
+from tests.cli.in_process import daemon_config, daemon_on, ended, until
 from tests.support import ACCOUNT, scenario, timeline
 from watcher.simulator import Simulator
 from watcher.testing import VirtualClock
@@ -26,12 +26,8 @@ async def test_a_failed_build_seen_by_the_daemon_names_its_failing_step(tmp_path
         async with anyio.create_task_group() as group:
             group.start_soon(clock.drive)
             async with Simulator(plan, clock=clock) as url:
-                config_path.write_text(
-                    f'[aws]\nregion = "us-east-1"\nendpoint_url = "{url}"\n'
-                    f'[watch]\narns = ["{BUILD}"]\n[watch.intervals]\ndefault = "30s"\n'
-                    f'[state]\npath = "{tmp_path / "state.db"}"\n'
-                    '[server]\nlisten = "127.0.0.1:0"\n[[sinks]]\ntype = "log"\n'
-                )
+                watch = f'arns = ["{BUILD}"]\n[watch.intervals]\ndefault = "30s"\n'
+                config_path.write_text(daemon_config(url, tmp_path / "state.db", watch))
                 async with daemon_on(config_path, clock) as service:
                     await until(lambda: ended(service, BUILD), logs)
                     events = await service.store.events()

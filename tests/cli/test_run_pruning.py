@@ -5,48 +5,20 @@ simulator over loopback."""
 
 from __future__ import annotations
 
-import signal
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import structlog
 
+from tests.cli.in_process import daemon_config, daemon_on, ended, until
 from tests.support import ACCOUNT, scenario, timeline
-from watcher.config import load
-from watcher.daemon import Service, open_service, serve
 from watcher.simulator import Simulator
 from watcher.testing import VirtualClock
 
 VERSION = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/web-base/1.4.0"
 BUILD = f"{VERSION}/1"
 DAY = 86400.0
-
-
-async def until(condition: Callable[[], bool], logs: list[dict[str, Any]]) -> None:
-    """Wait for a condition of the daemon, whatever virtual time it takes."""
-    with anyio.move_on_after(30):  # real seconds: only a hang reaches it
-        while not condition():  # noqa: ASYNC110 - the daemon's state has no event to await
-            await anyio.sleep(0.005)
-        return
-    raise AssertionError(f"never came true; the daemon logged {logs}")
-
-
-@asynccontextmanager
-async def daemon_on(config_path: Path, clock: VirtualClock) -> AsyncIterator[Service]:
-    send, receive = anyio.create_memory_object_stream[int](4)
-    with send, receive:
-        async with (
-            open_service(load(config_path), clock=clock) as service,
-            anyio.create_task_group() as group,
-        ):
-            group.start_soon(serve, service, receive, config_path)
-            try:
-                yield service
-            finally:
-                await send.send(signal.SIGTERM)  # serve returns once drained
 
 
 async def test_a_pruned_build_is_neither_kept_nor_announced_again_after_a_restart(
@@ -61,12 +33,13 @@ async def test_a_pruned_build_is_neither_kept_nor_announced_again_after_a_restar
         async with anyio.create_task_group() as group:
             group.start_soon(clock.drive)
             async with Simulator(plan, clock=clock) as url:
-                config_path.write_text(
-                    f'[aws]\nregion = "us-east-1"\nendpoint_url = "{url}"\n'
-                    f'[watch]\narns = ["{VERSION}"]\ndiscovery_interval = "1m"\n'
+                watch = (
+                    f'arns = ["{VERSION}"]\ndiscovery_interval = "1m"\n'
                     '[watch.intervals]\ndefault = "1m"\n'
-                    f'[state]\npath = "{tmp_path / "state.db"}"\nkeep_events = "1d"\n'
-                    '[server]\nlisten = "127.0.0.1:0"\n[[sinks]]\ntype = "log"\n'
+                )
+                state = tmp_path / "state.db"
+                config_path.write_text(
+                    daemon_config(url, state, watch, state_keys='keep_events = "1d"\n')
                 )
                 async with daemon_on(config_path, clock) as service:
                     await until(lambda: ended(service, BUILD), logs)
@@ -96,8 +69,3 @@ async def test_a_pruned_build_is_neither_kept_nor_announced_again_after_a_restar
 
 def pruned(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [line for line in logs if line["event"] == "state.pruned"]
-
-
-def ended(service: Service, arn: str) -> bool:
-    watch = service.engine.watches.get(arn)
-    return watch is not None and watch.ended
