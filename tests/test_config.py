@@ -537,8 +537,25 @@ def test_override_variables_cover_the_scalar_keys() -> None:
             "IBWATCH_WATCH_FAILED_RECHECK_WINDOW",
             "IBWATCH_STATE_PATH",
             "IBWATCH_STATE_KEEP_EVENTS",
+            "IBWATCH_DIAGNOSTICS_PROGRESS_SHARE",
+            "IBWATCH_DIAGNOSTICS_LOG_LINES",
         ]
     )
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+
+def test_diagnostics_defaults_and_bounds(tmp_path: Path) -> None:
+    defaults = load(write(tmp_path, MINIMAL)).diagnostics
+    assert (defaults.progress_share, defaults.log_lines) == (0.2, 0)
+    message = problems_of(
+        write(tmp_path, MINIMAL + "[diagnostics]\nprogress_share = 1.0\nlog_lines = 5000\n")
+    )
+    assert "diagnostics.progress_share" in message
+    assert "diagnostics.log_lines" in message
+    env = {"IBWATCH_DIAGNOSTICS_LOG_LINES": "20"}
+    assert load(write(tmp_path, MINIMAL), env=env).diagnostics.log_lines == 20
 
 
 # --------------------------------------------------------------------------- state

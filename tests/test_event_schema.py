@@ -26,6 +26,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 import watcher.schema
+from watcher.build_progress import BuildProgress
 from watcher.model import (
     EVENT_TYPE,
     EVENT_VERSION,
@@ -107,6 +108,12 @@ def generate() -> dict[str, Any]:
     data["properties"]["diagnostics"]["description"] = (
         "Why the build failed: its failing workflow step, component and region failures, "
         "build log and console link. Only on a transition into FAILED."
+    )
+    # Added within v1 too, and likewise left out when unset.
+    data["required"].remove("progress")
+    data["properties"]["progress"]["description"] = (
+        "The workflow step the build was running when the event was seen (BUILDING, "
+        "TESTING, DISTRIBUTING), when ibwatch looked it up. Absent otherwise."
     )
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -229,6 +236,23 @@ def failed_with_context() -> Transition:
     return event
 
 
+def in_testing_with_progress() -> Transition:
+    tracked, _ = observe(ARN, None, snapshot("BUILDING", 3))
+    _, [event] = observe(ARN, tracked, snapshot("TESTING", 12))
+    progress = BuildProgress(
+        workflow="TEST",
+        workflow_name="test-image",
+        workflow_execution_id="wf-0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+        step=2,
+        steps=3,
+        step_name="ApplyTestComponents",
+        action="ExecuteComponents",
+        step_started_at=T0 + timedelta(minutes=11),
+        observed_at=T0 + timedelta(minutes=12),
+    )
+    return event.model_copy(update={"progress": progress})
+
+
 def unknown_status() -> Transition:
     tracked, _ = observe(ARN, None, snapshot("BUILDING", 3))
     _, [event] = observe(ARN, tracked, snapshot("QUEUED_FOR_SCAN", 9))
@@ -239,6 +263,7 @@ EVENTS: dict[str, Callable[[], Transition]] = {
     "first sighting": first_sighting,
     "AVAILABLE with AMIs and containers": available_with_amis_and_containers,
     "FAILED with a failure context": failed_with_context,
+    "TESTING with its running step": in_testing_with_progress,
     "unknown status": unknown_status,
 }
 
@@ -263,6 +288,14 @@ def test_the_events_cover_what_they_claim() -> None:
     failed = failed_with_context().envelope()["data"]
     assert failed["current"]["failureContext"]["failedStep"] == "RunImageTests"
     assert unknown_status().envelope()["data"]["current"]["status"] == "QUEUED_FOR_SCAN"
+    assert in_testing_with_progress().envelope()["data"]["progress"]["step"] == 2
+    assert "progress" not in first
+
+
+def test_a_progress_with_a_step_number_as_text_does_not_validate() -> None:
+    envelope = copy.deepcopy(in_testing_with_progress().envelope())
+    envelope["data"]["progress"]["step"] = "2"
+    assert errors_of(envelope) != []
 
 
 def _without_id(envelope: dict[str, Any]) -> None:
@@ -324,5 +357,7 @@ def test_a_field_added_later_in_version_1_still_validates() -> None:
 def test_every_key_the_event_carries_is_required() -> None:
     """model_dump writes defaulted fields too, so a receiver may rely on each key."""
     data = event_schema()["properties"]["data"]
-    assert set(data["required"]) == set(data["properties"]) - {"diagnostics"}
-    assert set(data["properties"]) - {"diagnostics"} == set(first_sighting().envelope()["data"])
+    assert set(data["required"]) == set(data["properties"]) - {"diagnostics", "progress"}
+    assert set(data["properties"]) - {"diagnostics", "progress"} == set(
+        first_sighting().envelope()["data"]
+    )

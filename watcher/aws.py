@@ -273,6 +273,7 @@ class AwsImageSource:
                     status=_typed(item, "status", str),
                     workflow_arn=_typed(item, "workflowBuildVersionArn", str),
                     message=_typed(item, "message", str),
+                    total_step_count=_typed(item, "totalStepCount", int),
                 )
                 for item in response.get("workflowExecutions") or []
             ]
@@ -526,6 +527,7 @@ def _step(item: dict[str, Any]) -> StepExecution:
         message=_typed(item, "message", str),
         execution_id=_typed(item, "workflowExecutionId", str),
         workflow_arn=_typed(item, "workflowBuildVersionArn", str),
+        started_at=_date(item.get("startTime")),
     )
 
 

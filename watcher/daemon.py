@@ -126,6 +126,8 @@ async def open_service(
                 outbox=dispatcher,
                 metrics=metrics,
                 recovery=Recovery(cap=watch.paused_retry_cap),
+                progress_share=config.diagnostics.progress_share,
+                log_lines=config.diagnostics.log_lines,
             )
             discovery = Discovery(
                 edge=source,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from functools import partial
 from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
@@ -44,6 +45,8 @@ class WorkflowExecution(_Value):
     status: str | None = None
     workflow_arn: str | None = None
     message: str | None = None
+    total_step_count: int | None = None
+    """totalStepCount: "Image Builder sets this count before any steps run"."""
 
 
 class StepExecution(_Value):
@@ -60,6 +63,8 @@ class StepExecution(_Value):
     execution_id: str | None = None
     """Its workflow execution (GetWorkflowStepExecution says; a list item does not)."""
     workflow_arn: str | None = None
+    started_at: datetime | None = None
+    """startTime: when the step started."""
 
 
 @runtime_checkable
@@ -134,6 +139,9 @@ class Diagnostics(_Value):
     log_group: str
     log_stream: str
     console_url: str | None
+    log_tail: tuple[str, ...] | None = None
+    """The last lines of the build's log stream, secrets-looking strings redacted;
+    None when not asked for (`log_lines` 0) or not readable."""
 
 
 def log_group(snapshot: ImageSnapshot) -> str:
@@ -167,8 +175,11 @@ def console_url(build_arn: str) -> str | None:
     )
 
 
-async def gather(edge: WorkflowEdge, call: Call, snapshot: ImageSnapshot) -> Diagnostics:
-    """The diagnostics of FAILED `snapshot`; never raises (bar cancellation)."""
+async def gather(
+    edge: WorkflowEdge, call: Call, snapshot: ImageSnapshot, *, log_lines: int = 0
+) -> Diagnostics:
+    """The diagnostics of FAILED `snapshot`, with the last `log_lines` lines of its
+    build log when more than 0; never raises (bar cancellation)."""
     context = snapshot.failure_context or {}
     try:
         step = await _failed_step(edge, call, snapshot.arn, context)

@@ -24,6 +24,7 @@ from anyio import CancelScope
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from watcher.aws import ImageSource
+from watcher.build_progress import BuildProgress, ProgressListener, ProgressLookups
 from watcher.clock import Clock
 from watcher.diagnostics import WorkflowEdge, gather
 from watcher.errors import (
@@ -128,6 +129,8 @@ class Watch:
     timeout reports as its cause."""
     paused_polls: int = 0
     """Polls in a row that failed on an error `Recovery` heals: the backoff's exponent."""
+    progress: BuildProgress | None = None
+    """The running workflow step, as last looked up (`watcher.build_progress`)."""
     entry: int | None = None
     """The schedule entry that is this watch's next poll; None while it is being
     polled or has left the schedule. Any other entry for it is stale and skipped, so
@@ -173,6 +176,9 @@ class Engine:
         resolver: Resolver | None = None,
         recovery: Recovery | None = None,
         workflows: WorkflowEdge | None = None,
+        progress_share: float = 0.0,
+        progress_head_start: bool = False,
+        log_lines: int = 0,
     ) -> None:
         """`outbox` routes each committed event to the sinks that want it (durable
         delivery rows in the same transaction); `listeners` are in-process observers
@@ -180,7 +186,10 @@ class Engine:
         `resolver` finds the newest build of a version ARN (one-shot runs only: the
         daemon follows version ARNs through discovery instead); `recovery` (the daemon
         only) polls ARNs parked on credentials or access again later; `workflows` reads
-        a failed build's workflow steps for its FAILED event's diagnostics."""
+        a failed build's workflow steps for its FAILED event's diagnostics, and the
+        running step of a build in progress within `progress_share` of the limiter's
+        rate (0: never; `progress_head_start` lets the very first poll look one up, as
+        a one-shot wait wants); `log_lines` of a failed build's log join its diagnostics."""
         self._source = source
         self._store = store
         self._listeners: list[Sink] = list(listeners)
@@ -210,6 +219,20 @@ class Engine:
         # it can (AwsImageSource); a scripted source cannot, and its FAILED events
         # carry no diagnostics. A wrapped source (the daemon's MeteredSource) is given.
         self._workflows = workflows or (source if isinstance(source, WorkflowEdge) else None)
+        self._log_lines = log_lines
+        self._progress = (
+            ProgressLookups(
+                self._workflows,
+                limiter=limiter,
+                clock=clock,
+                share=progress_share,
+                rng=self._random,
+                head_start=progress_head_start,
+            )
+            if self._workflows is not None and progress_share > 0
+            else None
+        )
+        self._progress_listeners = [x for x in listeners if isinstance(x, ProgressListener)]
 
     async def watch_arns(self, arns: Sequence[str]) -> tuple[list[str], list[str]]:
         """Watch exactly these configured `arns` from now on: new ones are polled at
@@ -348,7 +371,15 @@ class Engine:
         return self._limiter
 
     def add_listener(self, listener: Sink) -> None:
+        """Tell `listener` of every event after its commit, and of every change of a
+        build's running step too if it is a `ProgressListener`."""
         self._listeners.append(listener)
+        if isinstance(listener, ProgressListener):
+            self._progress_listeners.append(listener)
+
+    @property
+    def progress_lookups(self) -> ProgressLookups | None:
+        return self._progress
 
     async def run(
         self, arns: Sequence[str], *, stop_when_ended: bool = False, time_limit: float | None = None
@@ -512,7 +543,10 @@ class Engine:
         tracked, events = observe(watch.watched, watch.tracked, snapshot)
         # Before the commit, so the event is stored and delivered with them; in this
         # worker, so only this build waits for the look-ups.
-        events = [await self._diagnosed(event, snapshot) for event in events]
+        shown = watch.progress
+        if self._progress is not None:
+            watch.progress = await self._progress.refresh(build_arn, snapshot.status, shown)
+        events = [await self._annotated(event, snapshot, watch.progress) for event in events]
         if tracked != watch.tracked:
             routes = self._outbox.routes_for(events) if self._outbox and events else None
             await self._store.commit(
@@ -526,19 +560,26 @@ class Engine:
                 previous = event.previous.status.value if event.previous else "none"
                 self._metrics.transitions.labels(previous, event.current.status.value).inc()
             await self._tell_listeners(event)
+        if watch.progress is not None and not _same_step(watch.progress, shown):
+            self._tell_progress(watch)
         delay = self._next_poll(watch)
         dropped = self.watches.get(watch.arn) is not watch  # by a reload meanwhile
         if delay is not None and not dropped and not (self._stop_when_ended and watch.ended):
             self._push(watch.arn, self._clock.monotonic() + delay)
         self._check_all_ended()
 
-    async def _diagnosed(self, event: Transition, snapshot: ImageSnapshot) -> Transition:
-        """`event`, with the diagnostics of its build if it is a transition into FAILED.
-        Events are only made on a change of status, so this runs once per failure
-        (once more if a retried build fails again); `gather` never raises."""
-        if self._workflows is None or event.current.status is not ImageStatus.FAILED:
+    async def _annotated(
+        self, event: Transition, snapshot: ImageSnapshot, progress: BuildProgress | None
+    ) -> Transition:
+        """`event`, with the diagnostics of its build if it is a transition into FAILED,
+        else with its running step if one was looked up. Events are only made on a
+        change of status, so diagnostics are gathered once per failure (once more if a
+        retried build fails again); `gather` never raises."""
+        if event.current.status is not ImageStatus.FAILED:
+            return event if progress is None else event.model_copy(update={"progress": progress})
+        if self._workflows is None:
             return event
-        diagnostics = await gather(self._workflows, self.call, snapshot)
+        diagnostics = await gather(self._workflows, self.call, snapshot, log_lines=self._log_lines)
         return event.model_copy(update={"diagnostics": diagnostics})
 
     async def _resolve(self, watch: Watch) -> None:
@@ -613,6 +654,18 @@ class Engine:
                     error=f"{type(exc).__name__}: {exc}",
                 )
 
+    def _tell_progress(self, watch: Watch) -> None:
+        for listener in self._progress_listeners:
+            try:
+                listener.progressed(watch.arn, watch.progress)
+            except Exception as exc:  # a failing observer must not stop the watching
+                log.error(
+                    "listener.failed",
+                    listener=type(listener).__name__,
+                    arn=watch.arn,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+
     def _check_all_ended(self) -> None:
         # Only a one-shot run stops when everything ended; the daemon never asks,
         # and with thousands of ended builds this scan would run on every poll.
@@ -624,6 +677,17 @@ class Engine:
     async def _cancel_when_ended(self, scope: CancelScope) -> None:
         await self._all_ended.wait()
         scope.cancel()
+
+
+def _same_step(a: BuildProgress | None, b: BuildProgress | None) -> bool:
+    """The same workflow run at the same step: a new look-up of it is no news."""
+    if a is None or b is None:
+        return a is b
+    return (a.workflow_execution_id, a.step, a.step_name) == (
+        b.workflow_execution_id,
+        b.step,
+        b.step_name,
+    )
 
 
 def _is_history(build: ImageSnapshot, before: datetime | None) -> bool:

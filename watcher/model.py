@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, cast, dataclass_
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
+    from watcher.build_progress import BuildProgress
     from watcher.diagnostics import Diagnostics
 
 EVENT_TYPE = "image.state_changed"
@@ -322,8 +323,9 @@ def _adapter(cls: type[_Value]) -> TypeAdapter[Any]:
     if key not in _ADAPTERS:
         from pydantic import TypeAdapter  # only here: see the module docstring
 
-        # Transition.diagnostics names a class of a module that imports this one:
-        # pydantic resolves that forward reference in this frame's locals.
+        # Transition.diagnostics and .progress name classes of modules that import
+        # this one: pydantic resolves those forward references in this frame's locals.
+        from watcher.build_progress import BuildProgress  # noqa: F401
         from watcher.diagnostics import Diagnostics  # noqa: F401
 
         _ADAPTERS[key] = TypeAdapter(cls)
@@ -457,11 +459,15 @@ class Transition(_Value):
     diagnostics: Diagnostics | None = None
     """Why the build failed (`watcher.diagnostics`): set on the event of a transition
     into FAILED only, and in the envelope only when set."""
+    progress: BuildProgress | None = None
+    """The running workflow step (`watcher.build_progress`), when the event's status
+    runs a workflow and it was looked up; in the envelope only when set."""
 
     def envelope(self) -> dict[str, Any]:
         """The Standard Webhooks envelope: `{type, timestamp, data}`."""
         data = self.model_dump(mode="json")
-        if data.get("diagnostics") is None:
-            data.pop("diagnostics", None)  # added within v1: absent, not null, when unset
+        for added in ("diagnostics", "progress"):  # added within v1: absent, not null
+            if data.get(added) is None:
+                data.pop(added, None)
         data["version"] = EVENT_VERSION
         return {"type": EVENT_TYPE, "timestamp": data["observed_at"], "data": data}

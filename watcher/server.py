@@ -1,19 +1,23 @@
-"""The daemon's HTTP endpoint: /healthz, /readyz and /metrics.
+"""The daemon's HTTP endpoint: /healthz, /readyz, /metrics and /status.
 
 Reads the running service's state; changes nothing. Never shows a URL or secret.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from watcher.clock import Clock
 from watcher.delivery import Dispatcher
-from watcher.engine import Engine
+from watcher.engine import Engine, Watch
+from watcher.errors import ApiError
 from watcher.metrics import Metrics, Readiness
 from watcher.quiet_disconnects import quiet_client_disconnects
 from watcher.store.base import Store
@@ -37,6 +41,7 @@ def create_app(probes: Probes) -> web.Application:
     app.router.add_get("/healthz", _handler(probes, _healthz))
     app.router.add_get("/readyz", _handler(probes, _readyz))
     app.router.add_get("/metrics", _handler(probes, _metrics))
+    app.router.add_get("/status", partial(_status, probes))
     return app
 
 
@@ -101,6 +106,56 @@ async def _metrics(probes: Probes) -> web.Response:
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     response.charset = "utf-8"
     return response
+
+
+async def _status(probes: Probes, request: web.Request) -> web.Response:
+    """For operators: the watched builds still in progress (or parked on an error),
+    with their status and running workflow step; `?all=1` lists ended ones too."""
+    everything = request.query.get("all", "").lower() in ("1", "true", "yes")
+    watches = [
+        w
+        for w in probes.engine.watches.values()
+        if everything or w.error is not None or not w.ended
+    ]
+    builds = [_build_status(w) for w in sorted(watches, key=lambda w: w.arn)]
+    return web.json_response(
+        {
+            "builds": builds,
+            "count": len(builds),
+            "watched": len(probes.engine.watches),
+            "all": everything,
+        },
+        dumps=_dumps,
+    )
+
+
+def _build_status(watch: Watch) -> dict[str, Any]:
+    tracked = watch.tracked
+    snapshot = tracked.snapshot if tracked else None
+    return {
+        "arn": watch.arn,
+        "watched": watch.watched,
+        "build_arn": watch.build_arn,
+        "image": f"{snapshot.name} {snapshot.version}/{snapshot.build}" if snapshot else None,
+        "status": snapshot.status.value if snapshot else None,
+        "status_since": tracked.status_since.isoformat() if tracked else None,
+        "progress": watch.progress.model_dump(mode="json") if watch.progress else None,
+        "waiting": watch.waiting,
+        # `error`: why polling stopped or is paused; `last_error`: the last failure
+        # retrying may still heal.
+        "error": _error(watch.error),
+        "last_error": _error(watch.last_error),
+    }
+
+
+def _error(error: ApiError | None) -> dict[str, str] | None:
+    if error is None:
+        return None
+    return {"type": type(error).__name__, "code": error.code, "message": str(error)}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, indent=1)
 
 
 async def start(app: web.Application, host: str, port: int) -> web.AppRunner:

@@ -52,6 +52,10 @@ class WaitRequest:
     max_tps: float = 5.0
     heartbeat: float = 300.0
     not_found_grace: float = 120.0
+    progress_share: float = 0.2
+    """The share of `max_tps` that looking up the running workflow step may use."""
+    log_lines: int = 0
+    """On FAILED, this many last lines of the build's log join the result."""
 
 
 async def wait_until_available(
@@ -109,6 +113,9 @@ async def wait_with(
         # A version ARN is listed first: GetImage on it shows only its newest
         # AVAILABLE build, never the one in progress or failed (botocore's model).
         resolver=lambda arn: newest_build(aws, engine.call, arn),
+        progress_share=request.progress_share,
+        progress_head_start=True,
+        log_lines=request.log_lines,
     )
     progress = Progress(
         stderr, clock, engine.watches, live=stderr.isatty(), heartbeat=request.heartbeat

@@ -6,6 +6,7 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -36,10 +37,13 @@ async def watch(
     stop_when_ended: bool = True,
     not_found_grace: float = 120.0,
     resolve_versions: bool = False,
+    sink: RecordingSink | None = None,
+    **engine_options: Any,
 ) -> tuple[RunResult, RecordingSink, Simulator]:
+    """Run an engine on `plan`; `engine_options` are passed to the Engine as they are."""
     clock = VirtualClock()
     simulator = Simulator(plan, clock=clock)
-    sink = RecordingSink()
+    sink = sink or RecordingSink()
     async with anyio.create_task_group() as group:
         group.start_soon(clock.drive)
         async with (
@@ -61,6 +65,7 @@ async def watch(
                     if resolve_versions
                     else None
                 ),
+                **engine_options,
             )
             await source.warm(arns)
             result = await engine.run(arns, stop_when_ended=stop_when_ended, time_limit=time_limit)

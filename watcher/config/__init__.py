@@ -9,12 +9,13 @@ nothing from `watcher.sinks`: turning a validated sink entry into a sink is
 `watcher.wiring`'s job.
 
 One module per concern: `aws`, `watch`, `state`, `sinks`, `service` (delivery,
-server, shutdown) are the sections; `document` is the whole; `environment` the
+server, shutdown), `diagnostics` are the sections; `document` is the whole; `environment` the
 `IBWATCH_*` overrides; `loading` reads and validates a file.
 """
 
 from watcher.config._base import ENV_PREFIX, STATUSES, ConfigError
 from watcher.config.aws import AwsConfig
+from watcher.config.diagnostics import DiagnosticsConfig
 from watcher.config.document import Config
 from watcher.config.environment import ENV_OVERRIDES
 from watcher.config.loading import from_mapping, load
@@ -40,6 +41,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DeliveryConfig",
+    "DiagnosticsConfig",
     "DiscordSinkConfig",
     "GChatSinkConfig",
     "LogSinkConfig",

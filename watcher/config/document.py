@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from watcher.config._base import Strict, problems_error
 from watcher.config.aws import AwsConfig
+from watcher.config.diagnostics import DiagnosticsConfig
 from watcher.config.service import DeliveryConfig, ServerConfig, ShutdownConfig
 from watcher.config.sinks import AnySink, LogSinkConfig, SinkConfig
 from watcher.config.state import MIN_KEEP_EVENTS, StateConfig
@@ -24,6 +25,7 @@ class Config(Strict):
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
     sinks: tuple[SinkConfig, ...] = (LogSinkConfig(),)
 
     @model_validator(mode="before")

@@ -1,5 +1,5 @@
 """`IBWATCH_SECTION_KEY` environment variables: each overrides one scalar key of
-`[aws]`, `[watch]` or `[state]`, and errors name the variable it came from."""
+`[aws]`, `[watch]`, `[state]` or `[diagnostics]`, and errors name the variable it came from."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from watcher._validation import did_you_mean
 from watcher.config._base import ENV_PREFIX
 from watcher.config.aws import AwsConfig
+from watcher.config.diagnostics import DiagnosticsConfig
 from watcher.config.state import StateConfig
 from watcher.config.watch import WatchConfig
 
@@ -26,6 +27,7 @@ def _env_overrides() -> Mapping[str, tuple[str, str]]:
         ("aws", AwsConfig),
         ("watch", WatchConfig),
         ("state", StateConfig),
+        ("diagnostics", DiagnosticsConfig),
     )
     for section, model in sections:
         for key, field in model.model_fields.items():
@@ -43,7 +45,7 @@ ENV_OVERRIDES: Mapping[str, tuple[str, str]] = _env_overrides()
 """Each environment variable that overrides a key, and the (section, key) it sets.
 A list key (`watch.arns`) takes a comma-separated value."""
 
-_ENV_SECTIONS = tuple(f"{ENV_PREFIX}{name}_" for name in ("AWS", "WATCH", "STATE"))
+_ENV_SECTIONS = tuple(f"{ENV_PREFIX}{name}_" for name in ("AWS", "WATCH", "STATE", "DIAGNOSTICS"))
 _LIST_KEYS = frozenset({("watch", "arns"), ("watch", "pipelines")})
 NO_ENV: Mapping[str, str] = MappingProxyType({})
 

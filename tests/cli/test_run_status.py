@@ -1,0 +1,107 @@
+"""The daemon's /status: the watched builds in progress with their status and
+running workflow step, for operators; and `progress` on the events it stores.
+In-process, on virtual time, against the simulator over loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.cli.in_process import daemon_config, daemon_on, until
+from tests.support import ACCOUNT, scenario, timeline
+from watcher import daemon, server
+from watcher.daemon import Service
+from watcher.simulator import Simulator
+from watcher.testing import VirtualClock
+
+RUNNING = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/web-base/1.4.0/1"
+DONE = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/db-base/2.0.0/3"
+
+
+@asynccontextmanager
+async def daemon_with_http(
+    tmp_path: Path, watch: str
+) -> AsyncIterator[tuple[Service, TestClient[Any, Any], list[dict[str, Any]]]]:
+    clock = VirtualClock()
+    plan = scenario(
+        [
+            # TESTING from 100s on, for good: three steps, the last one never ending.
+            {"arn": RUNNING, "timeline": timeline(("BUILDING", 100), ("TESTING", None))},
+            {"arn": DONE, "timeline": timeline(("AVAILABLE", None))},
+        ]
+    )
+    config_path = tmp_path / "watcher.toml"
+    with structlog.testing.capture_logs() as logs:
+        async with anyio.create_task_group() as group:
+            group.start_soon(clock.drive)
+            async with AsyncExitStack() as stack:
+                url = await stack.enter_async_context(Simulator(plan, clock=clock))
+                config_path.write_text(daemon_config(url, tmp_path / "state.db", watch))
+                service = await stack.enter_async_context(daemon_on(config_path, clock))
+                app = server.create_app(daemon.probes_of(service))
+                http = await stack.enter_async_context(TestClient(TestServer(app)))
+                yield service, http, logs
+            group.cancel_scope.cancel()
+
+
+def shows_a_testing_step(service: Service) -> bool:
+    watch = service.engine.watches.get(RUNNING)
+    return watch is not None and watch.progress is not None and watch.progress.workflow == "TEST"
+
+
+async def test_status_lists_builds_in_progress_with_their_running_step(tmp_path: Path) -> None:
+    watch = f'arns = ["{RUNNING}", "{DONE}"]\n[watch.intervals]\ndefault = "30s"\n'
+    async with daemon_with_http(tmp_path, watch) as (service, http, logs):
+        await until(lambda: shows_a_testing_step(service), logs)
+        response = await http.get("/status")
+        body = await response.json()
+        everything = await (await http.get("/status?all=1")).json()
+        events = await service.store.events()
+    assert response.status == 200
+    assert (body["count"], body["watched"], body["all"]) == (1, 2, False)
+    (build,) = body["builds"]
+    assert (build["arn"], build["image"], build["status"]) == (
+        RUNNING,
+        "web-base 1.4.0/1",
+        "TESTING",
+    )
+    progress = build["progress"]
+    assert (progress["workflow"], progress["steps"]) == ("TEST", 3)
+    assert progress["step"] in (1, 2, 3)
+    assert progress["step_name"] in (
+        "LaunchTestInstance",
+        "ApplyTestComponents",
+        "TerminateTestInstance",
+    )
+    assert build["error"] is None
+    # ?all=1 lists the ended build too, which runs no workflow.
+    assert [b["arn"] for b in everything["builds"]] == sorted([RUNNING, DONE])
+    assert next(b for b in everything["builds"] if b["arn"] == DONE)["progress"] is None
+    # The daemon's events carry the step running when they were seen.
+    testing = next(e for e in events if e.current.status.value == "TESTING")
+    assert testing.progress is not None
+    assert testing.progress.workflow == "TEST"
+
+
+async def test_progress_share_zero_turns_the_look_ups_off(tmp_path: Path) -> None:
+    watch = f'arns = ["{RUNNING}"]\n[watch.intervals]\ndefault = "30s"\n'
+    off = watch + "[diagnostics]\nprogress_share = 0\n"
+    async with daemon_with_http(tmp_path, off) as (service, http, logs):
+        await until(
+            lambda: (
+                (w := service.engine.watches.get(RUNNING)) is not None
+                and w.tracked is not None
+                and w.tracked.snapshot.status.value == "TESTING"
+            ),
+            logs,
+        )
+        body = await (await http.get("/status")).json()
+    assert body["builds"][0]["status"] == "TESTING"
+    assert body["builds"][0]["progress"] is None
+    assert service.engine.progress_lookups is None
