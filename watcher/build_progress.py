@@ -154,9 +154,12 @@ class ProgressLookups:
         share: float,
         rng: random.Random,
         head_start: bool = False,
+        counted: Callable[[str], None] | None = None,
     ) -> None:
         """`head_start`: the budget starts with one look-up's worth (a one-shot wait,
-        whose few builds should show their step from the first poll), else empty."""
+        whose few builds should show their step from the first poll), else empty.
+        `counted` hears each look-up's outcome: done, skipped or failed (a metric)."""
+        self._counted = counted or (lambda _outcome: None)
         self._edge = edge
         self._limiter = limiter
         self._clock = clock
@@ -175,21 +178,26 @@ class ProgressLookups:
         if workflow is None:
             return None
         current = shown if shown is not None and shown.workflow == workflow else None
-        if self._clock.monotonic() < self._paused_until:
-            return current
         # Known workflow execution: one call (its steps); else two (find it first).
-        if not self.budget.allows(1 if current is not None else 2):
+        if self._clock.monotonic() < self._paused_until or not self.budget.allows(
+            1 if current is not None else 2
+        ):
+            self._counted("skipped")
             return current
         try:
-            return await self._look_up(build_arn, workflow, current)
+            found = await self._look_up(build_arn, workflow, current)
         except FinalError as exc:
             if isinstance(exc, AccessDenied | BadCredentials):
                 self._paused_until = self._clock.monotonic() + DENIED_PAUSE
             self._warn(build_arn, exc)
+            self._counted("failed")
             return None
         except RetryableError as exc:
             self._warn(build_arn, exc)
+            self._counted("failed")
             return current
+        self._counted("done")
+        return found
 
     async def _look_up(
         self, build_arn: str, workflow: str, current: BuildProgress | None

@@ -228,6 +228,11 @@ class Engine:
                 share=progress_share,
                 rng=self._random,
                 head_start=progress_head_start,
+                counted=(
+                    (lambda outcome: metrics.progress_lookups.labels(outcome).inc())
+                    if metrics is not None
+                    else None
+                ),
             )
             if self._workflows is not None and progress_share > 0
             else None

@@ -72,6 +72,16 @@ class Metrics:
             "scheduled failures), or DISABLED when first seen.",
             registry=r,
         )
+        self.progress_lookups = Counter(
+            "ibwatch_progress_lookups",
+            "Running-step look-ups after a poll of a build in progress, by outcome: done, "
+            "skipped (over the [diagnostics] progress_share budget, or paused after a "
+            "denial) or failed.",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("done", "skipped", "failed"):
+            self.progress_lookups.labels(outcome)
         self.dead_letters = Gauge(
             "ibwatch_dead_letters", "Dead letters per sink.", ["sink"], registry=r
         )

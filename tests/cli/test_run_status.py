@@ -4,6 +4,7 @@ In-process, on virtual time, against the simulator over loopback."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -62,6 +63,7 @@ async def test_status_lists_builds_in_progress_with_their_running_step(tmp_path:
         response = await http.get("/status")
         body = await response.json()
         everything = await (await http.get("/status?all=1")).json()
+        metrics = await (await http.get("/metrics")).text()
         events = await service.store.events()
     assert response.status == 200
     assert (body["count"], body["watched"], body["all"]) == (1, 2, False)
@@ -83,6 +85,9 @@ async def test_status_lists_builds_in_progress_with_their_running_step(tmp_path:
     # ?all=1 lists the ended build too, which runs no workflow.
     assert [b["arn"] for b in everything["builds"]] == sorted([RUNNING, DONE])
     assert next(b for b in everything["builds"] if b["arn"] == DONE)["progress"] is None
+    done = re.search(r'^ibwatch_progress_lookups_total\{outcome="done"\} (\S+)$', metrics, re.M)
+    assert done is not None
+    assert float(done.group(1)) >= 2  # at least the BUILD and the TEST workflow's
     # The daemon's events carry the step running when they were seen.
     testing = next(e for e in events if e.current.status.value == "TESTING")
     assert testing.progress is not None
