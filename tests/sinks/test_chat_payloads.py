@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from watcher.diagnostics import ComponentFailure, Diagnostics, FailedStep
 from watcher.model import Ami, Arn, Container, ImageSnapshot, ImageStatus, Outputs, Transition
 from watcher.sinks import discord, gchat, slack, teams
 from watcher.sinks.base import DeliveryError
@@ -79,6 +80,89 @@ TEST_FAILURE = {
 }
 
 
+STEP_MESSAGE = (
+    "Workflow step RunTests failed: component nginx-smoke-test/1.0.2/1 failed in "
+    "phase 'test', step 'CurlHealthz' (ExecuteBash), exit code 7.\n"
+    "Command: curl --fail --silent --show-error --max-time 5 http://localhost/healthz\n"
+    "stderr: curl: (7) Failed to connect to localhost port 80 after 0 ms: Couldn't "
+    "connect to server\n"
+    "Hint: nginx is installed but not enabled; `systemctl enable --now nginx` in the "
+    "build phase would start it.\n"
+    + "".join(
+        f"Retry {n}/10: GET http://localhost/healthz -> connection refused "
+        f"(waited {n * 3}s; the service unit nginx.service is inactive (dead))\n"
+        for n in range(1, 11)
+    )
+    + "Giving up after 10 attempts (30s). The instance is left for inspection until "
+    "the workflow's cleanup step terminates it."
+)
+"""A step's own runtime message: multi-line, longer than the largest budget."""
+
+LOG_TAIL = (
+    "2026-01-01T09:27:41.118Z Document arn:aws:imagebuilder:us-east-1:123456789012:"
+    "component/nginx-smoke-test/1.0.2/1",
+    "2026-01-01T09:27:41.120Z Phase test: 2 steps",
+    *(
+        f"2026-01-01T09:27:{42 + n // 4:02d}.{n * 37 % 1000:03d}Z Stdout: "
+        f"[{n:02d}] systemd: nginx.service - A high performance web server & reverse proxy"
+        for n in range(48)
+    ),
+    "2026-01-01T09:27:54.301Z Stdout: <html><body>503 Service Unavailable</body></html>",
+    "2026-01-01T09:27:54.302Z Stdout: ```not a fence``` *not bold* _not italic_ <!here>",
+    "2026-01-01T09:27:54.310Z Stdout: api_key=[REDACTED] user=builder",
+    "2026-01-01T09:27:55.002Z Stderr: curl: (7) Failed to connect to localhost port 80 "
+    "after 0 ms: Couldn't connect to server",
+    "2026-01-01T09:27:55.003Z Step CurlHealthz failed with exit code 7",
+    "2026-01-01T09:27:55.004Z Phase test failed: 1 of 2 steps failed",
+    "2026-01-01T09:27:55.010Z Document nginx-smoke-test/1.0.2/1 failed!",
+)
+"""The end of a build log as the diagnostics carry it: already redacted, with the
+characters each platform's markup reads."""
+
+FULL_DIAGNOSTICS = Diagnostics(
+    failed_step=FailedStep(
+        workflow="TEST",
+        workflow_name="test-image",
+        workflow_arn=(f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:workflow/test/test-image/1.0.0/1"),
+        workflow_execution_id="wf-0123456789abcdef0",
+        step_execution_id="step-0123456789abcdef0",
+        name="RunTests",
+        action="ExecuteComponents",
+        message=STEP_MESSAGE,
+    ),
+    component_failure=ComponentFailure(
+        component_arn=f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:component/nginx-smoke-test/1.0.2/1",
+        phase_name="test",
+        step_name="CurlHealthz",
+        action="ExecuteBash",
+        error_message="curl: (7) Failed to connect to localhost port 80: Connection refused",
+    ),
+    distribution_error=None,
+    region_failures=(),
+    log_group="/aws/imagebuilder/web-base",
+    log_stream="1.4.0/7",
+    console_url=(
+        "https://us-east-1.console.aws.amazon.com/imagebuilder/home?region=us-east-1"
+        "#/images/arn%3Aaws%3Aimagebuilder%3Aus-east-1%3A123456789012%3Aimage%2Fweb-base"
+        "%2F1.4.0/7/details"
+    ),
+    log_tail=LOG_TAIL,
+)
+"""Everything the diagnostics can say."""
+
+PARTIAL_DIAGNOSTICS = Diagnostics(
+    failed_step=None,
+    component_failure=None,
+    distribution_error=None,
+    region_failures=(),
+    log_group="/aws/imagebuilder/web-base",
+    log_stream="1.4.0/7",
+    console_url=FULL_DIAGNOSTICS.console_url,
+    log_tail=None,
+)
+"""What is left when the workflow look-ups were denied and the log was not read."""
+
+
 def snapshot(status: str, minutes: float, *, arn: str = ARN, **extra: Any) -> ImageSnapshot:
     parsed = Arn.parse(arn)
     fields: dict[str, Any] = {
@@ -108,6 +192,11 @@ def transition(*snapshots: ImageSnapshot, watched: str | None = None) -> Transit
     return event
 
 
+def with_diagnostics(event: Transition, diagnostics: Diagnostics) -> Transition:
+    """`event` as the engine sends it once it has gathered the build's diagnostics."""
+    return event.model_copy(update={"diagnostics": diagnostics})
+
+
 def docker(status: str, minutes: float, **extra: Any) -> ImageSnapshot:
     return snapshot(
         status, minutes, arn=DOCKER_ARN, type="DOCKER", pipeline="api-service-release", **extra
@@ -134,6 +223,12 @@ EVENTS: dict[str, Callable[[], Transition]] = {
             "exited with code 7",
             failure_context=TEST_FAILURE,
         ),
+    ),
+    "testing_to_failed_diagnosed": lambda: with_diagnostics(
+        EVENTS["testing_to_failed"](), FULL_DIAGNOSTICS
+    ),
+    "testing_to_failed_partly_diagnosed": lambda: with_diagnostics(
+        EVENTS["testing_to_failed"](), PARTIAL_DIAGNOSTICS
     ),
     "cancelled": lambda: transition(
         snapshot("BUILDING", 3),
@@ -191,6 +286,10 @@ def check_slack(payload: dict[str, Any]) -> None:
                 assert element["type"] in {"mrkdwn", "plain_text"}
                 assert 0 < len(element["text"]) <= 3000
                 total += len(element["text"])
+    for block in blocks:
+        for item in [block.get("text"), *block.get("fields", ()), *block.get("elements", ())]:
+            if isinstance(item, dict):
+                assert_fences_balanced(item["text"])
     # Slack answers msg_blocks_too_long from about 11,000 characters of blocks.
     assert total <= 8000
 
@@ -208,9 +307,22 @@ def check_teams(payload: dict[str, Any]) -> None:
     assert card["$schema"] == "http://adaptivecards.io/schemas/adaptive-card.json"
     assert (card["type"], card["version"]) == ("AdaptiveCard", "1.4")
     assert card["body"], "a card with a body"
-    for element in card["body"]:
-        assert element["type"] in {"TextBlock", "FactSet"}, element["type"]
-        if element["type"] == "TextBlock":
+    for element in teams_elements(card["body"]):
+        assert element["type"] in TEAMS_ELEMENTS, element["type"]
+        if element["type"] == "RichTextBlock":
+            assert element["inlines"]
+            for run in element["inlines"]:
+                assert run["type"] == "TextRun"
+                assert isinstance(run["text"], str)
+                assert run["text"], "an empty TextRun takes up no line"
+        elif element["type"] == "ActionSet":
+            for action in element["actions"]:
+                assert action["type"] == "Action.OpenUrl"
+                assert action["title"]
+                assert action["url"].startswith("https://")
+        elif element["type"] == "Container":
+            assert element["items"]
+        elif element["type"] == "TextBlock":
             assert isinstance(element["text"], str)
             assert element["text"]
             assert element.get("color", "Default") in {
@@ -231,6 +343,26 @@ def check_teams(payload: dict[str, Any]) -> None:
     assert card["body"][0]["weight"] == "Bolder", "the title leads"
     assert len(json_body(payload)) <= 28_000
     assert len(json_body(payload)) <= teams.SIZE_BUDGET
+
+
+TEAMS_ELEMENTS = {"TextBlock", "FactSet", "RichTextBlock", "ActionSet", "Container"}
+"""Adaptive Card 1.4 elements the renderer uses: TextBlock and FactSet (1.0),
+Container (1.0), RichTextBlock with TextRuns and ActionSet (1.2)."""
+
+
+def teams_elements(elements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`elements` and everything in their Containers, in order."""
+    flat: list[dict[str, Any]] = []
+    for element in elements:
+        flat.append(element)
+        if element["type"] == "Container":
+            flat.extend(teams_elements(element["items"]))
+    return flat
+
+
+def assert_fences_balanced(text: str) -> None:
+    """Every ``` code block in `text` is closed, so nothing after it turns into code."""
+    assert text.count("```") % 2 == 0, text
 
 
 def check_discord(payload: dict[str, Any]) -> None:
@@ -264,6 +396,8 @@ def check_discord(payload: dict[str, Any]) -> None:
             assert 0 < len(item["name"]) <= 256
             assert 0 < len(item["value"]) <= 1024
             assert isinstance(item.get("inline", False), bool)
+            assert_fences_balanced(item["value"])
+        assert_fences_balanced(embed.get("description", ""))
         total += len(embed.get("title", "")) + len(embed.get("description", ""))
         total += len(embed["footer"]["text"]) + sum(
             len(f["name"]) + len(f["value"]) for f in fields
@@ -289,13 +423,19 @@ def check_gchat(payload: dict[str, Any]) -> None:
         assert section["widgets"], "no empty sections"
         for widget in section["widgets"]:
             [(kind, content)] = widget.items()
-            assert kind in {"decoratedText", "textParagraph"}, kind
-            assert isinstance(content["text"], str)
-            assert content["text"]
+            assert kind in {"decoratedText", "textParagraph", "buttonList"}, kind
+            if kind == "buttonList":
+                for button in content["buttons"]:
+                    assert button["text"]
+                    assert button["onClick"]["openLink"]["url"].startswith("https://")
+            else:
+                assert isinstance(content["text"], str)
+                assert content["text"]
             widgets += 1
         if section.get("collapsible"):
             assert 0 < section["uncollapsibleWidgetsCount"] < len(section["widgets"])
     assert widgets <= 100
+    assert_fences_balanced(payload["text"])
     key = payload["thread"]["threadKey"]
     assert re.fullmatch(r"[A-Za-z0-9._-]{1,4000}", key), key
 
@@ -348,6 +488,8 @@ def test_payload_has_the_platforms_documented_structure(platform: str, case: str
         ("building_to_available", "web-base 1.4.0/7 is AVAILABLE in 3 regions", "success"),
         ("docker_available", "api-service 2.0.1/3 is AVAILABLE in 2 regions", "success"),
         ("testing_to_failed", "web-base 1.4.0/7 FAILED in TESTING", "failure"),
+        ("testing_to_failed_diagnosed", "web-base 1.4.0/7 FAILED in TESTING", "failure"),
+        ("testing_to_failed_partly_diagnosed", "web-base 1.4.0/7 FAILED in TESTING", "failure"),
         ("cancelled", "web-base 1.4.0/7 was CANCELLED", "warning"),
         ("available_to_deprecated", "web-base 1.4.0/7 is DEPRECATED", "warning"),
         ("unknown_status", "web-base 1.4.0/7: BUILDING → QUEUED_FOR_SCAN", "progress"),

@@ -3,10 +3,11 @@
 Slack, Teams, Discord and Google Chat each lay out the same `ChatMessage`, so the
 four say the same thing: a title, an outcome (for colour), short labelled facts, the
 reason and failure details on a failure, AMIs and container URIs on AVAILABLE, and
-the ARN. Never a raw JSON dump of the event. Also the shared tools for staying
-inside platform limits: clipping with "…" and trying ever smaller `Budget`s until a
-payload fits; and `ChatSink`, the one POST per event the four sinks share. Apart
-from that POST, pure: no I/O, no clock.
+the ARN; on FAILED with diagnostics also the failing step, its message, links to the
+logs and the console and the log tail (`failure_details`). Never a raw JSON dump of
+the event. Also the shared tools for staying inside platform limits: clipping with
+"…" and trying ever smaller `Budget`s until a payload fits; and `ChatSink`, the one
+POST per event the four sinks share. Apart from that POST, pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from watcher.model import ImageStatus, Transition
+from watcher.sinks.failure_details import FailureDetails
 from watcher.sinks.http import HttpPoster, RetryAfterFromBody, json_body
 from watcher.summary import duration_text, label
 from watcher.templates import validate_template
@@ -62,14 +64,20 @@ class Budget:
     """AMIs, container URIs and failure details listed; the rest are counted."""
     text: int
     """Characters of a template's output."""
+    message: int = 0
+    """Rendered characters (bytes where a platform counts bytes) of the failed
+    step's own message."""
+    log: int = 0
+    """Likewise, of the build log's tail; a FAILED event's log shrinks first, since
+    a short reason is not cut by the smaller budgets."""
 
 
 BUDGETS: tuple[Budget, ...] = (
-    Budget(reason=3000, detail=1000, items=100, text=3000),
-    Budget(reason=1500, detail=500, items=40, text=1500),
-    Budget(reason=600, detail=300, items=20, text=800),
-    Budget(reason=300, detail=150, items=10, text=400),
-    Budget(reason=120, detail=80, items=5, text=200),
+    Budget(reason=3000, detail=1000, items=100, text=3000, message=1500, log=2800),
+    Budget(reason=1500, detail=500, items=40, text=1500, message=1000, log=1800),
+    Budget(reason=600, detail=300, items=20, text=800, message=600, log=1000),
+    Budget(reason=300, detail=150, items=10, text=400, message=300, log=500),
+    Budget(reason=120, detail=80, items=5, text=200, message=150, log=200),
 )
 
 _FACT_VALUE = 300
@@ -101,6 +109,9 @@ class ChatMessage:
     containers: tuple[Fact, ...] = ()
     """Region → image URI, one per URI."""
     note: str | None = None
+    details: FailureDetails | None = None
+    """On FAILED with diagnostics only: the failing step and its message, links to
+    the logs and the console, the log tail (each platform cuts them to fit)."""
     omitted_failure: int = 0
     omitted_amis: int = 0
     omitted_containers: int = 0
@@ -116,6 +127,11 @@ class ChatMessage:
             if event.skipped:
                 status_line += f" (passed {', '.join(s.value for s in event.skipped)})"
         outputs = event.outputs
+        details = FailureDetails.from_event(event)
+        failure = tuple(_failure(event.current.failure_context or {}))
+        if details is not None and details.step is not None:
+            # The workflow step says more than failureContext's bare step name.
+            failure = tuple(f for f in failure if f.label != "Failed step")
         return cls(
             label=label(event),
             title=_title(event),
@@ -127,7 +143,7 @@ class ChatMessage:
             event_id=event.id,
             observed_at=event.observed_at,
             reason=event.current.reason or None,
-            failure=tuple(_failure(event.current.failure_context or {})),
+            failure=failure,
             amis=tuple(
                 Fact(
                     a.region,
@@ -143,6 +159,7 @@ class ChatMessage:
                 for uri in c.image_uris
             ),
             note=_note(status, previous),
+            details=details,
         )
 
     @property
@@ -179,6 +196,12 @@ class ChatMessage:
         if self.reason:
             lines.append(f"Reason: {self.reason}")
         lines.extend(f"{f.label}: {f.value}" for f in self.failure)
+        if self.details is not None and self.details.step is not None:
+            lines.append(f"Failed step: {self.details.step}")
+        if self.details is not None and self.details.step_message:
+            # A notification has room for the message's first line, which says why.
+            first, *rest = self.details.step_message
+            lines.append(f"Step message: {first}{f' {ELLIPSIS}' if rest else ''}")
         if self.omitted_failure:
             lines.append(more(self.omitted_failure, "detail"))
         if self.amis:

@@ -10,6 +10,12 @@ field name ≤ 256, value ≤ 1024, footer ≤ 2048, and title + description + f
 footer + author ≤ 6000 across all embeds, else 400 Bad Request. Long parts are cut
 with "…" rather than refused.
 
+On FAILED with diagnostics (`failure_details`) the description goes on with the
+failed step (its name escaped) and its own message in a ``` block, "View logs" and
+"Open in console" as masked links, and the end of the build log in a ``` block; each
+is added only if it fits whole in what is left of the 4096 characters, so a block is
+never cut open, and backtick runs in the text are split so it cannot end a block.
+
 The sink posts with `?wait=true`: without it Discord answers 204 even when it did
 not save the message. A 429 says how long to wait in its JSON body (`retry_after`,
 seconds) and in `X-RateLimit-Reset-After` (docs, "Rate Limits");
@@ -19,12 +25,31 @@ seconds) and in `X-RateLimit-Reset-After` (docs, "Rate Limits");
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from watcher.model import Transition
-from watcher.sinks.chat import COLOURS, Budget, ChatMessage, ChatSink, clip, fit, join_within, more
+from watcher.sinks.chat import (
+    COLOURS,
+    Budget,
+    ChatMessage,
+    ChatSink,
+    clip,
+    clip_escaped,
+    fit,
+    join_within,
+    more,
+)
+from watcher.sinks.failure_details import (
+    FailureDetails,
+    code_safe,
+    head_within,
+    log_heading,
+    more_lines,
+    tail_within,
+)
 from watcher.templates import render_template
 
 CONTENT_LIMIT = 2000
@@ -112,8 +137,9 @@ def _payload(message: ChatMessage, override: str | None, budget: Budget) -> dict
     # Short facts sit side by side; a long one (a version ARN) gets a line of its own.
     fields = [_field(f.label, f.value, inline=len(f.value) <= 40) for f in message.facts]
     for fact in message.failure:
-        long = fact.label in ("Error", "Distribution error")
-        value = f"```\n{clip(fact.value, FIELD_VALUE_LIMIT - 8)}\n```" if long else fact.value
+        value = fact.value
+        if fact.label in ("Error", "Distribution error"):
+            value = f"```\n{clip_escaped(value, FIELD_VALUE_LIMIT - 8, _code)}\n```"
         fields.append(_field(fact.label, value, inline=False))
     if message.omitted_failure:
         fields.append(_field("More details", more(message.omitted_failure, "detail")))
@@ -124,9 +150,12 @@ def _payload(message: ChatMessage, override: str | None, budget: Budget) -> dict
         if facts:
             lines = [f"{f.label}: `{f.value}`" for f in facts]
             fields.extend(_chunked(name, lines, omitted))
+    text = "\n\n".join(description)
+    if message.details is not None:
+        text = _with_details(clip(text, DESCRIPTION_LIMIT), message.details, budget)
     embed: dict[str, Any] = {
         "title": clip(message.label, TITLE_LIMIT),
-        "description": clip("\n\n".join(description), DESCRIPTION_LIMIT),
+        "description": clip(text, DESCRIPTION_LIMIT),
         "color": COLOURS[message.outcome],
         "fields": fields[:FIELDS_LIMIT],
         "footer": {"text": clip(message.arn, FOOTER_LIMIT)},
@@ -168,3 +197,60 @@ def _chunked(name: str, lines: list[str], omitted: int) -> list[dict[str, Any]]:
         fields.append(_field(name if not fields else f"{name} (continued)", value))
         start = end
     return fields
+
+
+def escape_markdown(text: str) -> str:
+    """`text` shown as written: a backslash before each character Discord's markdown
+    acts on inside a line (emphasis, code, spoilers, masked links, mentions). Line
+    starts (`#`, `-`, `>`) need none here: escaped text never starts a line."""
+    return _MARKDOWN.sub(r"\\\1", text)
+
+
+_MARKDOWN = re.compile(r"([\\*_~`|\[\]<>])")
+_FENCES = 9
+"""Characters of the two fences, the newlines inside them and the one before."""
+_MORE = 20
+"""Room for "… 12345 more lines" under a cut message."""
+_HEADING = 100
+"""Room for "**Build log** *(last 40 lines, 12 earlier lines cut to fit)*"."""
+_STEP_LINE = 500
+
+
+def _with_details(text: str, details: FailureDetails, budget: Budget) -> str:
+    """`text` (the description so far) followed by the failed step and its message,
+    the links and the log tail, each only if it fits whole in what is left of the
+    4096 characters: a code block is never cut open."""
+    parts = [text]
+
+    def room() -> int:
+        return DESCRIPTION_LIMIT - len("\n\n".join(parts)) - 2
+
+    if details.step is not None or details.step_message:
+        step = f"**Failed step:** {clip_escaped(details.step or '?', _STEP_LINE, escape_markdown)}"
+        if details.step_message:
+            limit = min(budget.message, room() - len(step) - _FENCES - _MORE)
+            excerpt = head_within(details.step_message, limit, render=_code)
+            lines = [*excerpt.lines, *([more_lines(excerpt.omitted)] if excerpt.omitted else [])]
+            if excerpt.lines:
+                step += "\n```\n" + "\n".join(lines) + "\n```"
+        if len(step) <= room():
+            parts.append(step)
+    if details.links:
+        links = " · ".join(f"[{link.label}]({link.url})" for link in details.links)
+        if len(links) <= room():
+            parts.append(links)
+    if details.log_tail:
+        limit = min(budget.log, room() - _HEADING - _FENCES)
+        excerpt = tail_within(details.log_tail, limit, render=_code)
+        if excerpt.lines:
+            title, note = log_heading(excerpt)
+            block = f"**{title}** *({note})*\n```\n{excerpt.text}\n```"
+            if len(block) <= room():
+                parts.append(block)
+    return "\n\n".join(parts)
+
+
+def _code(text: str) -> str:
+    """Text inside a ``` block: markdown is not applied there, but a backtick run
+    would end the block."""
+    return "\n".join(code_safe(line) for line in text.split("\n"))

@@ -15,6 +15,15 @@ Limits (same page and the Card reference): a message, text and cards together, i
 at most 32,000 bytes; a card shows at most 100 widgets. Long parts are cut with "…"
 rather than refused. Card text is HTML, so values are escaped. Never logs or raises
 the URL.
+
+On FAILED with diagnostics (`failure_details`): a "Failed step" card section with the
+step, its own message (escaped, `<br>` between lines) and "View logs" / "Open in
+console" buttons (`buttonList`, `onClick.openLink`); and the end of the build log
+after the headline in `text`, in a ``` monospace block. Card text takes only a few
+HTML tags and none of them is monospace ("Format messages": bold, italics,
+underline, strikethrough, font colour, hyperlinks, newlines), while text messages
+document the three-backquote "Monospace block". The log is measured in bytes, as
+the 32,000-byte limit is.
 """
 
 from __future__ import annotations
@@ -26,6 +35,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from watcher.model import Transition
 from watcher.sinks.chat import COLOURS, Budget, ChatMessage, ChatSink, clip, fit, more
+from watcher.sinks.failure_details import (
+    FailureDetails,
+    code_safe,
+    head_within,
+    log_heading,
+    more_lines,
+    tail_within,
+)
 from watcher.sinks.http import json_body
 from watcher.templates import render_template
 
@@ -117,6 +134,10 @@ def _payload(
         if message.omitted_failure:
             widgets.append(_paragraph(more(message.omitted_failure, "detail")))
         sections.append({"header": "Failure", "widgets": widgets})
+    if message.details is not None:
+        why = _step_section(message.details, budget)
+        if why is not None:
+            sections.append(why)
     for header, facts, omitted in (
         ("AMIs", message.amis, message.omitted_amis),
         ("Container images", message.containers, message.omitted_containers),
@@ -135,6 +156,8 @@ def _payload(
         "sections": sections,
     }
     text = clip(override, budget.text) if override is not None else message.headline
+    if message.details is not None and message.details.log_tail:
+        text += _log_block(message.details.log_tail, budget)
     return {
         "text": text,
         "cardsV2": [{"cardId": CARD_ID, "card": card}],
@@ -154,3 +177,51 @@ def _decorated(label: str, value: str, *, raw: bool = False) -> dict[str, Any]:
 
 def _paragraph(text: str) -> dict[str, Any]:
     return {"textParagraph": {"text": escape(text)}}
+
+
+def _step_section(details: FailureDetails, budget: Budget) -> dict[str, Any] | None:
+    """The failed step, its message (escaped card HTML, `<br>` between lines) and the
+    links as buttons (the Card reference's `buttonList` with `openLink`)."""
+    widgets: list[dict[str, Any]] = []
+    if details.step is not None:
+        widgets.append(_decorated("Step", clip(details.step, _STEP_LINE)))
+    excerpt = head_within(details.step_message, budget.message, render=escape, size=_bytes)
+    if excerpt.lines:
+        more = [escape(more_lines(excerpt.omitted))] if excerpt.omitted else []
+        widgets.append({"textParagraph": {"text": "<br>".join([*excerpt.lines, *more])}})
+    if details.links:
+        buttons = [
+            {"text": link.label, "onClick": {"openLink": {"url": link.url}}}
+            for link in details.links
+        ]
+        widgets.append({"buttonList": {"buttons": buttons}})
+    if not widgets:
+        return None
+    # Headed only when it names a step: two buttons need no title.
+    return {"header": "Failed step", "widgets": widgets} if details.step else {"widgets": widgets}
+
+
+def _log_block(lines: tuple[str, ...], budget: Budget) -> str:
+    """The log tail after the message text, in the monospace block that Chat's text
+    formatting documents (three backquotes; card text has no monospace), or ""."""
+    excerpt = tail_within(lines, budget.log, render=_code, size=_bytes)
+    if not excerpt.lines:
+        return ""
+    title, note = log_heading(excerpt)
+    return f"\n\n*{title}* _({note})_\n```\n{excerpt.text}\n```"
+
+
+def _code(line: str) -> str:
+    """A line inside a ``` block: a backtick run would end the block, and
+    `<users/all>` is how a text message mentions everyone (a zero-width space after
+    `<` keeps it text)."""
+    return _MENTION.sub("<\u200b", code_safe(line))
+
+
+def _bytes(text: str) -> int:
+    """Chat's limit is 32,000 bytes, so the log is measured in bytes too."""
+    return len(text.encode())
+
+
+_MENTION = re.compile(r"<(?=users/)", re.IGNORECASE)
+_STEP_LINE = 500

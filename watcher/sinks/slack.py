@@ -14,6 +14,15 @@ fallback stays under 3,000 characters. Slack also rejects messages whose blocks
 hold too much text in all (`msg_blocks_too_long`, undocumented; reported from about
 11,000 characters in slackapi/bolt-js#2509 and #2867), so blocks stay under 8,000.
 Everything too long is cut with "…", never refused. Never logs or raises the URL.
+
+On FAILED with diagnostics (`failure_details`) three sections follow the failure:
+the failed step with its own message in a code block, "View logs" and "Open in
+console" as `<url|label>` links, and the end of the build log in a code block under
+"Build log". Each is one section, so each stays within the 3000 characters of a
+section's text ("Maximum length for the text in this field is 3000 characters"),
+and fences go around whole lines, so no block is left open. Inside ``` mrkdwn is not
+applied, but `&`, `<` and `>` are still escaped (no `<!channel>` from a log line) and
+backtick runs are split so the log cannot end the block.
 """
 
 from __future__ import annotations
@@ -30,6 +39,14 @@ from watcher.sinks.chat import (
     clip_escaped,
     fit,
     join_within,
+)
+from watcher.sinks.failure_details import (
+    FailureDetails,
+    code_safe,
+    head_within,
+    log_heading,
+    more_lines,
+    tail_within,
 )
 from watcher.templates import render_template
 
@@ -113,6 +130,8 @@ def _payload(message: ChatMessage, override: str | None, budget: Budget) -> dict
                 join_within(lines, SECTION_LIMIT, omitted=message.omitted_failure, noun="detail")
             )
         )
+    if message.details is not None:
+        blocks.extend(_details(message.details, budget))
     if message.amis:
         lines = [f"`{escape(f.label)}`  `{escape(f.value)}`" for f in message.amis]
         heading = "*AMIs*\n"
@@ -143,7 +162,50 @@ def _mrkdwn(text: str) -> dict[str, str]:
 
 
 def _failure_line(fact: Fact) -> str:
-    value = escape(fact.value)
     if fact.label in ("Error", "Distribution error"):
-        return f"*{escape(fact.label)}*\n```{value}```"
-    return f"*{escape(fact.label)}:* {value}"
+        code = "\n".join(_code(line) for line in fact.value.split("\n"))
+        return f"*{escape(fact.label)}*\n```{code}```"
+    return f"*{escape(fact.label)}:* {escape(fact.value)}"
+
+
+def _details(details: FailureDetails, budget: Budget) -> list[dict[str, Any]]:
+    """The failed step and its message, the links, and the log tail in a code block,
+    each a section within 3000 characters: fences are added around whole lines, so a
+    block is never left open."""
+    blocks: list[dict[str, Any]] = []
+    if details.step is not None or details.step_message:
+        # mrkdwn has no escape for `*` or `_`, but a backtick run must not open a block.
+        step = clip_escaped(details.step or "?", _STEP_LINE, _code)
+        text = f"*Failed step:* {step}"
+        if details.step_message:
+            room = min(budget.message, SECTION_LIMIT - len(text) - _FENCES - _MORE)
+            excerpt = head_within(details.step_message, room, render=_code)
+            lines = [*excerpt.lines, *([more_lines(excerpt.omitted)] if excerpt.omitted else [])]
+            if excerpt.lines:
+                text += "\n```" + "\n".join(lines) + "```"
+        blocks.append(_section(text))
+    if details.links:
+        links = "  ·  ".join(f"<{escape(link.url)}|{link.label}>" for link in details.links)
+        blocks.append(_section(links))
+    if details.log_tail:
+        room = min(budget.log, SECTION_LIMIT - _HEADING - _FENCES)
+        excerpt = tail_within(details.log_tail, room, render=_code)
+        if excerpt.lines:
+            title, note = log_heading(excerpt)
+            blocks.append(_section(f"*{title}* _({note})_\n```" + excerpt.text + "```"))
+    return blocks
+
+
+def _code(line: str) -> str:
+    """A line inside a ``` block: mrkdwn is not applied there, but `&`, `<` and `>`
+    still must be escaped, and a backtick run would end the block."""
+    return escape(code_safe(line))
+
+
+_STEP_LINE = 500
+_FENCES = 7
+"""Characters of the two fences and the newline before them."""
+_MORE = 20
+"""Room for "… 12345 more lines" under a cut message."""
+_HEADING = 100
+"""Room for the log's heading: "*Build log* _(last 40 lines, 12 earlier lines cut to fit)_"."""

@@ -12,10 +12,19 @@ Adaptive Card 1.4, which Workflows renders. Teams rejects messages over about
 known limits; users report failures from about 21 KB, so this stays under 20,000
 bytes of JSON), cutting long parts with "…" rather than failing. Never logs or
 raises the URL.
+
+On FAILED with diagnostics (`failure_details`): the failed step and its own message,
+"View logs" and "Open in console" buttons (an ActionSet of Action.OpenUrl, 1.2), and
+the end of the build log in small monospace in an emphasis Container. What a build
+wrote goes in TextRuns of RichTextBlocks (1.2), whose text is never Markdown
+(learn.microsoft.com, Adaptive Cards schema explorer, TextRun: "Markdown is not
+supported"); TextBlock Markdown has no preformatted text at all ("Format cards in
+Teams": headers, tables, images, preformatted text and blockquotes are unsupported).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from watcher.model import Transition
@@ -28,6 +37,13 @@ from watcher.sinks.chat import (
     clip,
     fit,
     more,
+)
+from watcher.sinks.failure_details import (
+    FailureDetails,
+    head_within,
+    log_heading,
+    more_lines,
+    tail_within,
 )
 from watcher.sinks.http import json_body
 from watcher.templates import render_template
@@ -89,6 +105,8 @@ def _payload(message: ChatMessage, override: str | None, budget: Budget) -> dict
         body.append(_facts(message.failure))
         if message.omitted_failure:
             body.append(_text(more(message.omitted_failure, "detail"), isSubtle=True))
+    if message.details is not None:
+        body.extend(_details(message.details, budget))
     if message.amis:
         body.append(_heading("AMIs"))
         body.append(_facts(message.amis))
@@ -129,3 +147,69 @@ def _heading(text: str) -> dict[str, Any]:
 
 def _facts(facts: list[Fact] | tuple[Fact, ...]) -> dict[str, Any]:
     return {"type": "FactSet", "facts": [{"title": f.label, "value": f.value} for f in facts]}
+
+
+def _details(details: FailureDetails, budget: Budget) -> list[dict[str, Any]]:
+    """The failed step and its message, the links as buttons, and the log tail in
+    monospace. Text a build wrote goes in TextRuns, which Adaptive Cards never read
+    as Markdown (a TextBlock would turn `*`, `_`, `- ` and `1. ` into formatting),
+    one RichTextBlock per line, since a TextBlock needs a blank line for a break
+    (learn.microsoft.com, "Format cards in Teams": "If you require newlines elsewhere
+    in the TextBlock, use \\n\\n")."""
+    elements: list[dict[str, Any]] = []
+    if details.step is not None or details.step_message:
+        elements.append(_heading("Failed step"))
+        if details.step is not None:
+            elements.append(_run(clip(details.step, _STEP_LINE)))
+        excerpt = head_within(details.step_message, _LINE_SHARE * budget.message, size=_line_size)
+        if excerpt.lines:
+            elements.extend(_run(line) for line in excerpt.lines)
+        if excerpt.omitted:
+            elements.append(_text(more_lines(excerpt.omitted), isSubtle=True, spacing="None"))
+    if details.links:
+        elements.append(
+            {
+                "type": "ActionSet",
+                "actions": [
+                    {"type": "Action.OpenUrl", "title": link.label, "url": link.url}
+                    for link in details.links
+                ],
+            }
+        )
+    if details.log_tail:
+        excerpt = tail_within(details.log_tail, _LINE_SHARE * budget.log, size=_line_size)
+        if excerpt.lines:
+            title, note = log_heading(excerpt)
+            elements.append(_heading(title))
+            elements.append(_text(note, isSubtle=True, size="Small", spacing="None"))
+            elements.append(
+                {
+                    "type": "Container",
+                    "style": "emphasis",
+                    "items": [_run(line, monospace=True) for line in excerpt.lines],
+                }
+            )
+    return elements
+
+
+def _run(line: str, *, monospace: bool = False) -> dict[str, Any]:
+    """One line of text shown as written: a RichTextBlock of one TextRun."""
+    run: dict[str, Any] = {"type": "TextRun", "text": line or NBSP}
+    if monospace:
+        run.update(fontType="Monospace", size="Small")
+    return {"type": "RichTextBlock", "inlines": [run], "spacing": "None"}
+
+
+_STEP_LINE = 500
+NBSP = "\u00a0"
+"""An empty line's text: a TextRun must say something to take up a line."""
+_LINE_MARKUP = 110
+"""Bytes of JSON around each line (its RichTextBlock and TextRun)."""
+_LINE_SHARE = 4
+"""Teams' budget is bytes of the whole card, and each line costs its markup too: a
+line is measured with it, against four times the characters other platforms give
+(2800 characters become 11,200 bytes: about 60 log lines of 80 characters)."""
+
+
+def _line_size(line: str) -> int:
+    return len(json.dumps(line, ensure_ascii=False).encode()) + _LINE_MARKUP
