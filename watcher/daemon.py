@@ -238,10 +238,11 @@ def _changed_keys(old: Config, new: Config, sections: list[str]) -> list[str]:
     changed = []
     for section in sections:
         before, after = getattr(old, section), getattr(new, section)
+        applied = _watched_keys(old.watch) if section == "watch" else {}
         changed += [
             f"{section}.{key}"
             for key in type(before).model_fields
-            if key not in _watched_keys(before) and getattr(before, key) != getattr(after, key)
+            if key not in applied and getattr(before, key) != getattr(after, key)
         ]
     return changed
 
@@ -318,6 +319,7 @@ async def _reload(service: Service, config_path: Path | None) -> None:
         "state": new.state == old.state,
         "delivery": new.delivery == old.delivery,
         "server": new.server == old.server,
+        "diagnostics": new.diagnostics == old.diagnostics,
     }
     service.config = old.model_copy(
         update={

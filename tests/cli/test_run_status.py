@@ -110,3 +110,23 @@ async def test_progress_share_zero_turns_the_look_ups_off(tmp_path: Path) -> Non
     assert body["builds"][0]["status"] == "TESTING"
     assert body["builds"][0]["progress"] is None
     assert service.engine.progress_lookups is None
+
+
+async def test_a_reload_that_changes_sections_it_cannot_apply_says_which_keys(
+    tmp_path: Path,
+) -> None:
+    """[aws] and [diagnostics] need a restart: SIGHUP's reload names their changed keys
+    (it once raised on any section but [watch] while listing them)."""
+    watch = f'arns = ["{RUNNING}"]\n[watch.intervals]\ndefault = "30s"\n'
+    async with daemon_with_http(tmp_path, watch) as (service, _, logs):
+        config_path = tmp_path / "watcher.toml"
+        text = config_path.read_text()
+        changed = text.replace('region = "us-east-1"', 'region = "eu-west-1"').replace(
+            "[state]", "[diagnostics]\nlog_lines = 5\n[state]"
+        )
+        config_path.write_text(changed)
+        await daemon._reload(service, config_path)
+    (warning,) = [line for line in logs if line["event"] == "config.needs_restart"]
+    assert warning["sections"] == ["aws", "diagnostics"]
+    assert warning["keys"] == ["aws.region", "diagnostics.log_lines"]
+    assert service.config.diagnostics.log_lines == 0, "kept until a restart"
