@@ -550,7 +550,7 @@ def test_diagnostics_defaults_and_bounds(tmp_path: Path) -> None:
     defaults = load(write(tmp_path, MINIMAL)).diagnostics
     assert (defaults.progress_share, defaults.log_lines) == (0.2, 0)
     message = problems_of(
-        write(tmp_path, MINIMAL + "[diagnostics]\nprogress_share = 1.0\nlog_lines = 5000\n")
+        write(tmp_path, MINIMAL + "[diagnostics]\nprogress_share = 0.6\nlog_lines = 5000\n")
     )
     assert "diagnostics.progress_share" in message
     assert "diagnostics.log_lines" in message

@@ -94,6 +94,12 @@ class Recovery:
     does not exist, and no retry will make it."""
 
 
+PROGRESS_DEADLINE = 5.0
+"""Seconds a transition's event waits for its build's running step to be looked up
+before it is committed without one. While calls queue for the limiter it does not
+wait at all: the event goes out first, the step comes at a later poll."""
+
+
 Resolver = Callable[[str], Awaitable[str | None]]
 """A version ARN -> the ARN of its newest build, or None while it has none."""
 
@@ -177,7 +183,7 @@ class Engine:
         recovery: Recovery | None = None,
         workflows: WorkflowEdge | None = None,
         progress_share: float = 0.0,
-        progress_head_start: bool = False,
+        progress_head_start: int = 0,
         log_lines: int = 0,
     ) -> None:
         """`outbox` routes each committed event to the sinks that want it (durable
@@ -188,8 +194,9 @@ class Engine:
         only) polls ARNs parked on credentials or access again later; `workflows` reads
         a failed build's workflow steps for its FAILED event's diagnostics, and the
         running step of a build in progress within `progress_share` of the limiter's
-        rate (0: never; `progress_head_start` lets the very first poll look one up, as
-        a one-shot wait wants); `log_lines` of a failed build's log join its diagnostics."""
+        rate (0: never; `progress_head_start` lets the first polls of that many builds
+        look theirs up, as a one-shot wait wants); `log_lines` of a failed build's log
+        join its diagnostics."""
         self._source = source
         self._store = store
         self._listeners: list[Sink] = list(listeners)
@@ -226,7 +233,6 @@ class Engine:
                 limiter=limiter,
                 clock=clock,
                 share=progress_share,
-                rng=self._random,
                 head_start=progress_head_start,
                 counted=(
                     (lambda outcome: metrics.progress_lookups.labels(outcome).inc())
@@ -548,10 +554,17 @@ class Engine:
         tracked, events = observe(watch.watched, watch.tracked, snapshot)
         # Before the commit, so the event is stored and delivered with them; in this
         # worker, so only this build waits for the look-ups.
-        shown = watch.progress
+        shown = progress = watch.progress
         if self._progress is not None:
-            watch.progress = await self._progress.refresh(build_arn, snapshot.status, shown)
-        events = [await self._annotated(event, snapshot, watch.progress) for event in events]
+            # An event waits for its look-up only so long: a busy limiter must not
+            # hold a notification back for a nice-to-have field.
+            progress = await self._progress.refresh(
+                build_arn,
+                snapshot.status,
+                shown,
+                deadline=PROGRESS_DEADLINE if events else None,
+            )
+        events = [await self._annotated(event, snapshot, progress) for event in events]
         if tracked != watch.tracked:
             routes = self._outbox.routes_for(events) if self._outbox and events else None
             await self._store.commit(
@@ -559,14 +572,16 @@ class Engine:
             )
             if self._outbox and routes:
                 self._outbox.wake()
-        watch.tracked = tracked
+        # Together, after the commit: /status never shows a step of the next status
+        # under the previous one.
+        watch.tracked, watch.progress = tracked, progress
         for event in events:
             if self._metrics is not None:
                 previous = event.previous.status.value if event.previous else "none"
                 self._metrics.transitions.labels(previous, event.current.status.value).inc()
             await self._tell_listeners(event)
-        if watch.progress is not None and not _same_step(watch.progress, shown):
-            self._tell_progress(watch)
+        if progress is not None and not _same_step(progress, shown):
+            self._tell_progress(watch.arn, progress)
         delay = self._next_poll(watch)
         dropped = self.watches.get(watch.arn) is not watch  # by a reload meanwhile
         if delay is not None and not dropped and not (self._stop_when_ended and watch.ended):
@@ -659,15 +674,15 @@ class Engine:
                     error=f"{type(exc).__name__}: {exc}",
                 )
 
-    def _tell_progress(self, watch: Watch) -> None:
+    def _tell_progress(self, arn: str, progress: BuildProgress) -> None:
         for listener in self._progress_listeners:
             try:
-                listener.progressed(watch.arn, watch.progress)
+                listener.progressed(arn, progress)
             except Exception as exc:  # a failing observer must not stop the watching
                 log.error(
                     "listener.failed",
                     listener=type(listener).__name__,
-                    arn=watch.arn,
+                    arn=arn,
                     error=f"{type(exc).__name__}: {exc}",
                 )
 

@@ -40,11 +40,12 @@ class Progress:
         if not self._live:
             self._write(f"[{duration_text(self._elapsed())}] {headline(event)}\n")
 
-    def progressed(self, arn: str, progress: BuildProgress | None) -> None:
+    def progressed(self, arn: str, progress: BuildProgress) -> None:
         """The engine's word that a build's running step changed: a line in a CI log
-        (a terminal's live line shows it at the next redraw)."""
+        (a terminal's live line shows it at the next redraw). Between workflows there
+        is no step, and no news."""
         watch = self._watches.get(arn)
-        if self._live or progress is None or watch is None or watch.tracked is None:
+        if self._live or progress.step is None or watch is None or watch.tracked is None:
             return
         snapshot = watch.tracked.snapshot
         self._write(

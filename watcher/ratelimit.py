@@ -75,6 +75,11 @@ class CubicLimiter:
         """The requests per second currently allowed."""
         return self._rate
 
+    @property
+    def queued(self) -> bool:
+        """Whether a request is waiting for its turn: the limiter is the bottleneck."""
+        return self._lock.locked()
+
     async def acquire(self) -> float:
         """Wait until a request may be sent; return its ticket, the send time."""
         # Fast path, no lock: nobody is queued and a token is there. Taking it

@@ -6,6 +6,7 @@ Reads the running service's state; changes nothing. Never shows a URL or secret.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -21,6 +22,7 @@ from watcher.errors import ApiError
 from watcher.metrics import Metrics, Readiness
 from watcher.quiet_disconnects import quiet_client_disconnects
 from watcher.store.base import Store
+from watcher.urls import redact_url
 
 
 @dataclass
@@ -151,7 +153,12 @@ def _build_status(watch: Watch) -> dict[str, Any]:
 def _error(error: ApiError | None) -> dict[str, str] | None:
     if error is None:
         return None
-    return {"type": type(error).__name__, "code": error.code, "message": str(error)}
+    # botocore names the endpoint in a connection error's message: its host is shown.
+    message = _URL.sub(lambda found: redact_url(found.group()), str(error))
+    return {"type": type(error).__name__, "code": error.code, "message": message}
+
+
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
 
 
 def _dumps(value: Any) -> str:

@@ -5,6 +5,7 @@ In-process, on virtual time, against the simulator over loopback."""
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -130,3 +131,37 @@ async def test_a_reload_that_changes_sections_it_cannot_apply_says_which_keys(
     assert warning["sections"] == ["aws", "diagnostics"]
     assert warning["keys"] == ["aws.region", "diagnostics.log_lines"]
     assert service.config.diagnostics.log_lines == 0, "kept until a restart"
+
+
+async def test_status_shows_why_a_build_is_not_polled_without_the_endpoint_url(
+    tmp_path: Path,
+) -> None:
+    """Nothing listens on the endpoint: `last_error` says so, naming its host only."""
+    clock = VirtualClock()
+    with socket.socket() as probe:  # a loopback port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/some/path?token=abc"
+    config_path = tmp_path / "watcher.toml"
+    watch = f'arns = ["{RUNNING}"]\n[watch.intervals]\ndefault = "30s"\n'
+    config_path.write_text(daemon_config(url, tmp_path / "state.db", watch))
+    with structlog.testing.capture_logs() as logs:
+        async with anyio.create_task_group() as group:
+            group.start_soon(clock.drive)
+            async with (
+                daemon_on(config_path, clock) as service,
+                TestClient(TestServer(server.create_app(daemon.probes_of(service)))) as http,
+            ):
+                await until(
+                    lambda: (w := service.engine.watches.get(RUNNING)) is not None
+                    and w.last_error is not None,
+                    logs,
+                )
+                body = await (await http.get("/status")).json()
+            group.cancel_scope.cancel()
+    (build,) = body["builds"]
+    assert build["status"] is None
+    error = build["last_error"]
+    assert error["type"] == "Unavailable"
+    assert "http://127.0.0.1/…" in error["message"]
+    assert "some/path" not in error["message"]
+    assert "token" not in error["message"]

@@ -51,13 +51,15 @@ def texts(recorder: StepRecorder) -> list[str]:
 
 async def test_progress_names_the_running_step_through_the_build_and_test_workflows() -> None:
     recorder = StepRecorder()
-    result, _, _ = await watch(
+    result, _, simulator = await watch(
         builds_then_tests(), [WEB_BASE], interval=30.0, sink=recorder, progress_share=0.2
     )
     assert result.watches[WEB_BASE].tracked.snapshot.status is ImageStatus.AVAILABLE
     # Each step once, in the order it ran: a step's number counts from 1 and its
-    # workflow's total is totalStepCount.
-    assert texts(recorder) == [
+    # workflow's total is totalStepCount. DISTRIBUTING lasts one poll: it shows one
+    # of its two steps, which one depends on the poll's jitter.
+    shown = texts(recorder)
+    assert shown[:7] == [
         "build workflow, step 1/4 LaunchBuildInstance (LaunchInstance)",
         "build workflow, step 2/4 ApplyBuildComponents (ExecuteComponents)",
         "build workflow, step 3/4 CreateOutputAMI (CreateImage)",
@@ -65,10 +67,12 @@ async def test_progress_names_the_running_step_through_the_build_and_test_workfl
         "test workflow, step 1/3 LaunchTestInstance (LaunchInstance)",
         "test workflow, step 2/3 ApplyTestComponents (ExecuteComponents)",
         "test workflow, step 3/3 TerminateTestInstance (TerminateInstance)",
-        # DISTRIBUTING lasts 30s, one poll: it saw the first of its two steps.
-        "distribution workflow, step 1/2 DistributeImage (DistributeImage)",
     ]
-    assert recorder.steps[0][1] is not None
+    assert all(text.startswith("distribution workflow, step ") for text in shown[7:])
+    assert len(shown) <= 8
+    # At most one look-up per poll: each reads the steps once.
+    requests = simulator.counters.requests
+    assert requests["ListWorkflowStepExecutions"] <= requests["GetImage"]
     assert recorder.steps[0][1].workflow_name == "build-image"
 
 
@@ -135,10 +139,13 @@ async def test_step_look_ups_stay_within_their_share_of_the_calls() -> None:
     assert lookups <= 0.2 * total, (lookups, total, dict(requests))
     # The budget is used, not merely respected: close to its share.
     assert lookups >= 0.15 * total, (lookups, total, dict(requests))
-    # Status polls get what the look-ups leave: 80% of 5 calls/s.
-    assert requests["GetImage"] >= 0.78 * 5 * minutes * 60, dict(requests)
-    # Progress is shown, only less often than every poll.
-    assert len({arn for arn, p in recorder.steps if p is not None}) > 100
+    # Status polls get what the look-ups leave: at least 80% of 5 calls/s.
+    assert requests["GetImage"] >= 0.8 * 5 * minutes * 60, dict(requests)
+    # Progress is shown less often, yet for nearly every build: after 10 minutes in
+    # TESTING, nine in ten had shown a TEST step (a build whose step is known costs
+    # the same turn as one not yet looked up, so none starves).
+    testing = {arn for arn, p in recorder.steps if p.workflow == "TEST"}
+    assert len(testing) >= 0.85 * len(arns), len(testing)
 
 
 def with_faults(**faults: Any) -> Scenario:
@@ -146,8 +153,12 @@ def with_faults(**faults: Any) -> Scenario:
 
 
 async def test_denied_look_ups_show_no_progress_with_one_warning_and_the_watch_goes_on() -> None:
-    """A policy without imagebuilder:ListWorkflowExecutions: 403 on every look-up."""
-    outage = {"code": "AccessDeniedException", "end": "10h", "operations": list(LOOKUPS)}
+    """A policy without imagebuilder:ListWorkflowExecutions: 403 on that call."""
+    outage = {
+        "code": "AccessDeniedException",
+        "end": "10h",
+        "operations": ["ListWorkflowExecutions"],
+    }
     recorder = StepRecorder()
     with capture_logs() as logs:
         result, _, simulator = await watch(
@@ -173,12 +184,14 @@ async def test_denied_look_ups_show_no_progress_with_one_warning_and_the_watch_g
     assert len(warnings) == 1, warnings
     assert warnings[0]["error"] == "AccessDenied"
     assert "imagebuilder:ListWorkflowExecutions" in warnings[0]["note"]
-    # Refused once, not asked again on every poll of the 12 minutes the build runs.
+    # Refused once, then paused 10 minutes: not asked on every poll of the 12.5
+    # minutes the build runs.
     assert simulator.counters.requests["ListWorkflowExecutions"] <= 2
 
 
 async def test_throttled_look_ups_degrade_to_no_progress_not_to_a_failed_watch() -> None:
-    """ListWorkflowExecutions throttled nearly always: one warning, status polls go on."""
+    """ListWorkflowExecutions throttled nearly always, at a realistic max_tps: one
+    warning; status polls go on, every transition seen."""
     limits = {"ListWorkflowExecutions": {"rate": 0.001, "burst": 1}}
     recorder = StepRecorder()
     with capture_logs() as logs:
@@ -186,6 +199,7 @@ async def test_throttled_look_ups_degrade_to_no_progress_not_to_a_failed_watch()
             with_faults(rate_limits=limits),
             [WEB_BASE],
             interval=30.0,
+            max_tps=5.0,
             sink=recorder,
             progress_share=0.2,
         )
@@ -194,12 +208,13 @@ async def test_throttled_look_ups_degrade_to_no_progress_not_to_a_failed_watch()
     assert watched.tracked is not None
     assert watched.tracked.snapshot.status is ImageStatus.AVAILABLE
     assert simulator.counters.injected["ListWorkflowExecutions", "rate_limit"] >= 2
+    assert len(recorder.events) == 5
     warnings = [line for line in logs if line["event"] == "image.progress_unavailable"]
     assert len(warnings) == 1, warnings
     assert warnings[0]["error"] == "Throttled"
     # The one ListWorkflowExecutions the burst allowed found the BUILD workflow, whose
     # steps were then followed (one ListWorkflowStepExecutions each); the TEST and
-    # DISTRIBUTION workflows were never found.
+    # DISTRIBUTION workflows were never found (each throttle pauses the look-ups).
     shown = [p for _, p in recorder.steps if p is not None]
     assert shown
     assert {p.workflow for p in shown} == {"BUILD"}

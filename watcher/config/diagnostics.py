@@ -15,10 +15,11 @@ archive (CloudWatch Logs' GetLogEvents would give up to 10,000)."""
 class DiagnosticsConfig(Strict):
     """Look-ups that say what a build is doing and why it failed."""
 
-    progress_share: float = Field(default=0.2, ge=0.0, lt=1.0, allow_inf_nan=False)
+    progress_share: float = Field(default=0.2, ge=0.0, le=0.5, allow_inf_nan=False)
     """The share of `watch.max_tps` that workflow step look-ups (a running build's
-    progress) may use; past it, progress is looked up less often and status polls go
-    on as before. 0 turns progress off. Needs imagebuilder:ListWorkflowExecutions and
+    progress) may use: when the limiter is saturated, status polls get the rest;
+    past it, progress is looked up less often. At most 0.5, so status polls always
+    get half; 0 turns progress off. Needs imagebuilder:ListWorkflowExecutions and
     ListWorkflowStepExecutions."""
     log_lines: int = Field(default=0, ge=0, le=MAX_LOG_LINES)
     """On FAILED, read this many last lines of the build's log (CloudWatch Logs) into
