@@ -18,6 +18,7 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "AWS_SESSION_TOKEN",
         "AWS_ENDPOINT_URL",
         "AWS_ENDPOINT_URL_IMAGEBUILDER",
+        "AWS_ENDPOINT_URL_LOGS",
         "AWS_ROLE_ARN",
         "AWS_WEB_IDENTITY_TOKEN_FILE",
     ):

@@ -9,9 +9,12 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from structlog.testing import capture_logs
 
+from tests.test_event_schema import failed_with_context, in_testing_with_progress
+from watcher.diagnostics import Diagnostics, FailedStep
 from watcher.logs import configure
 from watcher.model import Ami, ImageSnapshot, ImageStatus, Outputs
 from watcher.sinks import LogSink
+from watcher.sinks.log import event_fields
 from watcher.tracker import observe
 
 ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.4.0/7"
@@ -113,3 +116,89 @@ async def test_lines_are_readable_console_lines_on_a_terminal() -> None:
     assert "image.state_changed" in text
     assert "\x1b[" in text, "coloured"
     assert not text.lstrip().startswith("{")
+
+
+# ------------------------------------------------------------------- redaction
+# `configure` puts `watcher.redaction` between every line and its renderer: the same
+# guard as on the build log lines events carry, for what a caller cannot vouch for.
+
+
+def _rendered(log_format: str, **fields: object) -> str:
+    stream = io.StringIO()
+    configure(stream, log_format=log_format)  # type: ignore[arg-type]
+    try:
+        structlog.get_logger("ibwatch").warning("image.poll_failed", **fields)
+    finally:
+        structlog.reset_defaults()
+    return stream.getvalue()
+
+
+def test_a_secret_in_a_logged_value_is_redacted_in_every_format() -> None:
+    message = "GET https://deploy:SECRET-URL-PASSWORD@git.example failed: password=SECRET-PW-1"
+    for log_format in ("json", "console", "human"):
+        text = _rendered(log_format, message=message, arn=ARN)
+        assert "SECRET-" not in text, log_format
+        assert "https://deploy:[REDACTED]@git.example" in text
+        assert "password=[REDACTED]" in text
+        assert ARN.split(":image/")[1] in text, "the rest of the line is kept"
+
+
+def test_the_value_of_a_key_that_names_a_secret_is_replaced_whole() -> None:
+    record = json.loads(_rendered("json", api_token="SECRET-TOKEN-VALUE", token_count=3))
+    assert record["api_token"] == "[REDACTED]"
+    assert record["token_count"] == 3
+
+
+def test_strings_inside_lists_dicts_and_exceptions_are_redacted() -> None:
+    record = json.loads(
+        _rendered(
+            "json",
+            lines=["ok", "whsec_SECRETSIGNINGKEY"],
+            headers={"Authorization": "Bearer SECRET-BEARER", "Accept": "application/json"},
+            error=ValueError("bad url https://u:SECRET-X@host"),
+        )
+    )
+    assert record["lines"] == ["ok", "whsec_[REDACTED]"]
+    assert record["headers"] == {"Authorization": "[REDACTED]", "Accept": "application/json"}
+    assert record["error"] == "ValueError: bad url https://u:[REDACTED]@host"
+
+
+def test_a_line_without_a_secret_renders_as_before() -> None:
+    """Values with nothing to hide reach the renderer untouched (types included)."""
+    record = json.loads(_rendered("json", status="FAILED", total_s=1.5, skipped=["TESTING"]))
+    assert {k: record[k] for k in ("status", "total_s", "skipped")} == {
+        "status": "FAILED",
+        "total_s": 1.5,
+        "skipped": ["TESTING"],
+    }
+
+
+def test_a_line_names_the_running_step_and_a_failure_its_step_and_log() -> None:
+    testing = event_fields(in_testing_with_progress())
+    assert testing["step"] == "test workflow, step 2/3 ApplyTestComponents (ExecuteComponents)"
+    failed = failed_with_context()
+    step = FailedStep(
+        workflow="TEST",
+        workflow_name="test-image",
+        workflow_arn=None,
+        workflow_execution_id=None,
+        step_execution_id="step-1",
+        name="RunImageTests",
+        action="ExecuteComponents",
+        message="exit status 1",
+    )
+    diagnostics = Diagnostics(
+        failed_step=step,
+        component_failure=None,
+        distribution_error=None,
+        region_failures=(),
+        log_group="/aws/imagebuilder/web-base",
+        log_stream="1.4.0/7",
+        console_url=None,
+    )
+    fields = event_fields(failed.model_copy(update={"diagnostics": diagnostics}))
+    assert fields["failed_workflow_step"] == "TEST/RunImageTests"
+    assert fields["step_message"] == "exit status 1"
+    assert fields["log"] == "/aws/imagebuilder/web-base 1.4.0/7"
+    assert "step" not in fields
+    assert "step" not in event_fields(failed)

@@ -1,5 +1,6 @@
-"""The edge to EC2 Image Builder: aiobotocore clients, one per region, and the one
-place where AWS errors are read and classified (see `watcher.errors`).
+"""The edge to EC2 Image Builder (and to CloudWatch Logs, for a failed build's log):
+aiobotocore clients, one per service and region, and the one place where AWS errors
+are read and classified (see `watcher.errors`).
 
 botocore's own retries are off (`total_max_attempts: 1`); `watcher.retry` is the
 single retry layer. Nothing outside this module may look at an AWS error code.
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -43,8 +45,25 @@ from watcher.model import (
     PipelineArn,
     PipelineInfo,
 )
+from watcher.ratelimit import CubicLimiter
+from watcher.retry import RetryPolicy, call_with_retry
 
 T = TypeVar("T")
+
+IMAGEBUILDER = "imagebuilder"
+LOGS = "logs"
+
+LOGS_MAX_TPS = 5.0
+"""GetLogEvents calls per second, our choice. CloudWatch Logs has its own quota per
+account and Region, apart from Image Builder's, and AWS calls GetLogEvents' limit a
+hard one meant for people rather than automation (knowledge center, "How do I
+determine throttling in my CloudWatch logs?"). A tail is one or two calls per failed
+build, so a low pace costs nothing and leaves the quota to the people reading logs."""
+_LOG_RETRY = RetryPolicy(attempts=3, base=1.0, cap=5.0)
+"""A log tail is a nicety: a few quick tries, then the event goes out without it."""
+_LOG_PAGES = 5
+"""Pages of GetLogEvents read for one tail. The model: "A returned page might only be
+partially full, or even empty", so a short page does not prove the stream's start."""
 
 _THROTTLING = {
     "CallRateLimitExceededException",
@@ -104,7 +123,9 @@ class AwsImageSource:
     """get_image through aiobotocore, a client per region created on first use.
 
     `endpoint_url=None` leaves the endpoint to botocore, which honours
-    AWS_ENDPOINT_URL_IMAGEBUILDER and AWS_ENDPOINT_URL.
+    AWS_ENDPOINT_URL_IMAGEBUILDER and AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_LOGS for
+    the log reads). A given `endpoint_url` serves both services: it is how ibwatch is
+    pointed at the simulator, which answers Image Builder and CloudWatch Logs alike.
     """
 
     def __init__(
@@ -129,6 +150,12 @@ class AwsImageSource:
             max_pool_connections=max(1, concurrency),
         )
         self._clients: dict[str, Any] = {}
+        """Image Builder clients by region: the hot path reads this one directly."""
+        self._logs: dict[str, Any] = {}
+        """CloudWatch Logs clients by region, made when a first log tail is read."""
+        # Not the engine's limiter: a log read must neither spend Image Builder's
+        # quota nor, when CloudWatch Logs throttles it, slow Image Builder's polls.
+        self._logs_limiter = CubicLimiter(LOGS_MAX_TPS, clock)
         self._lock = anyio.Lock()
         self._stack = AsyncExitStack()
 
@@ -143,6 +170,7 @@ class AwsImageSource:
     ) -> None:
         await self._stack.aclose()
         self._clients.clear()
+        self._logs.clear()
 
     async def warm(self, arns: Iterable[str]) -> None:
         """Create the clients these (image or pipeline) ARNs need now rather than on
@@ -324,6 +352,46 @@ class AwsImageSource:
                 arn=build_arn,
             ) from exc
 
+    # -- a failed build's log (watcher.diagnostics), from CloudWatch Logs.
+
+    async def log_tail(self, build_arn: str, group: str, stream: str, events: int) -> list[str]:
+        """The messages of the last `events` events of log stream `stream` of `group`,
+        oldest first, read with GetLogEvents in the build ARN's region (its log is
+        there). Paced by its own limiter and retried on its own (`LOGS_MAX_TPS`);
+        raises a `watcher.errors.ApiError` once the retries are spent.
+
+        The model: with startFromHead false (the default) "the latest log events are
+        returned first", and paging backwards goes on "as long as the
+        nextBackwardToken ... returned is NOT equal to the nextToken that you passed"
+        ("If you have reached the end of the stream, it returns the same token you
+        passed in"). So it pages back from the end until it holds `events` events or
+        the token comes back unchanged: a stream shorter than `events` costs a
+        second, empty call."""
+        region = Arn.parse(build_arn).region
+        found: list[str] = []
+        token: str | None = None
+        for _ in range(_LOG_PAGES if events > 0 else 0):
+            request: dict[str, Any] = {
+                "logGroupName": group,
+                "logStreamName": stream,
+                "startFromHead": False,
+                "limit": min(events - len(found), 10_000),  # the model's EventsLimit: 1..10000
+            }
+            if token is not None:
+                request["nextToken"] = token
+            response = await call_with_retry(
+                partial(self._call, region, "get_log_events", build_arn, request, service=LOGS),
+                limiter=self._logs_limiter,
+                clock=self._clock,
+                policy=_LOG_RETRY,
+            )
+            page, backward = _log_page(response, build_arn)
+            found = page[-(events - len(found)) :] + found
+            if len(found) >= events or backward is None or backward == token:
+                break
+            token = backward
+        return found
+
     async def _call(
         self,
         region: str,
@@ -331,26 +399,36 @@ class AwsImageSource:
         arn: str,
         request: dict[str, Any],
         *,
+        service: str = IMAGEBUILDER,
         renew: bool = True,
     ) -> dict[str, Any]:
-        client = self._clients.get(region) or await self._client(region)
+        clients = self._clients_of(service)
+        client = clients.get(region) or await self._client(region, service)
         with classify_errors(arn):
             try:
                 response: dict[str, Any] = await getattr(client, operation)(**request)
             except botocore.exceptions.NoCredentialsError:
-                if not (renew and await self._renew_if_credentials_came(region, client)):
+                if not (renew and await self._renew_if_credentials_came(region, client, clients)):
                     raise
-                return await self._call(region, operation, arn, request, renew=False)
+                return await self._call(
+                    region, operation, arn, request, service=service, renew=False
+                )
         return response
 
-    async def _renew_if_credentials_came(self, region: str, client: Any) -> bool:
+    def _clients_of(self, service: str) -> dict[str, Any]:
+        return self._logs if service == LOGS else self._clients
+
+    async def _renew_if_credentials_came(
+        self, region: str, client: Any, clients: dict[str, Any] | None = None
+    ) -> bool:
         """A client keeps the credentials it was created with, so one created before
         any existed (an IRSA token or a secret mounted late) fails forever. Once the
         session finds credentials, drop it, so the call can be made again with a new
         one (True). Until then nothing is recreated, so a long outage builds no pile
         of clients; a dropped one is closed with the others on exit."""
+        clients = self._clients if clients is None else clients
         async with self._lock:
-            if self._clients.get(region) is not client:
+            if clients.get(region) is not client:
                 return True  # another call renewed it already
             try:
                 found = await self._session.get_credentials()
@@ -358,7 +436,7 @@ class AwsImageSource:
                 return False
             if found is None:
                 return False
-            del self._clients[region]
+            del clients[region]
             return True
 
     def _summaries(self, response: dict[str, Any], arn: str) -> Page[ImageSnapshot]:
@@ -369,21 +447,22 @@ class AwsImageSource:
             response.get("nextToken") or None,
         )
 
-    async def _client(self, region: str) -> Any:
+    async def _client(self, region: str, service: str = IMAGEBUILDER) -> Any:
+        clients = self._clients_of(service)
         async with self._lock:
-            if region not in self._clients:
+            if region not in clients:
                 with classify_errors(""):
                     try:
                         client = self._session.create_client(
-                            "imagebuilder",
+                            service,
                             region_name=region or self._region,
                             endpoint_url=self._endpoint_url,
                             config=self._config,
                         )
-                        self._clients[region] = await self._stack.enter_async_context(client)
+                        clients[region] = await self._stack.enter_async_context(client)
                     except ValueError as exc:  # botocore: "Invalid endpoint: notaurl"
                         raise Misconfigured(str(exc), code="InvalidEndpoint") from exc
-            return self._clients[region]
+            return clients[region]
 
 
 @contextmanager
@@ -529,6 +608,26 @@ def _step(item: dict[str, Any]) -> StepExecution:
         workflow_arn=_typed(item, "workflowBuildVersionArn", str),
         started_at=_date(item.get("startTime")),
     )
+
+
+def _log_page(response: dict[str, Any], arn: str) -> tuple[list[str], str | None]:
+    """A GetLogEvents page's messages, oldest first, and its nextBackwardToken. The
+    model says the latest events come "first" without saying in which order a page
+    lists them; AWS lists them oldest first (as `aws logs get-log-events` shows), and
+    a page in the other order is turned around, so either reads right."""
+    try:
+        events = [
+            (_typed(event, "timestamp", int) or 0, _typed(event, "message", str) or "")
+            for event in response.get("events") or []
+        ]
+        backward = _typed(response, "nextBackwardToken", str)
+    except (TypeError, AttributeError) as exc:
+        raise Unavailable(
+            f"malformed GetLogEvents response: {exc}", code="Malformed", arn=arn
+        ) from exc
+    if len(events) > 1 and events[0][0] > events[-1][0]:
+        events.reverse()
+    return [message for _, message in events], backward
 
 
 def _pipeline_name(image: dict[str, Any]) -> str | None:

@@ -238,6 +238,15 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
         default=5.0,
         help="most Image Builder calls per second across all ARNs (default: 5)",
     )
+    parser.add_argument(
+        "--log-lines",
+        type=_log_lines,
+        default=0,
+        metavar="N",
+        help=f"for a FAILED build, show the last N lines of its build log (CloudWatch Logs; "
+        f"needs logs:GetLogEvents), secrets-looking strings redacted; 0 to {MAX_LOG_LINES} "
+        "(default: 0, none)",
+    )
 
 
 def _endpoint_url(text: str) -> str:
@@ -300,6 +309,23 @@ def _rate(text: str) -> float:
     if not math.isfinite(value) or value < MIN_RATE:
         raise argparse.ArgumentTypeError(
             f"expected a finite number of calls per second, at least {MIN_RATE}, got {text}"
+        )
+    return value
+
+
+MAX_LOG_LINES = 1000
+"""As `[diagnostics] log_lines` allows (watcher.config.diagnostics, which this module
+must not import: it brings pydantic; a test checks the two agree)."""
+
+
+def _log_lines(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of lines, got {text!r}") from None
+    if not 0 <= value <= MAX_LOG_LINES:
+        raise argparse.ArgumentTypeError(
+            f"expected 0 to {MAX_LOG_LINES} lines (0: none), got {value}"
         )
     return value
 
@@ -479,6 +505,7 @@ def _wait_request(args: argparse.Namespace, arns: tuple[str, ...]) -> WaitReques
         output=args.output,
         max_tps=args.max_tps,
         not_found_grace=args.not_found_grace,
+        log_lines=args.log_lines,
     )
 
 

@@ -2,7 +2,9 @@
 in one process.
 
 Plays the demo scenario, prints each transition as it happens, and exits 0 once
-every build in the scenario has ended and every event was delivered. Needs no AWS
+every build in the scenario has ended and every event was delivered; the closing
+summary says why each failed build failed, with the last lines of its build log
+(redacted: the demo's failing build logs a password on purpose). Needs no AWS
 account: the simulator takes any credentials, so the demo signs with placeholder
 ones of its own.
 """
@@ -19,13 +21,18 @@ from aiobotocore.session import AioSession
 from watcher.clock import Clock
 from watcher.config import from_mapping
 from watcher.daemon import open_service
+from watcher.diagnostics import Diagnostics
 from watcher.engine import Watch
+from watcher.model import ImageStatus, Transition
 from watcher.simulator import Simulator, load_scenario
 from watcher.summary import duration_text
+from watcher.wait import diagnostics_block
 
 # Shipped inside the package so `ibwatch demo` works wherever it is installed;
 # config/demo-scenario.toml in the repository is a link to it.
 DEMO_SCENARIO = Path(__file__).resolve().parent / "simulator" / "scenarios" / "demo.toml"
+LOG_LINES = 5
+"""The build log lines a FAILED event carries in the demo (`[diagnostics] log_lines`)."""
 
 
 async def run_demo(scenario_path: Path, *, clock: Clock, out: TextIO, interval: float = 0.5) -> int:
@@ -52,6 +59,7 @@ async def run_demo(scenario_path: Path, *, clock: Clock, out: TextIO, interval: 
                 },
                 "state": {"path": str(Path(state_dir) / "demo-state.db")},
                 "sinks": [{"type": "log"}],
+                "diagnostics": {"log_lines": LOG_LINES},
             },
             source="ibwatch demo",
         )
@@ -67,6 +75,8 @@ async def run_demo(scenario_path: Path, *, clock: Clock, out: TextIO, interval: 
                 config, clock=clock, endpoint_url=endpoint_url, source_session=session
             ) as service:
                 await service.source.warm(arns + pipelines)
+                failures = _Failures()
+                service.engine.add_listener(failures)
 
                 async def finish_once_settled() -> None:
                     # Past the scenario's last change, list once more so the last
@@ -82,17 +92,42 @@ async def run_demo(scenario_path: Path, *, clock: Clock, out: TextIO, interval: 
                     result = await service.engine.run(arns)
                     await service.dispatcher.drained()
                     group.cancel_scope.cancel()
+    # Discovery finds builds in no set order: list them by image and build.
+    watches = sorted(result.watches.values(), key=_by_image)
+    # Why each failed build failed, then the list of every build as the last lines.
+    for watch in watches:
+        snapshot = watch.tracked.snapshot if watch.tracked else None
+        diagnostics = failures.by_build.get(snapshot.arn) if snapshot else None
+        if diagnostics is not None and snapshot and snapshot.status is ImageStatus.FAILED:
+            _say(out, f"ibwatch demo: why {_name(watch)} failed:")
+            for line in diagnostics_block(diagnostics):
+                _say(out, line)
     _say(
         out,
         f"ibwatch demo: every build has ended after {duration_text(clock.monotonic() - started)}:",
     )
-    # Discovery finds builds in no set order: list them by image and build.
-    for watch in sorted(result.watches.values(), key=_by_image):
+    for watch in watches:
         snapshot = watch.tracked.snapshot if watch.tracked else None
         status = snapshot.status.value if snapshot else f"error: {watch.error}"
-        name = f"{snapshot.name} {snapshot.version}/{snapshot.build}" if snapshot else watch.arn
-        _say(out, f"  {name:<28} {status}")
+        _say(out, f"  {_name(watch):<28} {status}")
     return 0
+
+
+def _name(watch: Watch) -> str:
+    snapshot = watch.tracked.snapshot if watch.tracked else None
+    return f"{snapshot.name} {snapshot.version}/{snapshot.build}" if snapshot else watch.arn
+
+
+class _Failures:
+    """The diagnostics of each build's FAILED event, for the summary: the log sink's
+    line names the failed step, not the log."""
+
+    def __init__(self) -> None:
+        self.by_build: dict[str, Diagnostics] = {}
+
+    async def send(self, event: Transition) -> None:
+        if event.diagnostics is not None:
+            self.by_build[event.image.arn] = event.diagnostics
 
 
 def _by_image(watch: Watch) -> tuple[str, str, int]:

@@ -1,9 +1,11 @@
 """Why a build failed: its failing workflow step, component and region failures, its
-build log and its console page, gathered once when a poll first sees it FAILED.
+build log (and, when asked, its last lines) and its console page, gathered once when
+a poll first sees it FAILED.
 
 Best effort by design: a look-up that fails (throttled past its retries, a policy
-without imagebuilder:ListWorkflowExecutions, an id AWS no longer knows) leaves the
-step out and logs one warning. It must never fail a watch nor raise into the engine.
+without imagebuilder:ListWorkflowExecutions or logs:GetLogEvents, an id or a log
+stream AWS does not know) leaves its part out and logs one warning. It must never
+fail a watch nor raise into the engine, and never let a log line out unredacted.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from urllib.parse import quote
 import structlog
 
 from watcher.model import Arn, ImageSnapshot, _AwsShaped, _camel, _Value
+from watcher.redaction import redact
+from watcher.urls import CONSOLE_HOSTS
 
 log = structlog.get_logger("ibwatch")
 
@@ -27,13 +31,10 @@ _MAX_PAGES = 20
 """Pages read of one list before giving up: a build runs a handful of workflows of
 a handful of steps each (at most 25 a page), so this is never reached honestly."""
 
-# The console hosts of each partition. The console's URLs are observed, not
-# documented by AWS (see `console_url`); partitions not listed get no link.
-_CONSOLE_HOSTS = {
-    "aws": "console.aws.amazon.com",
-    "aws-us-gov": "console.amazonaws-us-gov.com",
-    "aws-cn": "console.amazonaws.cn",
-}
+MAX_LINE = 2000
+"""Characters of one log line kept (our choice): a CloudWatch Logs event can hold
+256 KB, and an event or a result carries up to 1000 lines (`[diagnostics]
+log_lines`). The rest of a longer line is cut, after it was redacted."""
 
 
 class WorkflowExecution(_Value):
@@ -82,6 +83,18 @@ class WorkflowEdge(Protocol):
     async def get_workflow_step_execution(
         self, build_arn: str, step_execution_id: str
     ) -> StepExecution: ...
+
+
+@runtime_checkable
+class LogEdge(Protocol):
+    """The CloudWatch Logs read `gather` makes for a log tail. Unlike `WorkflowEdge`'s
+    calls it is paced and retried by the edge itself: CloudWatch Logs has its own
+    quota, so its calls must not go through (nor slow down) Image Builder's limiter."""
+
+    async def log_tail(self, build_arn: str, group: str, stream: str, events: int) -> list[str]:
+        """The messages of the last `events` events of the stream, oldest first;
+        raises a `watcher.errors.ApiError`."""
+        ...
 
 
 class Call(Protocol):
@@ -165,7 +178,7 @@ def console_url(build_arn: str) -> str | None:
     the build page's route as the console shows it. AWS may change these at any time.
     """
     arn = Arn.parse(build_arn)
-    host = _CONSOLE_HOSTS.get(arn.partition)
+    host = CONSOLE_HOSTS.get(arn.partition)
     if host is None or arn.build is None:
         return None
     version = quote(arn.version_arn, safe="")
@@ -197,6 +210,10 @@ async def gather(
                 "GetWorkflowStepExecution"
             ),
         )
+    group, stream = log_group(snapshot), log_stream(snapshot)
+    tail = None
+    if log_lines > 0 and isinstance(edge, LogEdge):
+        tail = await _log_tail(edge, snapshot.arn, group, stream, log_lines)
     distribution = _dict(context.get("distributionFailure"))
     component = _dict(context.get("componentFailure"))
     return Diagnostics(
@@ -210,10 +227,57 @@ async def gather(
             for item in distribution.get("regionFailures") or []
             if isinstance(item, dict)
         ),
-        log_group=log_group(snapshot),
-        log_stream=log_stream(snapshot),
+        log_group=group,
+        log_stream=stream,
         console_url=console_url(snapshot.arn),
+        log_tail=tail,
     )
+
+
+async def _log_tail(
+    edge: LogEdge, build_arn: str, group: str, stream: str, lines: int
+) -> tuple[str, ...] | None:
+    """The last `lines` lines of the build's log, redacted; None (and one warning)
+    when they cannot be read."""
+    try:
+        messages = await edge.log_tail(build_arn, group, stream, lines)
+    except Exception as exc:  # best effort: any failure only leaves the tail out
+        arn = Arn.parse(build_arn)
+        log.warning(
+            "image.log_tail_unavailable",
+            arn=build_arn,
+            error=type(exc).__name__,
+            code=str(getattr(exc, "code", "")),
+            message=str(exc),
+            note=(
+                "the build log's last lines are left out; reading them needs "
+                f"logs:GetLogEvents on arn:{arn.partition}:logs:{arn.region}:{arn.account}"
+                f":log-group:{group}:*"
+            ),
+        )
+        return None
+    return tail_lines(messages, lines)
+
+
+def tail_lines(messages: list[str], lines: int) -> tuple[str, ...]:
+    """The last `lines` lines of log events `messages` (oldest first), redacted.
+
+    An event's message can hold several lines (a multi-line output logged as one
+    event): each is a line of its own here, and `lines` counts these, so the tail
+    is never more than `lines` lines long. Each message's line break at the end is
+    not a line. The lines are redacted joined, so that a private key spread over
+    several of them is recognised; then each is cut to `MAX_LINE` characters, and a
+    lone surrogate (which JSON can escape but UTF-8 cannot carry) becomes `?`."""
+    split = [line for message in messages for line in message.splitlines() or [""]]
+    kept = split[-lines:] if lines > 0 else []
+    redacted = redact("\n".join(kept)).split("\n") if kept else []
+    return tuple(_cut(line).encode("utf-8", "replace").decode("utf-8") for line in redacted)
+
+
+def _cut(line: str) -> str:
+    if len(line) <= MAX_LINE:
+        return line
+    return f"{line[:MAX_LINE]}… ({len(line) - MAX_LINE} more characters)"
 
 
 async def _failed_step(

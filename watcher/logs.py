@@ -1,7 +1,12 @@
 """Logging set-up: structlog lines, JSON when the stream is not a terminal (a
 container, a CI log), readable coloured console lines when it is, and plain
 "ibwatch: warning: ..." lines for the one-shot commands, whose stderr a person reads
-between progress lines. Never logs a secret: it renders only what callers pass.
+between progress lines.
+
+Never logs a secret: callers pass none, and every line goes through `redact_values`
+before it is rendered, as a second guard for what callers cannot vouch for (an AWS
+error message, a build's log line, a URL someone put in a config). It is the same
+guard, `watcher.redaction`, as the one on the build log lines that events carry.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
+
+from watcher.redaction import MARK, redact, secret_name
 
 LogFormat = Literal["auto", "json", "console", "human"]
 
@@ -36,6 +43,7 @@ def configure(stream: TextIO, *, log_format: LogFormat = "auto", level: str = "i
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_values,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -65,3 +73,35 @@ def human_line(_logger: Any, _method: str, event_dict: MutableMapping[str, Any])
     if rest:
         line += f" ({', '.join(rest)})"
     return line
+
+
+def redact_values(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: every string of the line, however deep in its lists
+    and dicts, redacted (`watcher.redaction.redact`), and the whole value of a key
+    that names a secret (`password=...`) replaced. An exception's text is judged too.
+    Values with nothing to hide are passed on as they are, so rendering is unchanged."""
+    for key, value in event_dict.items():
+        event_dict[key] = _redacted(value, secret_key=isinstance(key, str) and secret_name(key))
+    return event_dict
+
+
+def _redacted(value: Any, *, secret_key: bool = False) -> Any:
+    if isinstance(value, str):
+        if secret_key and value:
+            return MARK
+        cleaned = redact(value)
+        return value if cleaned == value else cleaned
+    if isinstance(value, dict):
+        return {
+            k: _redacted(v, secret_key=isinstance(k, str) and secret_name(k))
+            for k, v in value.items()
+        }
+    if type(value) in (list, tuple, set, frozenset):  # exactly: a named tuple takes no iterable
+        return type(value)(_redacted(v) for v in value)
+    if isinstance(value, BaseException):
+        text = str(value)
+        cleaned = redact(text)
+        return value if cleaned == text else f"{type(value).__name__}: {cleaned}"
+    return value

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -55,7 +56,8 @@ class WaitRequest:
     progress_share: float = 0.2
     """The share of `max_tps` that looking up the running workflow step may use."""
     log_lines: int = 0
-    """On FAILED, this many last lines of the build's log join the result."""
+    """On FAILED, this many last lines of the build's log join the result (redacted;
+    `--log-lines`, 0..1000). Needs logs:GetLogEvents; without it they are left out."""
 
 
 async def wait_until_available(
@@ -114,7 +116,7 @@ async def wait_with(
         # AVAILABLE build, never the one in progress or failed (botocore's model).
         resolver=lambda arn: newest_build(aws, engine.call, arn),
         progress_share=request.progress_share,
-        progress_head_start=True,
+        progress_head_start=min(16, len(request.arns)),
         log_lines=request.log_lines,
     )
     progress = Progress(
@@ -252,6 +254,7 @@ def _image_report(watch: Watch, cancelled: bool, diagnostics: Diagnostics | None
         "log_group": None,
         "log_stream": None,
         "console_url": None,
+        "log_tail": None,
     }
     report["error"] = _error(watch.error)
     if watch.tracked is not None:
@@ -288,6 +291,8 @@ def _diagnostics_report(diagnostics: Diagnostics) -> dict[str, Any]:
         "log_group": diagnostics.log_group,
         "log_stream": diagnostics.log_stream,
         "console_url": diagnostics.console_url,
+        # Redacted when read (watcher.diagnostics); null when not asked for or unreadable.
+        "log_tail": None if diagnostics.log_tail is None else list(diagnostics.log_tail),
     }
 
 
@@ -355,7 +360,30 @@ def _diagnostics_lines(image: dict[str, Any]) -> list[str]:
         lines.append(f"  logs: {image['log_group']} {image['log_stream'] or ''}".rstrip())
     if image.get("console_url"):
         lines.append(f"  console: {image['console_url']}")
+    tail = image.get("log_tail")
+    if tail:
+        count = len(tail)
+        lines.append(f"  last {count} log line{'s' if count > 1 else ''}:")
+        lines += [f"    {_printable(line)}".rstrip() for line in tail]
     return lines
+
+
+def diagnostics_block(diagnostics: Diagnostics) -> list[str]:
+    """The text block that says why a build failed, as the result prints it under
+    the build's line (`ibwatch demo` prints it too)."""
+    return _diagnostics_lines(_diagnostics_report(diagnostics))
+
+
+# ANSI escape sequences and the other control characters a build log may hold: in a
+# terminal they could recolour, move the cursor or retitle the window.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(line: str) -> str:
+    """A log line as text may show it: without escape sequences or control characters
+    (JSON carries the line as it was read, bar redaction)."""
+    return _CONTROL.sub("", _ANSI.sub("", line))
 
 
 def write_github_output(path: Path, report: dict[str, Any]) -> list[str]:
@@ -404,11 +432,19 @@ def write_github_output(path: Path, report: dict[str, Any]) -> list[str]:
         f"log_group={_one_line(failed['log_group'])}",
         f"console_url={_one_line(failed['console_url'])}",
         *(f"ami_{region}={ami}" for region, ami in amis.items()),
-        f"result={_compact(report)}",
+        f"result={_compact(_without_log_tails(report))}",
     ]
     with path.open("a", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
     return warnings
+
+
+def _without_log_tails(report: dict[str, Any]) -> dict[str, Any]:
+    """The report without its log lines: GITHUB_OUTPUT is no place for a log (GitHub's
+    "Passing information between jobs": "Outputs can be a maximum of 1 MB per job",
+    which a thousand long lines would pass); the text and JSON results have them."""
+    images = [{k: v for k, v in image.items() if k != "log_tail"} for image in report["images"]]
+    return {**report, "images": images}
 
 
 def _step_name(step: dict[str, Any] | None) -> str | None:

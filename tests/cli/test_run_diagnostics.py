@@ -1,16 +1,24 @@
 """The daemon's FAILED events carry the build's diagnostics, as the one-shot's do:
-its engine polls through a metered wrapper, and the workflow look-ups must not be
-lost behind it. In-process, on virtual time, against the simulator over loopback."""
+its engine polls through a metered wrapper, and the workflow look-ups and the log
+tail must not be lost behind it. In-process, on virtual time, against the simulator
+over loopback."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import Any
 
 import anyio
+import pytest
 import structlog
 
 from tests.cli.in_process import daemon_config, daemon_on, ended, until
+from tests.delivery.receiver import receiving
+from tests.engine.test_diagnostics import AGENT, windows_agent
+from tests.engine.test_log_tail import LAST_FIVE
 from tests.support import ACCOUNT, scenario, timeline
+from watcher.demo import DEMO_SCENARIO, run_demo
 from watcher.simulator import Simulator
 from watcher.testing import VirtualClock
 
@@ -40,3 +48,51 @@ async def test_a_failed_build_seen_by_the_daemon_names_its_failing_step(tmp_path
     assert failed.diagnostics.failed_step.message
     assert failed.diagnostics.log_stream == "1.4.0/1"
     assert all(e.diagnostics is None for e in events[:-1])
+
+
+async def test_the_daemons_failed_webhook_carries_the_last_log_lines_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`[diagnostics] log_lines = 5`: the FAILED event a webhook receives carries
+    `data.diagnostics.log_tail`, read in the build ARN's Region (eu-west-1, while the
+    config's is us-east-1) and redacted before it was stored."""
+    clock = VirtualClock()
+    config_path = tmp_path / "watcher.toml"
+    with structlog.testing.capture_logs() as logs:
+        async with anyio.create_task_group() as group:
+            group.start_soon(clock.drive)
+            async with Simulator(windows_agent(), clock=clock) as url, receiving(clock) as hook:
+                monkeypatch.setenv("LOG_TAIL_HOOK_URL", hook.url)
+                watch = f'arns = ["{AGENT}"]\n[watch.intervals]\ndefault = "30s"\n'
+                config_path.write_text(
+                    daemon_config(url, tmp_path / "state.db", watch)
+                    + '[[sinks]]\ntype = "webhook"\nname = "hook"\nurl_env = "LOG_TAIL_HOOK_URL"\n'
+                    + "[diagnostics]\nlog_lines = 5\n"
+                )
+                async with daemon_on(config_path, clock) as service:
+                    await until(lambda: ended(service, AGENT), logs)
+                    await until(lambda: any(_failed(a.json) for a in hook.arrivals), logs)
+            group.cancel_scope.cancel()
+    failed = next(a.json for a in hook.arrivals if _failed(a.json))
+    assert failed["data"]["diagnostics"]["log_tail"] == list(LAST_FIVE)
+    assert failed["data"]["diagnostics"]["log_stream"] == "3.1.0/12"
+
+
+def _failed(body: Any) -> bool:
+    return bool(body["data"]["current"]["status"] == "FAILED")
+
+
+async def test_the_demo_shows_why_its_failing_build_failed_with_its_log_redacted() -> None:
+    """`ibwatch demo` reads 5 lines: its windows-agent build's log ends with a password."""
+    clock = VirtualClock()
+    out = io.StringIO()
+    with structlog.testing.capture_logs():
+        async with anyio.create_task_group() as group:
+            group.start_soon(clock.drive)
+            assert await run_demo(DEMO_SCENARIO, clock=clock, out=out) == 0
+            group.cancel_scope.cancel()
+    lines = out.getvalue().splitlines()
+    why = lines.index("ibwatch demo: why windows-agent 3.1.0/12 failed:")
+    block = lines.index("  last 5 log lines:", why)
+    assert lines[block + 1 : block + 6] == [f"    {line}" for line in LAST_FIVE]
+    assert lines[block + 6].startswith("ibwatch demo: every build has ended")

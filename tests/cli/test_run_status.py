@@ -152,8 +152,10 @@ async def test_status_shows_why_a_build_is_not_polled_without_the_endpoint_url(
                 TestClient(TestServer(server.create_app(daemon.probes_of(service)))) as http,
             ):
                 await until(
-                    lambda: (w := service.engine.watches.get(RUNNING)) is not None
-                    and w.last_error is not None,
+                    lambda: (
+                        (w := service.engine.watches.get(RUNNING)) is not None
+                        and w.last_error is not None
+                    ),
                     logs,
                 )
                 body = await (await http.get("/status")).json()

@@ -433,6 +433,12 @@ CI_ACTIONS = {
     "CancelImageCreation",
     *DIAGNOSTICS_ACTIONS,
 }
+# CloudWatch Logs, for a failed build's last log lines (`log_lines`, `--log-lines`):
+# GetLogEvents on Image Builder's default log groups, /aws/imagebuilder/<image name>.
+# The `:*` form is what botocore's logs model (LogGroup.arn) says IAM policies use
+# "for most API actions"; it covers the group's streams too.
+LOG_ACTIONS = {"GetLogEvents": {"arn:aws:logs:*:*:log-group:/aws/imagebuilder/*:*"}}
+SERVICES = ("imagebuilder", "logs")
 
 
 def _policy(path: Path) -> dict[str, Any]:
@@ -445,14 +451,15 @@ def _as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _grants(path: Path) -> dict[str, set[str]]:
-    """Each operation the policy allows -> the resources it allows it on."""
+def _grants(path: Path, of: str = "imagebuilder") -> dict[str, set[str]]:
+    """Each operation of service `of` the policy allows -> the resources it allows it on."""
     grants: dict[str, set[str]] = {}
     for statement in _policy(path)["Statement"]:
         for action in _as_list(statement["Action"]):
             service, _, operation = action.partition(":")
-            assert service == "imagebuilder", f"{action}: not an Image Builder action"
-            grants.setdefault(operation, set()).update(_as_list(statement["Resource"]))
+            assert service in SERVICES, f"{action}: neither Image Builder nor CloudWatch Logs"
+            if service == of:
+                grants.setdefault(operation, set()).update(_as_list(statement["Resource"]))
     return grants
 
 
@@ -472,10 +479,19 @@ def test_iam_policy_is_a_plain_allow_policy(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", POLICIES, ids=lambda p: p.name)
-def test_iam_policy_actions_are_operations_of_the_botocore_model(path: Path) -> None:
-    """An IAM action imagebuilder:X is the API operation X: a typo would grant nothing."""
-    model = botocore.session.get_session().get_service_model("imagebuilder")
-    assert set(_grants(path)) <= set(model.operation_names)
+@pytest.mark.parametrize("service", SERVICES)
+def test_iam_policy_actions_are_operations_of_the_botocore_model(path: Path, service: str) -> None:
+    """An IAM action imagebuilder:X (logs:X) is the API operation X: a typo would grant
+    nothing."""
+    model = botocore.session.get_session().get_service_model(service)
+    assert set(_grants(path, service)) <= set(model.operation_names)
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=lambda p: p.name)
+def test_iam_policy_reads_the_image_builder_build_logs_only(path: Path) -> None:
+    """The log tail's one call, on the log groups Image Builder writes builds' logs to
+    by default, in any Region and account; nothing else of CloudWatch Logs."""
+    assert _grants(path, "logs") == LOG_ACTIONS
 
 
 @pytest.mark.parametrize("path", POLICIES, ids=lambda p: p.name)
@@ -518,6 +534,8 @@ def test_ci_example_points_at_the_ci_iam_policy(path: Path) -> None:
     assert named == {str(CI_POLICY.relative_to(ROOT))}
     for operation in CI_ACTIONS:
         assert operation in comments, f"{path.name}: say the role needs {operation}"
+    for operation in LOG_ACTIONS:
+        assert f"logs:{operation}" in comments, f"{path.name}: say the role needs logs:{operation}"
 
 
 def test_deploy_readme_explains_both_iam_policies() -> None:
@@ -525,6 +543,8 @@ def test_deploy_readme_explains_both_iam_policies() -> None:
     for path in POLICIES:
         assert str(path.relative_to(DEPLOY)) in readme
     assert "service-authorization/latest/reference/list_amazonec2imagebuilder.html" in readme
+    assert "logs:GetLogEvents" in readme
+    assert next(iter(LOG_ACTIONS["GetLogEvents"])) in readme
 
 
 # ---------------------------------------------------------------------- Dockerfile
@@ -776,6 +796,7 @@ def test_github_workflow_waits_in_a_step_with_id_wait() -> None:
     wait = steps[_step_index(steps, "wait")]
     assert _shell_commands(wait["run"])[0].startswith("ibwatch wait-until-available ")
     assert "--timeout 90m" in wait["run"]
+    assert "--log-lines" in wait["run"], "a failed build shows its log's end in the job log"
     later = json.dumps(steps[_step_index(steps, "wait") + 1 :])
     assert "steps.wait.outputs" in later
 
@@ -840,6 +861,7 @@ def test_gitlab_job_waits_with_json_output_and_hands_the_ami_on() -> None:
     assert "--query imageBuildVersionArn --output text" in " ".join(script.split())
     [wait] = [line for line in job["script"] if "ibwatch wait-until-available" in line]
     assert "--output json > result.json" in wait
+    assert "--log-lines" in wait
     assert "jq" in script
     assert "AMI_US_EAST_1=" in script
     assert job["artifacts"]["reports"]["dotenv"] == "build.env"

@@ -11,7 +11,8 @@ null and "If you have reached the end of the stream, it returns the same token y
 passed in"; it lists ResourceNotFoundException and InvalidParameterException.
 botocore's json parser takes the error code from the body's `__type`.
 Our reading: the log's lines and their wording, 400 for the errors, that a forward
-token needs startFromHead true or is refused, and that faults do not apply.
+token needs startFromHead true or is refused, and that random faults and rate limits
+do not apply (an outage that names GetLogEvents does: tests/engine/test_log_tail.py).
 """
 
 from __future__ import annotations

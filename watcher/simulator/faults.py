@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from watcher.clock import Clock
-from watcher.simulator.scenario import COMMON_AUTH_ERRORS, Faults, RateLimit
+from watcher.simulator.scenario import COMMON_AUTH_ERRORS, Faults, Outage, RateLimit
 
 THROTTLED = "CallRateLimitExceededException"
 
@@ -106,11 +106,11 @@ class FaultPlan:
         request_id = str(uuid.UUID(int=self._random.getrandbits(128), version=4))
         roll, jitter, style = self._random.random(), self._random.random(), self._random.random()
         latency = self._faults.latency.fixed + jitter * self._faults.latency.random
-        for outage in self._faults.outages:
-            # Before the rate limit: a refused request takes no token.
-            if outage.start <= at < outage.end and operation in outage.operations:
-                status = COMMON_AUTH_ERRORS.get(outage.code)
-                return Decision(request_id, "error", latency, outage.code, status=status)
+        # Before the rate limit: a refused request takes no token.
+        outage = self.outage(operation, at)
+        if outage is not None:
+            status = COMMON_AUTH_ERRORS.get(outage.code)
+            return Decision(request_id, "error", latency, outage.code, status=status)
         bucket = self._buckets.get(operation)
         if bucket is not None and not bucket.take():
             return Decision(request_id, "error", latency, THROTTLED, throttled=True)
@@ -118,3 +118,13 @@ class FaultPlan:
             if roll < edge:
                 return Decision(request_id, kind, latency, code, truncate=style < 0.5)
         return Decision(request_id, "none", latency)
+
+    def outage(self, operation: str, at: float) -> Outage | None:
+        """The outage that answers every request to `operation` at scenario time `at`,
+        if one does. Draws nothing from the generator: CloudWatch Logs' GetLogEvents
+        asks this alone (`logs_service`), so reading logs leaves every Image Builder
+        answer of a seed as it was."""
+        for outage in self._faults.outages:
+            if outage.start <= at < outage.end and operation in outage.operations:
+                return outage
+        return None

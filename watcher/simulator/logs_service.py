@@ -26,10 +26,14 @@ plus 26 bytes (PutLogEvents' accounting); ingestionTime equals timestamp; a log
 group exists in the region of the request's credential scope once a build of that
 image there has started, a stream once its build has.
 
-The scenario's fault plan does not apply here: its rate limits are per Image Builder
-operation and its error codes are Image Builder's, and leaving GetLogEvents out
-keeps the plan's seeded draws, and so every Image Builder answer, the same whether or
-not a client reads logs. The signature check and the counters do apply.
+The scenario's random faults do not apply here: its rate limits are per Image
+Builder operation and its error codes are Image Builder's, and leaving GetLogEvents
+out keeps the plan's seeded draws, and so every Image Builder answer, the same whether
+or not a client reads logs. Outages do apply, to an outage that names GetLogEvents
+among its `operations` (a policy without logs:GetLogEvents: AccessDeniedException, or
+a credential refused): asking for one draws nothing. The signature check and the
+counters apply too. An outage's status is 403 for the common credential errors, else
+400 like every error here (our reading, as above).
 """
 
 from __future__ import annotations
@@ -48,12 +52,13 @@ from botocore.model import ServiceModel
 from watcher.simulator import build_logs
 from watcher.simulator.catalog import Build
 from watcher.simulator.inputs import violations
+from watcher.simulator.scenario import COMMON_AUTH_ERRORS, LOGS_OPERATIONS
 from watcher.simulator.signature import signature_problem, signed_region
 from watcher.simulator.wire import ApiError
 from watcher.simulator.world import World
 
 SERVICE = "logs"
-OPERATIONS = ("GetLogEvents",)
+OPERATIONS = LOGS_OPERATIONS
 TARGET_HEADER = "X-Amz-Target"
 CONTENT_TYPE = "application/x-amz-json-1.1"
 NOT_FOUND = "ResourceNotFoundException"
@@ -87,6 +92,14 @@ def handler(world: World) -> Callable[[web.Request], Awaitable[web.Response]]:
         try:
             if problem is not None:
                 raise problem
+            outage = world.plan.outage(operation, world.scenario_time())
+            if outage is not None:
+                world.counters.injected[operation, outage.code] += 1
+                raise ApiError(
+                    outage.code,
+                    "Injected by the simulator's fault plan",
+                    COMMON_AUTH_ERRORS.get(outage.code),
+                )
             response = await _get_log_events(request, world, request_id)
         except ApiError as exc:
             world.counters.responses[operation, exc.code] += 1

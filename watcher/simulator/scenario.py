@@ -68,6 +68,24 @@ OPERATIONS = (
 )
 
 
+LOGS_OPERATIONS = ("GetLogEvents",)
+"""The CloudWatch Logs operations the simulator serves (`logs_service`): an outage
+names them explicitly; by default an outage is Image Builder's."""
+
+LOGS_ERROR_CODES = frozenset(
+    {
+        # GetLogEvents' errors in botocore's logs model.
+        "InvalidParameterException",
+        "ResourceNotFoundException",
+        "ServiceUnavailableException",
+        # Every service's, from the AWS "Common Errors" reference page (our reading:
+        # they are in no botocore model): a policy without logs:GetLogEvents, a quota.
+        "AccessDeniedException",
+        "ThrottlingException",
+    }
+)
+
+
 class ScenarioError(FileError):
     """A scenario file that cannot be served; the message names file, field and fix."""
 
@@ -120,14 +138,14 @@ class Outage(Strict):
     @field_validator("code")
     @classmethod
     def _code(cls, value: str) -> str:
-        known = model.error_codes() | COMMON_AUTH_ERRORS.keys()
+        known = model.error_codes() | COMMON_AUTH_ERRORS.keys() | LOGS_ERROR_CODES
         return _known_code(value, known, "an error code the simulator answers")
 
     @field_validator("operations")
     @classmethod
     def _operations(cls, value: list[str]) -> list[str]:
         for name in value:
-            _known_operation(name)
+            _known_operation(name, OPERATIONS + LOGS_OPERATIONS)
         return value
 
     @model_validator(mode="after")
@@ -137,12 +155,12 @@ class Outage(Strict):
         return self
 
 
-def _known_operation(name: str) -> str:
-    if name not in OPERATIONS:
-        hint = difflib.get_close_matches(name, OPERATIONS, n=1)
+def _known_operation(name: str, known: tuple[str, ...] = OPERATIONS) -> str:
+    if name not in known:
+        hint = difflib.get_close_matches(name, known, n=1)
         guess = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise ValueError(
-            f"{name!r} is not a simulated operation{guess}; expected one of {', '.join(OPERATIONS)}"
+            f"{name!r} is not a simulated operation{guess}; expected one of {', '.join(known)}"
         )
     return name
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from watcher.model import Arn, ImageStatus, InvalidArn, Transition
+from watcher.urls import CONSOLE_HOSTS
 
 if TYPE_CHECKING:
     from watcher.diagnostics import FailedStep
@@ -32,13 +33,6 @@ MAX_URL = 2000
 """Longer links are left out: Slack refuses button URLs over 3000 characters and a
 2000-character link is no link anyone clicks; ours are a few hundred at most."""
 
-# CloudWatch console hosts by partition (as `watcher.diagnostics` has them for the
-# Image Builder console): observed, not documented; other partitions get no link.
-_CONSOLE_HOSTS = {
-    "aws": "console.aws.amazon.com",
-    "aws-us-gov": "console.amazonaws-us-gov.com",
-    "aws-cn": "console.amazonaws.cn",
-}
 # ANSI escape sequences (colours, cursor moves) that build tools write to their logs,
 # then any other C0/C1 control character but the tab: chat shows them as boxes or not
 # at all, and some break JSON-unaware receivers.
@@ -143,7 +137,7 @@ def logs_console_url(build_arn: str, log_group: str, log_stream: str) -> str | N
         arn = Arn.parse(build_arn)
     except InvalidArn:
         return None
-    host = _CONSOLE_HOSTS.get(arn.partition)
+    host = CONSOLE_HOSTS.get(arn.partition)
     if host is None:
         return None
     return (

@@ -6,6 +6,7 @@ from typing import Any
 
 import structlog
 
+from watcher.build_progress import progress_text
 from watcher.model import Transition
 from watcher.summary import headline
 
@@ -39,6 +40,18 @@ def event_fields(event: Transition) -> dict[str, Any]:
         fields["failed_step"] = failed_step
     if event.skipped:
         fields["skipped"] = [s.value for s in event.skipped]
+    if event.progress is not None and event.progress.step is not None:
+        fields["step"] = progress_text(event.progress)
+    diagnostics = event.diagnostics
+    if diagnostics is not None:
+        step = diagnostics.failed_step
+        if step is not None:
+            fields["failed_workflow_step"] = (
+                f"{step.workflow}/{step.name}" if step.workflow else step.name
+            )
+            if step.message:
+                fields["step_message"] = step.message
+        fields["log"] = f"{diagnostics.log_group} {diagnostics.log_stream}"
     if event.durations.in_previous_status_seconds is not None:
         fields["in_previous_status_s"] = round(event.durations.in_previous_status_seconds, 1)
     if event.durations.total_seconds is not None:
