@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.support import WEB_BASE, scenario
-from watcher.aws import AwsImageSource, snapshot_from_image
+from watcher.aws import AwsImageSource, _log_page, snapshot_from_image
 from watcher.errors import (
     AccessDenied,
     ApiError,
@@ -139,3 +139,18 @@ def test_a_well_typed_body_reads_back_from_json_unchanged() -> None:
     image = wire_image(reason="done")
     snapshot = snapshot_from_image(image, str(image["arn"]), observed_at=datetime.now(UTC))
     assert ImageSnapshot.model_validate_json(snapshot.model_dump_json()) == snapshot
+
+
+def test_a_log_page_of_the_wrong_shape_is_malformed_not_a_crash() -> None:
+    """GetLogEvents' OutputLogEvent: timestamp is a Long, message a String."""
+    with pytest.raises(Unavailable, match="malformed GetLogEvents response: timestamp is str"):
+        _log_page({"events": [{"timestamp": "soon", "message": "x"}]}, ARN_FOR_LOGS)
+    with pytest.raises(Unavailable, match="malformed GetLogEvents response"):
+        _log_page({"events": ["not an event"]}, ARN_FOR_LOGS)
+    assert _log_page(
+        {"events": [{"timestamp": 2, "message": "b"}, {"timestamp": 1, "message": "a"}]},
+        ARN_FOR_LOGS,
+    ) == (["a", "b"], None)
+
+
+ARN_FOR_LOGS = "arn:aws:imagebuilder:eu-west-1:123456789012:image/windows-agent/3.1.0/12"

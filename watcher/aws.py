@@ -293,7 +293,7 @@ class AwsImageSource:
             request["nextToken"] = next_token
         region = Arn.parse(build_arn).region
         response = await self._call(region, "list_workflow_executions", build_arn, request)
-        try:
+        with _read("ListWorkflowExecutions", build_arn):
             items = [
                 WorkflowExecution(
                     execution_id=item["workflowExecutionId"],
@@ -305,10 +305,6 @@ class AwsImageSource:
                 )
                 for item in response.get("workflowExecutions") or []
             ]
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise Unavailable(
-                f"malformed ListWorkflowExecutions response: {exc}", code="Malformed", arn=build_arn
-            ) from exc
         return items, response.get("nextToken") or None
 
     async def list_workflow_step_executions(
@@ -321,14 +317,8 @@ class AwsImageSource:
             request["nextToken"] = next_token
         region = Arn.parse(build_arn).region
         response = await self._call(region, "list_workflow_step_executions", build_arn, request)
-        try:
+        with _read("ListWorkflowStepExecutions", build_arn):
             items = [_step(item) for item in response.get("steps") or []]
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise Unavailable(
-                f"malformed ListWorkflowStepExecutions response: {exc}",
-                code="Malformed",
-                arn=build_arn,
-            ) from exc
         return items, response.get("nextToken") or None
 
     async def get_workflow_step_execution(
@@ -343,14 +333,8 @@ class AwsImageSource:
             build_arn,
             {"stepExecutionId": step_execution_id},
         )
-        try:
+        with _read("GetWorkflowStepExecution", build_arn):
             return _step(response)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise Unavailable(
-                f"malformed GetWorkflowStepExecution response: {exc}",
-                code="Malformed",
-                arn=build_arn,
-            ) from exc
 
     # -- a failed build's log (watcher.diagnostics), from CloudWatch Logs.
 
@@ -610,21 +594,29 @@ def _step(item: dict[str, Any]) -> StepExecution:
     )
 
 
+@contextmanager
+def _read(operation: str, arn: str) -> Iterator[None]:
+    """Reading an answer of `operation`: a member missing or of the wrong type makes
+    it malformed (Unavailable, retried like a garbled answer), never a crash."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise Unavailable(
+            f"malformed {operation} response: {exc}", code="Malformed", arn=arn
+        ) from exc
+
+
 def _log_page(response: dict[str, Any], arn: str) -> tuple[list[str], str | None]:
     """A GetLogEvents page's messages, oldest first, and its nextBackwardToken. The
     model says the latest events come "first" without saying in which order a page
     lists them; AWS lists them oldest first (as `aws logs get-log-events` shows), and
     a page in the other order is turned around, so either reads right."""
-    try:
+    with _read("GetLogEvents", arn):
         events = [
             (_typed(event, "timestamp", int) or 0, _typed(event, "message", str) or "")
             for event in response.get("events") or []
         ]
         backward = _typed(response, "nextBackwardToken", str)
-    except (TypeError, AttributeError) as exc:
-        raise Unavailable(
-            f"malformed GetLogEvents response: {exc}", code="Malformed", arn=arn
-        ) from exc
     if len(events) > 1 and events[0][0] > events[-1][0]:
         events.reverse()
     return [message for _, message in events], backward

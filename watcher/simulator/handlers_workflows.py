@@ -20,7 +20,16 @@ from watcher.simulator.account import NOT_FOUND
 from watcher.simulator.faults import Decision
 from watcher.simulator.inputs import read_input
 from watcher.simulator.wire import ApiError, json_response
+from watcher.simulator.workflows import WorkflowRun
 from watcher.simulator.world import Handler, World
+
+
+def _run(world: World, execution: str, t: float) -> WorkflowRun:
+    """The workflow execution `execution` names, begun by scenario time t."""
+    run = world.renderer.workflows.find_run(world.account.catalog, execution, t)
+    if run is None:
+        raise ApiError(NOT_FOUND, f"The workflow execution {execution} cannot be found.")
+    return run
 
 
 async def _list_workflow_executions(
@@ -57,9 +66,7 @@ async def _list_workflow_step_executions(
     params = await read_input(request, operation)
     t = world.now()
     execution: str = params["workflowExecutionId"]
-    run = world.renderer.workflows.find_run(world.account.catalog, execution, t)
-    if run is None:
-        raise ApiError(NOT_FOUND, f"The workflow execution {execution} cannot be found.")
+    run = _run(world, execution, t)
     page, token = world.pager.page(
         operation, params, [((-s.index,), s) for s in run.started_steps(t)]
     )
@@ -81,9 +88,7 @@ async def _get_workflow_execution(
     params = await read_input(request, "GetWorkflowExecution")
     t = world.now()
     execution: str = params["workflowExecutionId"]
-    run = world.renderer.workflows.find_run(world.account.catalog, execution, t)
-    if run is None:
-        raise ApiError(NOT_FOUND, f"The workflow execution {execution} cannot be found.")
+    run = _run(world, execution, t)
     return json_response(
         {
             "requestId": decision.request_id,
