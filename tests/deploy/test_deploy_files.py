@@ -438,7 +438,9 @@ CI_ACTIONS = {
 # The `:*` form is what botocore's logs model (LogGroup.arn) says IAM policies use
 # "for most API actions"; it covers the group's streams too.
 LOG_ACTIONS = {"GetLogEvents": {"arn:aws:logs:*:*:log-group:/aws/imagebuilder/*:*"}}
-SERVICES = ("imagebuilder", "logs")
+# SQS, for the push path's queue (deploy/events/): the daemon's policy carries the
+# statement of deploy/events/iam-policy-events.json, checked in test_events_wiring.py.
+SERVICES = ("imagebuilder", "logs", "sqs")
 
 
 def _policy(path: Path) -> dict[str, Any]:
@@ -457,7 +459,7 @@ def _grants(path: Path, of: str = "imagebuilder") -> dict[str, set[str]]:
     for statement in _policy(path)["Statement"]:
         for action in _as_list(statement["Action"]):
             service, _, operation = action.partition(":")
-            assert service in SERVICES, f"{action}: neither Image Builder nor CloudWatch Logs"
+            assert service in SERVICES, f"{action}: not Image Builder, CloudWatch Logs or SQS"
             if service == of:
                 grants.setdefault(operation, set()).update(_as_list(statement["Resource"]))
     return grants

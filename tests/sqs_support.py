@@ -1,0 +1,38 @@
+"""A real SQS on loopback for the push-path tests: moto's server (`moto[server]`), a
+well-kept implementation of the SQS API, started in-process on a free port. Never
+our own SQS; never anything beyond loopback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from moto.server import ThreadedMotoServer
+
+from tests.support import aws_client
+
+REGION = "us-east-1"
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto server on 127.0.0.1 and a free port; yields its endpoint URL. Its state
+    (queues, messages) lives as long as the server."""
+    # Its werkzeug prints a line per request on stderr: noise in a test's output.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+async def make_queue(endpoint_url: str, name: str, **attributes: str) -> str:
+    """Create queue `name` on the moto server; returns its queue URL."""
+    async with aws_client("sqs", endpoint_url, REGION) as sqs:
+        created: dict[str, Any] = await sqs.create_queue(QueueName=name, Attributes=attributes)
+    return str(created["QueueUrl"])
