@@ -188,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit once every build has reached its final status",
     )
+    simulate.add_argument(
+        "--events-queue",
+        type=_queue_url,
+        metavar="URL",
+        help="SQS queue URL: also send it an EventBridge 'EC2 Image Builder Image State "
+        "Change' event per status change (endpoint: the URL's host, or AWS_ENDPOINT_URL_SQS; "
+        "the scenario's [events] makes some go missing, arrive twice or out of order)",
+    )
     return parser
 
 
@@ -571,6 +579,17 @@ def _simulate(args: argparse.Namespace) -> int:
             port=args.port,
             until_settled=args.until_settled,
             out=sys.stdout,
+            events_queue=args.events_queue,
         )
     )
     return EXIT_OK
+
+
+def _queue_url(text: str) -> str:
+    # Imported here: `simulate --events-queue` alone needs it (see the module docstring).
+    from watcher.simulator.push import check_queue_url
+
+    try:
+        return check_queue_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import re
 import shutil
@@ -29,7 +28,8 @@ import hcl2
 import pytest
 import yaml
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
+
+from tests.sqs_support import moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -395,14 +395,9 @@ def moto_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     server on 127.0.0.1; proxies from the environment are not used for it."""
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint_url = f"http://{host}:{port}"
-    session = botocore.session.get_session()
-    config = Config(retries={"total_max_attempts": 1})
-    try:
+    with moto_server() as endpoint_url:  # fresh: moto keeps its state per process
+        session = botocore.session.get_session()
+        config = Config(retries={"total_max_attempts": 1})
         clients = {
             service: session.create_client(
                 service,
@@ -417,8 +412,6 @@ def moto_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         yield clients
         for client in clients.values():
             client.close()
-    finally:
-        server.stop()
 
 
 def _put(events: Any, event: Mapping[str, Any]) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "Ami",
     "BuildTemplate",
     "Container",
+    "Events",
     "Faults",
     "Image",
     "Latency",
@@ -203,6 +204,21 @@ class Faults(Strict):
         return self
 
 
+class Events(Strict):
+    """`[events]`: how the EventBridge events pushed to an SQS queue (`Simulator(...,
+    events_queue=URL)`, `ibwatch simulate --events-queue URL`) go astray. EventBridge
+    delivers Image Builder's events "best effort" (EventBridge events reference, "EC2
+    Image Builder events"), so a consumer must live with each of these. Chances per
+    status change, drawn from the scenario's seed."""
+
+    loss: Probability = 0.0
+    """Chance that a change's message is never sent."""
+    duplicates: Probability = 0.0
+    """Chance that a message that is sent is sent twice (the same event id)."""
+    reorder: Probability = 0.0
+    """Chance that a message is held back and sent after the next one."""
+
+
 class Scenario(Strict):
     """What the simulated endpoint serves; see config/demo-scenario.toml."""
 
@@ -212,6 +228,7 @@ class Scenario(Strict):
     time_scale: float = Field(default=1.0, gt=0)
     """Scenario seconds per real second: 60 plays a 40-minute build in 40 seconds."""
     faults: Faults = Faults()
+    events: Events = Events()
     images: list[Image] = Field(default_factory=list)
     pipelines: list[Pipeline] = Field(default_factory=list)
 

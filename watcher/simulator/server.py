@@ -4,15 +4,18 @@
 127.0.0.1 at a free port until the block ends. Everything a test or benchmark
 needs to compare what a client saw with what the server did is readable here,
 and the changes a caller can make over the API (start a pipeline, cancel a
-build) can be made in-process too, through the same code.
+build) can be made in-process too, through the same code. With `events_queue`,
+it also pushes each status change to that SQS queue (`push`) while it serves.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from types import TracebackType
 
+import anyio
 from aiohttp import web
 
 from watcher.clock import Clock, SystemClock
@@ -24,6 +27,7 @@ from watcher.simulator.documents import Renderer
 from watcher.simulator.faults import Counters, FaultPlan
 from watcher.simulator.paging import Pager
 from watcher.simulator.pipelines import NeverSettles, Pipelines
+from watcher.simulator.push import EventStream, PushCounters, Pusher, check_queue_url
 from watcher.simulator.scenario import Scenario, Step
 from watcher.simulator.workflows import Workflows
 from watcher.simulator.world import World
@@ -37,6 +41,11 @@ class Simulator:
     Scenario time starts when the server starts and runs `time_scale` times
     faster than `clock`. Pass a fake clock to make time, rate limits and latency
     fully deterministic.
+
+    `events_queue`, an SQS queue URL: while serving, every status change is sent
+    there as an EventBridge event, as its moment comes (`watcher.simulator.push`,
+    the scenario's `[events]`); `push_counters` says what was sent. Start and stop
+    it from one task (`async with` does): the pusher runs in a task group of that task.
     """
 
     def __init__(
@@ -46,14 +55,18 @@ class Simulator:
         clock: Clock | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        events_queue: str | None = None,
     ) -> None:
         self.scenario = scenario
         self.clock: Clock = clock or SystemClock()
         self.counters = Counters()
+        self.push_counters = PushCounters()
         self.account = Account(scenario)
+        self.events_queue = None if events_queue is None else check_queue_url(events_queue)
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self._world: World | None = None
+        self._tasks: AsyncExitStack | None = None
         self.endpoint_url = ""
 
     async def __aenter__(self) -> str:
@@ -101,8 +114,34 @@ class Simulator:
         self._runner = runner
         shown = f"[{host}]" if ":" in host else host
         self.endpoint_url = f"http://{shown}:{port}"
+        if self.events_queue is not None:
+            try:
+                await self._start_pusher(self.events_queue, self._world)
+            except BaseException:
+                await self.stop()
+                raise
+
+    async def _start_pusher(self, queue_url: str, world: World) -> None:
+        pusher = Pusher(
+            queue_url,
+            world,
+            EventStream(self.scenario.events, self.scenario.seed, self.push_counters),
+            self.push_counters,
+            wall=world.renderer.wall,
+        )
+        async with AsyncExitStack() as stack:
+            # Closed in reverse: the loop is cancelled, then the pusher sends what is
+            # due by then and closes its client.
+            await stack.enter_async_context(pusher)
+            group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(group.cancel_scope.cancel)
+            group.start_soon(pusher.run)
+            self._tasks = stack.pop_all()
 
     async def stop(self) -> None:
+        if self._tasks is not None:
+            tasks, self._tasks = self._tasks, None
+            await tasks.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -1,7 +1,8 @@
 """`ibwatch simulate`: serve a scenario on a port until interrupted, printing the
 endpoint URL, each status change the scenario makes and each pipeline run as it
 starts, so a person can follow along while pointing the AWS CLI, `ibwatch` or
-their own scripts at it.
+their own scripts at it. With `--events-queue`, each status change is also pushed
+to that SQS queue as an EventBridge event (`watcher.simulator.push`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,17 @@ _GRACE = 0.2
 
 
 async def serve(
-    scenario: Scenario, *, host: str, port: int, until_settled: bool, out: TextIO
+    scenario: Scenario,
+    *,
+    host: str,
+    port: int,
+    until_settled: bool,
+    out: TextIO,
+    events_queue: str | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM, or with `until_settled` until every build has ended."""
-    simulator = Simulator(scenario, host=host, port=port)
+    """Serve until SIGINT/SIGTERM, or with `until_settled` until every build has ended;
+    with `events_queue`, push each status change to that SQS queue meanwhile."""
+    simulator = Simulator(scenario, host=host, port=port, events_queue=events_queue)
     async with simulator as endpoint_url:
         _say(out, f"Image Builder simulator serving scenario {scenario.name!r} at {endpoint_url}")
         _say(
@@ -33,6 +41,8 @@ async def serve(
             f"  try: aws imagebuilder get-image --endpoint-url {endpoint_url} "
             f"--region us-east-1 --image-build-version-arn ARN",
         )
+        if events_queue is not None:
+            _say(out, f"  pushing an EventBridge event per status change to {events_queue}")
         async with anyio.create_task_group() as group:
             group.start_soon(_narrate, simulator, out)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
