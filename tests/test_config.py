@@ -23,6 +23,7 @@ from watcher.config import (
     from_mapping,
     load,
 )
+from watcher.config.events import queue_region
 from watcher.model import ImageStatus
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "watcher.example.toml"
@@ -539,8 +540,31 @@ def test_override_variables_cover_the_scalar_keys() -> None:
             "IBWATCH_STATE_KEEP_EVENTS",
             "IBWATCH_DIAGNOSTICS_PROGRESS_SHARE",
             "IBWATCH_DIAGNOSTICS_LOG_LINES",
+            "IBWATCH_EVENTS_QUEUE_URL",
+            "IBWATCH_EVENTS_FOLLOW_ALL",
+            "IBWATCH_EVENTS_SAFETY_INTERVAL",
+            "IBWATCH_EVENTS_WAIT_TIME",
+            "IBWATCH_EVENTS_MALFORMED",
+            "IBWATCH_EVENTS_VISIBILITY_TIMEOUT",
         ]
     )
+
+
+# --------------------------------------------------------------------------- events
+
+
+def test_events_take_an_sqs_queue_url_and_name_a_wrong_one(tmp_path: Path) -> None:
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/ibwatch-events"
+    env = {"IBWATCH_EVENTS_QUEUE_URL": url}
+    events = load(write(tmp_path, MINIMAL), env=env).events
+    assert (events.queue_url, events.safety_interval, events.wait_time) == (url, 600.0, 20)
+    assert queue_region(url) == "eu-west-1"
+    assert queue_region("http://127.0.0.1:5000/123456789012/q") is None
+    message = problems_of(
+        write(tmp_path, MINIMAL + '[events]\nqueue_url = "ibwatch-events"\nwait_time = 30\n')
+    )
+    assert "events.queue_url: 'ibwatch-events' is not an SQS queue URL" in message
+    assert "events.wait_time" in message
 
 
 # --------------------------------------------------------------------------- diagnostics

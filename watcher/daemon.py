@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import random
 import signal
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
-from aiobotocore.session import AioSession
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
 
 from watcher import server
 from watcher._validation import FileError
@@ -28,10 +30,13 @@ from watcher._version import __version__
 from watcher.aws import AwsImageSource
 from watcher.clock import Clock
 from watcher.config import Config, WatchConfig, load
+from watcher.config.events import queue_region
 from watcher.delivery import DeliveryPolicy, Dispatcher
 from watcher.discovery import Discovery, Sources
 from watcher.engine import Engine, Recovery, Schedule
 from watcher.metrics import MeteredSource, Metrics, Readiness
+from watcher.push import PushConsumer, PushHealth, Queue, visibility_for
+from watcher.push_sources import PushSources
 from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy
 from watcher.sinks.http import HttpPoster
@@ -64,6 +69,8 @@ class Service:
     discovery: Discovery
     metrics: Metrics = field(default_factory=Metrics)
     readiness: Readiness | None = None
+    push: PushConsumer | None = None
+    """Reads `[events] queue_url`, when one is set."""
 
 
 @asynccontextmanager
@@ -78,8 +85,10 @@ async def open_service(
     store = await SqliteStore.open(config.state.path, exclusive=True)
     metrics = Metrics()
     readiness = Readiness(clock)
+    session = source_session or get_session()
     try:
         async with (
+            _sqs_client(config, session) as sqs,
             AwsImageSource(
                 clock=clock,
                 region=config.aws.region,
@@ -87,7 +96,7 @@ async def open_service(
                 concurrency=config.watch.concurrency,
                 connect_timeout=config.aws.connect_timeout,
                 read_timeout=config.aws.read_timeout,
-                session=source_session,
+                session=session,
             ) as source,
             HttpPoster(user_agent=f"ibwatch/{__version__}", clock=clock) as poster,
         ):
@@ -140,6 +149,27 @@ async def open_service(
                 readiness=readiness,
                 history_horizon=config.state.keep_events,
             )
+            push = None
+            if sqs is not None and config.events.queue_url is not None:
+                sources = PushSources(
+                    versions=config.watch.version_arns, pipelines=config.watch.pipelines
+                )
+                push = PushConsumer(
+                    queue=Queue(sqs, config.events.queue_url),
+                    engine=engine,
+                    get=lambda arn: engine.call(lambda: source.get(arn)),
+                    source_of=sources.source_of,
+                    needs_snapshot=sources.needs_snapshot,
+                    clock=clock,
+                    safety_interval=config.events.safety_interval,
+                    wait_time=config.events.wait_time,
+                    visibility_timeout=config.events.visibility_timeout
+                    or visibility_for(watch.max_tps),
+                    rng=random.Random(),
+                    metrics=metrics,
+                    follow_all=config.events.follow_all,
+                    keep_malformed=config.events.malformed == "keep",
+                )
             yield Service(
                 config,
                 store,
@@ -151,9 +181,33 @@ async def open_service(
                 discovery,
                 metrics,
                 readiness,
+                push,
             )
     finally:
         await store.close()
+
+
+@asynccontextmanager
+async def _sqs_client(config: Config, session: AioSession) -> AsyncIterator[Any]:
+    """The aiobotocore `sqs` client of `[events] queue_url`, or None without one. Its
+    endpoint is botocore's (AWS_ENDPOINT_URL_SQS overrides it), never `[aws]
+    endpoint_url`, which is Image Builder's; its region is the queue URL's."""
+    url = config.events.queue_url
+    if url is None:
+        yield None
+        return
+    client = session.create_client(
+        "sqs",
+        region_name=queue_region(url) or config.aws.region,
+        config=AioConfig(
+            connect_timeout=config.aws.connect_timeout,
+            # A long poll holds the connection for up to wait_time seconds.
+            read_timeout=config.events.wait_time + config.aws.read_timeout,
+            retries={"mode": "standard", "total_max_attempts": 3},
+        ),
+    )
+    async with client as sqs:
+        yield sqs
 
 
 def probes_of(service: Service) -> server.Probes:
@@ -167,7 +221,14 @@ def probes_of(service: Service) -> server.Probes:
         service.readiness,
         service.clock,
         store_open=lambda: service.store.is_open,
+        push=_push_health(service.push),
     )
+
+
+def _push_health(push: PushConsumer | None) -> Callable[[], PushHealth | None]:
+    if push is None:
+        return lambda: None
+    return lambda: push.health
 
 
 async def run_daemon(config: Config, *, clock: Clock, config_path: Path | None = None) -> int:
@@ -256,6 +317,8 @@ async def _watch(service: Service, scope: anyio.CancelScope) -> None:
         async with anyio.create_task_group() as group:
             group.start_soon(service.discovery.run)
             group.start_soon(_prune, service)
+            if service.push is not None:
+                group.start_soon(service.push.run)
             await service.engine.run(service.config.watch.build_arns)
             group.cancel_scope.cancel()
 
@@ -320,6 +383,7 @@ async def _reload(service: Service, config_path: Path | None) -> None:
         "delivery": new.delivery == old.delivery,
         "server": new.server == old.server,
         "diagnostics": new.diagnostics == old.diagnostics,
+        "events": new.events == old.events,
     }
     service.config = old.model_copy(
         update={

@@ -16,7 +16,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 import anyio
 import structlog
@@ -100,6 +100,9 @@ before it is committed without one. While calls queue for the limiter it does no
 wait at all: the event goes out first, the step comes at a later poll."""
 
 
+PollOutcome = Literal["committed", "failed", "unwatched"]
+
+
 Resolver = Callable[[str], Awaitable[str | None]]
 """A version ARN -> the ARN of its newest build, or None while it has none."""
 
@@ -137,6 +140,9 @@ class Watch:
     """Polls in a row that failed on an error `Recovery` heals: the backoff's exponent."""
     progress: BuildProgress | None = None
     """The running workflow step, as last looked up (`watcher.build_progress`)."""
+    due: float = math.inf
+    """When `entry` is due (clock seconds)."""
+    _lock: anyio.Lock | None = None
     entry: int | None = None
     """The schedule entry that is this watch's next poll; None while it is being
     polled or has left the schedule. Any other entry for it is stale and skipped, so
@@ -144,6 +150,13 @@ class Watch:
 
     def failed_attempt(self, error: ApiError) -> None:
         self.last_error = error
+
+    @property
+    def lock(self) -> anyio.Lock:
+        """Held while the build is polled; made on first use (in the event loop)."""
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        return self._lock
 
     @property
     def ended(self) -> bool:
@@ -244,6 +257,9 @@ class Engine:
             else None
         )
         self._progress_listeners = [x for x in listeners if isinstance(x, ProgressListener)]
+        self._safety: float | None = None
+        self._safety_regions: set[str] = set()
+        self._started: anyio.Event | None = None
 
     async def watch_arns(self, arns: Sequence[str]) -> tuple[list[str], list[str]]:
         """Watch exactly these configured `arns` from now on: new ones are polled at
@@ -331,6 +347,69 @@ class Engine:
         self._check_all_ended()
         return added
 
+    async def poll_now(self, arn: str) -> PollOutcome:
+        """Poll watched build `arn` at once (a push event says it changed): "committed"
+        once what the poll saw is committed, "failed" when GetImage failed (handled as
+        any poll's failure), "unwatched" when `arn` is not a watched build. Its next
+        scheduled poll comes an interval after this one."""
+        watch = self.watches.get(arn)
+        if watch is None or watch.build_arn is None:
+            return "unwatched"
+        return "committed" if await self._poll(watch) else "failed"
+
+    async def wait_started(self) -> None:
+        """Return once `run` has loaded the configured watches."""
+        await self._started_event().wait()
+
+    def _started_event(self) -> anyio.Event:
+        if self._started is None:  # made in the event loop, on first use
+            self._started = anyio.Event()
+        return self._started
+
+    async def adopt(self, source: str, snapshot: ImageSnapshot) -> None:
+        """Watch the build of `snapshot`, found through `source` (a push event for a
+        build no one listed yet), with `snapshot` as its first poll: committed before
+        this returns. A build the store remembers carries on from there."""
+        if snapshot.arn in self.watches:
+            await self.poll_now(snapshot.arn)  # found meanwhile: polled afresh
+            return
+        if self._remembered is None:
+            self._remembered = await self._store.load_all()
+        remembered = self._remembered.pop(snapshot.arn, None)
+        watch = Watch(
+            arn=snapshot.arn,
+            watched=remembered.watched if remembered and remembered.watched else source,
+            build_arn=snapshot.arn,
+            tracked=remembered,
+            added_at=self._clock.monotonic(),
+            discovered=True,
+        )
+        self.watches[snapshot.arn] = watch
+        async with watch.lock:
+            await self._process(watch, snapshot.arn, snapshot)
+
+    def set_safety_interval(self, seconds: float | None) -> None:
+        """While push events arrive (`seconds` set), builds in progress in the regions
+        events come from (`events_from`) are polled only this often, as a safety net;
+        None: back to the status intervals, and every build due later than its status
+        interval from now is polled then."""
+        self._safety = seconds
+        if seconds is not None:
+            return
+        now = self._clock.monotonic()
+        for watch in list(self.watches.values()):
+            if watch.entry is None or watch.tracked is None or watch.ended:
+                continue
+            soon = now + self._jittered(self._schedule.interval_for(watch.tracked.snapshot.status))
+            if watch.due > soon:
+                self._push(watch.arn, soon)
+
+    def events_from(self, region: str) -> None:
+        """Push events reach us from `region`: its builds may be polled at the safety
+        interval. Image Builder sends its events to the region's own default bus, so a
+        queue wired in one region hears nothing of builds in another."""
+        self._safety_regions.add(region)
+
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run one API call as polls run: paced by the shared limiter, retried."""
         return await call_with_retry(
@@ -400,6 +479,7 @@ class Engine:
         await self.watch_arns(arns)
         self._stop_when_ended = stop_when_ended
         self.running = True
+        self._started_event().set()
         try:
             await self._run_all(time_limit)
         finally:
@@ -438,7 +518,7 @@ class Engine:
         heapq.heappush(self._due, (due, order, arn))
         watch = self.watches.get(arn)
         if watch is not None:
-            watch.entry = order
+            watch.entry, watch.due = order, due
         if due < self._sleeping_until and self._wake is not None:
             self._wake.cancel()
 
@@ -480,7 +560,10 @@ class Engine:
             if failed_for >= self._schedule.failed_recheck_window:
                 return None
             return self._jittered(self._schedule.failed_recheck_interval)
-        return self._jittered(self._schedule.interval_for(status))
+        interval = self._schedule.interval_for(status)
+        if self._safety is not None and Arn.parse(watch.arn).region in self._safety_regions:
+            interval = max(interval, self._safety)  # events say when to look; this is the net
+        return self._jittered(interval)
 
     def _jittered(self, interval: float) -> float:
         spread = self._schedule.jitter
@@ -506,13 +589,26 @@ class Engine:
                 if watch is not None:
                     await self._poll(watch)
 
-    async def _poll(self, watch: Watch) -> None:
-        build_arn = watch.build_arn
-        if build_arn is None:
-            await self._resolve(watch)
-            return
+    async def _poll(self, watch: Watch) -> bool:
+        """One poll; whether GetImage answered (and what it said is committed)."""
+        # One poll of a build at a time: a push event's poll (`poll_now`) and the
+        # schedule's must not both commit what they saw of the same previous state.
+        async with watch.lock:
+            build_arn = watch.build_arn
+            if build_arn is None:
+                await self._resolve(watch)
+                return False
+            snapshot = await self._fetch(watch, build_arn)
+            if snapshot is None:
+                return False
+            await self._process(watch, build_arn, snapshot)
+            return True
+
+    async def _fetch(self, watch: Watch, build_arn: str) -> ImageSnapshot | None:
+        """GetImage of `build_arn`, retried; None when it failed (the failure is
+        handled here: retried later, paused, or the watch parked)."""
         try:
-            snapshot = await call_with_retry(
+            return await call_with_retry(
                 lambda: self._source.get(build_arn),
                 limiter=self._limiter,
                 clock=self._clock,
@@ -531,22 +627,26 @@ class Engine:
                 watch.waiting = "not found yet: a new build can answer NotFound for a moment"
                 watch.last_error = exc
                 self._poll_again(watch)
-                return
+                return None
             if self._recoverable(exc):
                 self._pause(watch, exc)
-                return
+                return None
             # Reported once; the ARN is parked and the others go on.
             watch.error = exc
             log.error("image.watch_stopped", **_error_fields(watch, exc))
             self._check_all_ended()
-            return
+            return None
         except RetryableError as exc:
             log.warning(
                 "image.poll_failed", **_error_fields(watch, exc), attempts=self._retry.attempts
             )
             watch.last_error = exc
             self._poll_again(watch)
-            return
+            return None
+
+    async def _process(self, watch: Watch, build_arn: str, snapshot: ImageSnapshot) -> None:
+        """What one answer of GetImage means: events, committed with the new state,
+        then the next poll scheduled."""
         if watch.error is not None:  # paused on an error `Recovery` heals: healed
             log.info("image.watch_resumed", arn=watch.arn, after_failures=watch.paused_polls)
             watch.error, watch.paused_polls = None, 0

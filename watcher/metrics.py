@@ -82,6 +82,26 @@ class Metrics:
         )
         for outcome in ("done", "skipped", "failed"):
             self.progress_lookups.labels(outcome)
+        self.push_events = Counter(
+            "ibwatch_push_events",
+            "Messages read from the [events] queue: received, then matched (a watched "
+            "build was polled at once), dropped (no watched source) or malformed.",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("received", "matched", "dropped", "malformed"):
+            self.push_events.labels(outcome)
+        self.push_lag = Histogram(
+            "ibwatch_push_lag_seconds",
+            "From a push event's time to the commit of the poll it caused.",
+            registry=r,
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+        )
+        self.push_healthy = Gauge(
+            "ibwatch_push_healthy",
+            "1 while the [events] queue answers, 0 while polling stands in for it.",
+            registry=r,
+        )
         self.dead_letters = Gauge(
             "ibwatch_dead_letters", "Dead letters per sink.", ["sink"], registry=r
         )

@@ -20,6 +20,7 @@ from watcher.delivery import Dispatcher
 from watcher.engine import Engine, Watch
 from watcher.errors import ApiError
 from watcher.metrics import Metrics, Readiness
+from watcher.push import PushHealth
 from watcher.quiet_disconnects import quiet_client_disconnects
 from watcher.store.base import Store
 from watcher.urls import redact_url
@@ -36,6 +37,8 @@ class Probes:
     readiness: Readiness
     clock: Clock
     store_open: Callable[[], bool]
+    push: Callable[[], PushHealth | None] = lambda: None
+    """The push path's health, None when no `[events] queue_url` is set."""
 
 
 def create_app(probes: Probes) -> web.Application:
@@ -82,9 +85,18 @@ async def _readyz(probes: Probes) -> web.Response:
             f"{count} watched ARN{'s' if count != 1 else ''} paused on {cause}: "
             "polled again with backoff, and at once on SIGHUP"
         )
+    body: dict[str, Any] = {"status": "ready"}
+    push = probes.push()
+    if push is not None:
+        # Not a reason to be unready: polling at the status intervals stands in.
+        body["push"] = (
+            "healthy"
+            if push.healthy
+            else f"falling back to polling at the status intervals: {push.reason}"
+        )
     if problems:
-        return web.json_response({"status": "not ready", "why": problems}, status=503)
-    return web.json_response({"status": "ready"})
+        return web.json_response({**body, "status": "not ready", "why": problems}, status=503)
+    return web.json_response(body)
 
 
 async def _metrics(probes: Probes) -> web.Response:

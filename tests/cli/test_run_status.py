@@ -123,13 +123,13 @@ async def test_a_reload_that_changes_sections_it_cannot_apply_says_which_keys(
         config_path = tmp_path / "watcher.toml"
         text = config_path.read_text()
         changed = text.replace('region = "us-east-1"', 'region = "eu-west-1"').replace(
-            "[state]", "[diagnostics]\nlog_lines = 5\n[state]"
+            "[state]", "[diagnostics]\nlog_lines = 5\n[events]\nfollow_all = true\n[state]"
         )
         config_path.write_text(changed)
         await daemon._reload(service, config_path)
     (warning,) = [line for line in logs if line["event"] == "config.needs_restart"]
-    assert warning["sections"] == ["aws", "diagnostics"]
-    assert warning["keys"] == ["aws.region", "diagnostics.log_lines"]
+    assert warning["sections"] == ["aws", "diagnostics", "events"]
+    assert warning["keys"] == ["aws.region", "diagnostics.log_lines", "events.follow_all"]
     assert service.config.diagnostics.log_lines == 0, "kept until a restart"
 
 

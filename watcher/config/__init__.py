@@ -9,8 +9,8 @@ nothing from `watcher.sinks`: turning a validated sink entry into a sink is
 `watcher.wiring`'s job.
 
 One module per concern: `aws`, `watch`, `state`, `sinks`, `service` (delivery,
-server, shutdown), `diagnostics` are the sections; `document` is the whole; `environment` the
-`IBWATCH_*` overrides; `loading` reads and validates a file.
+server, shutdown), `diagnostics`, `events` are the sections; `document` is the
+whole; `environment` the `IBWATCH_*` overrides; `loading` reads and validates a file.
 """
 
 from watcher.config._base import ENV_PREFIX, STATUSES, ConfigError
@@ -18,6 +18,7 @@ from watcher.config.aws import AwsConfig
 from watcher.config.diagnostics import DiagnosticsConfig
 from watcher.config.document import Config
 from watcher.config.environment import ENV_OVERRIDES
+from watcher.config.events import EventsConfig
 from watcher.config.loading import from_mapping, load
 from watcher.config.service import DeliveryConfig, ServerConfig, ShutdownConfig
 from watcher.config.sinks import (
@@ -43,6 +44,7 @@ __all__ = [
     "DeliveryConfig",
     "DiagnosticsConfig",
     "DiscordSinkConfig",
+    "EventsConfig",
     "GChatSinkConfig",
     "LogSinkConfig",
     "RetryConfig",

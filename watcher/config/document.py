@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from watcher.config._base import Strict, problems_error
 from watcher.config.aws import AwsConfig
 from watcher.config.diagnostics import DiagnosticsConfig
+from watcher.config.events import EventsConfig
 from watcher.config.service import DeliveryConfig, ServerConfig, ShutdownConfig
 from watcher.config.sinks import AnySink, LogSinkConfig, SinkConfig
 from watcher.config.state import MIN_KEEP_EVENTS, StateConfig
@@ -26,6 +27,7 @@ class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
     sinks: tuple[SinkConfig, ...] = (LogSinkConfig(),)
 
     @model_validator(mode="before")

@@ -1,5 +1,6 @@
 """`IBWATCH_SECTION_KEY` environment variables: each overrides one scalar key of
-`[aws]`, `[watch]`, `[state]` or `[diagnostics]`, and errors name the variable it came from."""
+`[aws]`, `[watch]`, `[state]`, `[diagnostics]` or `[events]`, and errors name the
+variable it came from."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from watcher._validation import did_you_mean
 from watcher.config._base import ENV_PREFIX
 from watcher.config.aws import AwsConfig
 from watcher.config.diagnostics import DiagnosticsConfig
+from watcher.config.events import EventsConfig
 from watcher.config.state import StateConfig
 from watcher.config.watch import WatchConfig
 
@@ -28,6 +30,7 @@ def _env_overrides() -> Mapping[str, tuple[str, str]]:
         ("watch", WatchConfig),
         ("state", StateConfig),
         ("diagnostics", DiagnosticsConfig),
+        ("events", EventsConfig),
     )
     for section, model in sections:
         for key, field in model.model_fields.items():
@@ -45,7 +48,9 @@ ENV_OVERRIDES: Mapping[str, tuple[str, str]] = _env_overrides()
 """Each environment variable that overrides a key, and the (section, key) it sets.
 A list key (`watch.arns`) takes a comma-separated value."""
 
-_ENV_SECTIONS = tuple(f"{ENV_PREFIX}{name}_" for name in ("AWS", "WATCH", "STATE", "DIAGNOSTICS"))
+_ENV_SECTIONS = tuple(
+    f"{ENV_PREFIX}{name}_" for name in ("AWS", "WATCH", "STATE", "DIAGNOSTICS", "EVENTS")
+)
 _LIST_KEYS = frozenset({("watch", "arns"), ("watch", "pipelines")})
 NO_ENV: Mapping[str, str] = MappingProxyType({})
 

@@ -1,0 +1,140 @@
+"""What the push path asks of the engine: `poll_now` polls a watched build at once and
+returns after its commit, `adopt` watches a build an event named with the answer
+already fetched, and `set_safety_interval` slows the polls of builds in progress
+while events arrive and brings the status intervals back when they stop. Also
+`PushSources`, which says what source an event's build belongs to. On virtual time
+with a scripted source."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import anyio
+
+from watcher.engine import Engine, Schedule
+from watcher.model import ImageSnapshot, ImageStatus
+from watcher.push_sources import PushSources
+from watcher.ratelimit import CubicLimiter
+from watcher.retry import RetryPolicy
+from watcher.store import MemoryStore
+from watcher.testing import RecordingSink, ScriptedSource, VirtualClock
+
+A = "arn:aws:imagebuilder:us-east-1:123456789012:image/a/1.0.0/1"
+B = "arn:aws:imagebuilder:us-east-1:123456789012:image/b/2.0.0/5"
+
+
+def engine_on(clock: VirtualClock, source: ScriptedSource, sink: RecordingSink) -> Engine:
+    return Engine(
+        source=source,
+        store=MemoryStore(),
+        listeners=[sink],
+        clock=clock,
+        limiter=CubicLimiter(100, clock),
+        schedule=Schedule(interval_for=lambda _: 30.0, jitter=0.0),
+        retry=RetryPolicy(attempts=2, base=1, cap=1),
+        rng=random.Random(1),
+    )
+
+
+async def test_a_safety_interval_slows_polls_of_builds_in_progress_until_it_is_lifted() -> None:
+    clock = VirtualClock()
+    source = ScriptedSource(clock, {A: ["BUILDING"]})
+    engine = engine_on(clock, source, RecordingSink())
+    engine.set_safety_interval(600.0)
+    engine.events_from("us-east-1")
+    async with anyio.create_task_group() as group:
+        group.start_soon(clock.drive)
+        group.start_soon(engine.run, [A])
+        await clock.sleep(3601)
+        during = len(source.calls)
+        engine.set_safety_interval(None)  # the queue stopped answering
+        await clock.sleep(590)
+        group.cancel_scope.cancel()
+    assert during == 7, "at 0, 600, ..., 3600 s: the safety interval, not every 30 s"
+    # Back to 30 s at once: the poll due at 4200 s came at 3631 s, then every 30 s
+    # until 4191 s.
+    assert len(source.calls) - during == 19
+
+
+async def test_poll_now_polls_at_once_and_returns_after_the_commit() -> None:
+    clock = VirtualClock()
+    source = ScriptedSource(clock, {A: ["BUILDING", "TESTING", "AVAILABLE"]})
+    sink = RecordingSink()
+    engine = engine_on(clock, source, sink)
+    engine.set_safety_interval(600.0)
+    async with anyio.create_task_group() as group:
+        group.start_soon(clock.drive)
+        group.start_soon(engine.run, [A])
+        await clock.sleep(10)
+        assert await engine.poll_now(A) == "committed"
+        assert [e.current.status.value for e in sink.events] == ["BUILDING", "TESTING"]
+        assert await engine.poll_now(B) == "unwatched", "the caller decides"
+        group.cancel_scope.cancel()
+    assert len(source.calls) == 2
+
+
+async def test_adopt_watches_a_build_with_the_answer_already_fetched() -> None:
+    clock = VirtualClock()
+    source = ScriptedSource(clock, {A: ["BUILDING"], B: ["TESTING"]})
+    sink = RecordingSink()
+    engine = engine_on(clock, source, sink)
+    async with anyio.create_task_group() as group:
+        group.start_soon(clock.drive)
+        group.start_soon(engine.run, [A])
+        await clock.sleep(1)
+        await engine.adopt("events", await source.get(B))
+        calls = len(source.calls)
+        group.cancel_scope.cancel()
+    assert calls == 2, "one GetImage for each build: the fetched answer is B's first poll"
+    assert engine.watches[B].watched == "events"
+    assert [(e.image.arn, e.current.status.value) for e in sink.events][-1] == (B, "TESTING")
+
+
+async def test_the_safety_interval_holds_only_in_regions_events_came_from() -> None:
+    """A queue wired in us-east-1 hears nothing of eu-west-1's builds: those keep their
+    status interval."""
+    elsewhere = "arn:aws:imagebuilder:eu-west-1:123456789012:image/c/1.0.0/1"
+    clock = VirtualClock()
+    source = ScriptedSource(clock, {A: ["BUILDING"], elsewhere: ["BUILDING"]})
+    engine = engine_on(clock, source, RecordingSink())
+    engine.set_safety_interval(600.0)
+    engine.events_from("us-east-1")
+    async with anyio.create_task_group() as group:
+        group.start_soon(clock.drive)
+        group.start_soon(engine.run, [A, elsewhere])
+        await clock.sleep(1201)
+        group.cancel_scope.cancel()
+    assert (source.calls.count(A), source.calls.count(elsewhere)) == (3, 41)
+
+
+def snapshot(arn: str, pipeline: str | None) -> ImageSnapshot:
+    return ImageSnapshot(
+        arn=arn,
+        status=ImageStatus.BUILDING,
+        name="b",
+        version="2.0.0",
+        build=5,
+        pipeline=pipeline,
+        observed_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+def test_push_sources_match_versions_wildcards_and_pipelines() -> None:
+    version = "arn:aws:imagebuilder:us-east-1:123456789012:image/b/2.x.x"
+    nightly = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/nightly"
+    every = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/*"
+    assert PushSources(versions=(version,)).source_of(B, None) == version
+    assert PushSources(versions=(version,)).source_of(A, None) is None
+    pipelines = PushSources(pipelines=(nightly,))
+    assert pipelines.needs_snapshot(B)
+    assert pipelines.source_of(B, None) is None
+    assert pipelines.source_of(B, snapshot(B, "nightly")) == nightly
+    assert pipelines.source_of(B, snapshot(B, "weekly")) is None
+    # The wildcard names the build's own pipeline, as discovery's sources do.
+    assert PushSources(pipelines=(every,)).source_of(B, snapshot(B, "weekly")) == (
+        "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/weekly"
+    )
+    elsewhere = "arn:aws:imagebuilder:eu-west-1:123456789012:image-pipeline/*"
+    assert PushSources(pipelines=(elsewhere,)).source_of(B, snapshot(B, "weekly")) is None
+    assert not PushSources(versions=(version,)).needs_snapshot(B)

@@ -1,0 +1,312 @@
+"""The push fast path: long-poll an SQS queue of Image Builder state-change events,
+and poll each build an event names at once. GetImage stays the truth: an event only
+says which build to look at now, so duplicates, reorders and the event's own claims
+do no harm. A message is deleted only after that poll's state and events are
+committed, so a crash in between brings it back (at-least-once).
+
+While the queue answers, the engine polls builds in progress only every
+`[events] safety_interval` (events are best effort); when ReceiveMessage fails, it
+falls back to the status intervals until the queue answers again.
+
+SQS facts relied on (botocore's sqs service model): ReceiveMessage's
+WaitTimeSeconds is at most 20 ("long polling"), MaxNumberOfMessages 1 to 10, and
+VisibilityTimeout hides the received messages from other receives for that long;
+DeleteMessage takes the ReceiptHandle of the receive.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from watcher.backoff import full_jitter
+from watcher.clock import Clock
+from watcher.errors import ApiError, FinalError, RetryableError
+from watcher.model import Arn, ImageSnapshot
+from watcher.push_messages import MalformedMessage, parse_message
+
+if TYPE_CHECKING:
+    import random
+
+    from watcher.engine import Engine, PollOutcome
+    from watcher.metrics import Metrics
+
+log = structlog.get_logger("ibwatch")
+
+MAX_MESSAGES = 10
+"""ReceiveMessage's MaxNumberOfMessages: at most 10 (the model)."""
+
+RECEIVE_BACKOFF_CAP = 60.0
+"""Seconds at most between two ReceiveMessage tries while the queue fails."""
+
+
+class Queue:
+    """The three SQS calls the consumer makes, on an aiobotocore `sqs` client."""
+
+    def __init__(self, client: Any, queue_url: str) -> None:
+        self._client = client
+        self.url = queue_url
+
+    async def receive(self, *, wait: int, visibility: int) -> list[dict[str, Any]]:
+        from watcher.aws import classify_errors  # the one place AWS errors are read
+
+        with classify_errors(self.url):
+            response = await self._client.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=MAX_MESSAGES,
+                WaitTimeSeconds=wait,
+                VisibilityTimeout=visibility,
+                # How often a message was received: a kept malformed one is said once.
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+        messages: list[dict[str, Any]] = response.get("Messages") or []
+        return messages
+
+    async def has_dead_letter_queue(self) -> bool:
+        """Whether the queue has a redrive policy (GetQueueAttributes RedrivePolicy)."""
+        from watcher.aws import classify_errors
+
+        with classify_errors(self.url):
+            found = await self._client.get_queue_attributes(
+                QueueUrl=self.url, AttributeNames=["RedrivePolicy"]
+            )
+        return bool((found.get("Attributes") or {}).get("RedrivePolicy"))
+
+    async def delete(self, receipt: str) -> None:
+        from watcher.aws import classify_errors
+
+        with classify_errors(self.url):
+            await self._client.delete_message(QueueUrl=self.url, ReceiptHandle=receipt)
+
+
+@dataclass
+class PushHealth:
+    """Whether the queue answers: what /readyz says and the engine's schedule uses."""
+
+    healthy: bool = False
+    reason: str = "the queue was not read yet"
+
+
+class PushConsumer:
+    def __init__(
+        self,
+        *,
+        queue: Queue,
+        engine: Engine,
+        get: Callable[[str], Awaitable[ImageSnapshot]],
+        source_of: Callable[[str, ImageSnapshot | None], str | None],
+        needs_snapshot: Callable[[str], bool],
+        clock: Clock,
+        safety_interval: float,
+        wait_time: int,
+        visibility_timeout: int,
+        rng: random.Random,
+        metrics: Metrics | None = None,
+        follow_all: bool = False,
+        keep_malformed: bool = False,
+    ) -> None:
+        """`get` is GetImage through the engine's limiter and retries; `source_of`
+        says what source makes a build not watched yet worth watching (None: drop
+        it), `needs_snapshot` whether it must see the build's GetImage for that (a
+        pipeline is named there only)."""
+        self._queue = queue
+        self._engine = engine
+        self._get = get
+        self._source_of = source_of
+        self._needs_snapshot = needs_snapshot
+        self._clock = clock
+        self._safety = safety_interval
+        self._wait = wait_time
+        self._visibility = visibility_timeout
+        self._rng = rng
+        self._metrics = metrics
+        self._follow_all = follow_all
+        self._keep_malformed = keep_malformed
+        self.health = PushHealth()
+        self._failures = 0
+
+    async def run(self) -> None:
+        """Receive and handle messages until cancelled (from when the engine has
+        loaded its watches: an event of a configured build is not dropped at start)."""
+        await self._engine.wait_started()
+        if self._keep_malformed:
+            await self._check_dead_letter_queue()
+        try:
+            while True:
+                try:
+                    messages = await self._queue.receive(
+                        wait=self._wait, visibility=self._visibility
+                    )
+                except ApiError as exc:
+                    await self._receive_failed(exc)
+                    continue
+                self._receive_worked()
+                async with anyio.create_task_group() as group:
+                    for message in messages:
+                        group.start_soon(self._handle, message)
+        finally:
+            self._engine.set_safety_interval(None)
+
+    async def _check_dead_letter_queue(self) -> None:
+        """`malformed = "keep"` leaves malformed messages for the redrive policy to move
+        to a dead-letter queue; without one they would come back until they expire."""
+        try:
+            kept = await self._queue.has_dead_letter_queue()
+            problem = "the queue has no redrive policy (no dead-letter queue)"
+        except ApiError as exc:
+            kept, problem = False, f"its redrive policy could not be read: {exc}"
+        if not kept:
+            self._keep_malformed = False
+            log.error(
+                "push.malformed_not_kept",
+                queue=self._queue.url,
+                problem=problem,
+                note='[events] malformed = "keep" needs a dead-letter queue; '
+                "malformed messages are deleted instead",
+            )
+
+    async def _receive_failed(self, exc: ApiError) -> None:
+        self._failures += 1
+        if self.health.healthy or self._failures == 1:
+            log.error(
+                "push.unavailable",
+                queue=self._queue.url,
+                error=type(exc).__name__,
+                code=exc.code,
+                message=str(exc),
+                note="falling back to polling at the status intervals until the queue answers",
+            )
+        self.health = PushHealth(False, f"{type(exc).__name__} ({exc.code}): {exc}")
+        self._engine.set_safety_interval(None)
+        if self._metrics is not None:
+            self._metrics.push_healthy.set(0)
+        await self._clock.sleep(
+            full_jitter(self._failures, base=1.0, cap=RECEIVE_BACKOFF_CAP, rng=self._rng)
+        )
+
+    def _receive_worked(self) -> None:
+        if not self.health.healthy:
+            if self._failures:
+                log.info("push.available", queue=self._queue.url, after_failures=self._failures)
+            self.health = PushHealth(True, "healthy")
+            self._engine.set_safety_interval(self._safety)
+            if self._metrics is not None:
+                self._metrics.push_healthy.set(1)
+        self._failures = 0
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        self._count("received")
+        receipt = message.get("ReceiptHandle")
+        try:
+            event = parse_message(str(message.get("Body", "")))
+        except MalformedMessage as exc:
+            if self._keep_malformed:
+                # Left for the redrive policy: said and counted on its first receive.
+                if _receive_count(message) <= 1:
+                    self._malformed(message, exc, "kept: the dead-letter queue will hold it")
+                return
+            self._malformed(message, exc, 'deleted; [events] malformed = "keep" keeps them')
+            await self._delete(receipt)
+            return
+        log.debug(
+            "push.received",
+            arn=event.build_arn if event else None,
+            status=event.status if event else None,
+            message_id=message.get("MessageId"),
+        )
+        if event is None:  # well-formed, but no Image Builder state change
+            self._count("dropped")
+            await self._delete(receipt)
+            return
+        self._engine.events_from(Arn.parse(event.build_arn).region)
+        try:
+            outcome = await self._poll(event.build_arn)
+        except (FinalError, RetryableError) as exc:
+            log.warning(
+                "push.poll_failed",
+                arn=event.build_arn,
+                error=type(exc).__name__,
+                code=exc.code,
+                message=str(exc),
+            )
+            outcome = "failed"
+        if outcome == "failed":
+            # Left in the queue: received again after the visibility timeout, when the
+            # poll may work; the schedule's polls go on meanwhile.
+            return
+        if outcome == "unwatched":
+            self._count("dropped")
+        else:
+            self._count("matched")
+            if self._metrics is not None and event.time is not None:
+                self._metrics.push_lag.observe(max(0.0, _seconds_since(event.time, self._clock)))
+        await self._delete(receipt)
+        log.debug("push.handled", arn=event.build_arn, outcome=outcome)
+
+    async def _poll(self, build_arn: str) -> PollOutcome:
+        """Poll the build now, adopting it first if a source wants it; "unwatched"
+        when no source does (dropped). Raises the GetImage error of an adoption."""
+        outcome = await self._engine.poll_now(build_arn)
+        if outcome != "unwatched":
+            return outcome
+        source = "events" if self._follow_all else self._source_of(build_arn, None)
+        if source is not None:
+            await self._engine.adopt(source, await self._get(build_arn))
+            return "committed"
+        if not self._needs_snapshot(build_arn):
+            return "unwatched"
+        snapshot = await self._get(build_arn)
+        source = self._source_of(build_arn, snapshot)
+        if source is None:
+            return "unwatched"
+        await self._engine.adopt(source, snapshot)
+        return "committed"
+
+    async def _delete(self, receipt: object) -> None:
+        if not isinstance(receipt, str):
+            return
+        try:
+            await self._queue.delete(receipt)
+        except ApiError as exc:  # it comes back after the visibility timeout: harmless
+            log.warning("push.delete_failed", error=type(exc).__name__, message=str(exc))
+            return
+        log.debug("push.deleted", queue=self._queue.url)
+
+    def _malformed(self, message: dict[str, Any], exc: MalformedMessage, note: str) -> None:
+        log.warning(
+            "push.malformed_message",
+            queue=self._queue.url,
+            message_id=message.get("MessageId"),
+            problem=str(exc),
+            note=note,
+        )
+        self._count("malformed")
+
+    def _count(self, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.push_events.labels(outcome).inc()
+
+
+def _receive_count(message: dict[str, Any]) -> int:
+    try:
+        return int((message.get("Attributes") or {}).get("ApproximateReceiveCount", 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _seconds_since(then: datetime, clock: Clock) -> float:
+    return (clock.now() - then).total_seconds() if then.tzinfo else math.nan
+
+
+def visibility_for(max_tps: float) -> int:
+    """Seconds a received batch stays hidden: time for its ten GetImage calls at
+    `max_tps` behind a queue of other polls, four times over, and at least 30 s (our
+    choice). Too short, and a slow batch is received twice (harmless, but a call
+    more); too long, and a crash delays those events by as much."""
+    return int(min(300, max(30, math.ceil(4 * MAX_MESSAGES / max_tps) + 10)))
