@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from watcher.testing import FakeClock
 
@@ -34,3 +36,13 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts from structlog's defaults: `watcher.cli.main` configures it for
+    the whole process (a level filter among it), and a later test's `capture_logs`
+    would not see the lines that filter drops."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()

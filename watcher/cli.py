@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--interval", type=_duration, default=0.5, help="poll interval in real time (default: 0.5s)"
     )
+    demo.add_argument(
+        "--push",
+        action="store_true",
+        help="also push each status change through an SQS queue (moto's server on loopback, "
+        "pip install 'moto[server]') and watch with the push fast path",
+    )
     _log_options(demo, default="console")
 
     check = commands.add_parser(
@@ -518,13 +524,18 @@ def _wait_request(args: argparse.Namespace, arns: tuple[str, ...]) -> WaitReques
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from watcher.demo import DEMO_SCENARIO, run_demo
+    from watcher.demo import DEMO_SCENARIO, MOTO_MISSING, push_available, run_demo
     from watcher.logs import configure
 
+    if args.push and not push_available():
+        print(f"ibwatch: {MOTO_MISSING}", file=sys.stderr)
+        return 2
     configure(sys.stdout, log_format=args.log_format, level=args.log_level)
     scenario = Path(args.scenario) if args.scenario else DEMO_SCENARIO
     return anyio.run(
-        lambda: run_demo(scenario, clock=SystemClock(), out=sys.stdout, interval=args.interval)
+        lambda: run_demo(
+            scenario, clock=SystemClock(), out=sys.stdout, interval=args.interval, push=args.push
+        )
     )
 
 

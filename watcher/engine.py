@@ -561,8 +561,16 @@ class Engine:
                 return None
             return self._jittered(self._schedule.failed_recheck_interval)
         interval = self._schedule.interval_for(status)
-        if self._safety is not None and Arn.parse(watch.arn).region in self._safety_regions:
-            interval = max(interval, self._safety)  # events say when to look; this is the net
+        # Events say when to look; this is the net, never slower than asked for (a
+        # status interval that is longer still stands) and never later than
+        # `safety_interval`: its jitter only shortens it.
+        safety = self._safety
+        if (
+            safety is not None
+            and safety > interval
+            and Arn.parse(watch.arn).region in self._safety_regions
+        ):
+            return safety * self._random.uniform(1 - self._schedule.jitter, 1)
         return self._jittered(interval)
 
     def _jittered(self, interval: float) -> float:

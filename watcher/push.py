@@ -149,7 +149,7 @@ class PushConsumer:
                 self._receive_worked()
                 async with anyio.create_task_group() as group:
                     for message in messages:
-                        group.start_soon(self._handle, message)
+                        group.start_soon(self._handle_safely, message)
         finally:
             self._engine.set_safety_interval(None)
 
@@ -199,6 +199,19 @@ class PushConsumer:
             if self._metrics is not None:
                 self._metrics.push_healthy.set(1)
         self._failures = 0
+
+    async def _handle_safely(self, message: dict[str, Any]) -> None:
+        """`_handle`, and a bug in it costs one message (left in the queue, so it comes
+        back, and the dead-letter queue ends it), never the daemon."""
+        try:
+            await self._handle(message)
+        except Exception as exc:
+            log.error(
+                "push.handling_failed",
+                queue=self._queue.url,
+                message_id=message.get("MessageId"),
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     async def _handle(self, message: dict[str, Any]) -> None:
         self._count("received")
