@@ -151,15 +151,11 @@ async def open_service(
             )
             push = None
             if sqs is not None and config.events.queue_url is not None:
-                sources = PushSources(
-                    versions=config.watch.version_arns, pipelines=config.watch.pipelines
-                )
                 push = PushConsumer(
                     queue=Queue(sqs, config.events.queue_url),
                     engine=engine,
                     get=lambda arn: engine.call(lambda: source.get(arn)),
-                    source_of=sources.source_of,
-                    needs_snapshot=sources.needs_snapshot,
+                    sources=push_sources_of(config),
                     clock=clock,
                     safety_interval=config.events.safety_interval,
                     wait_time=config.events.wait_time,
@@ -308,6 +304,10 @@ def _changed_keys(old: Config, new: Config, sections: list[str]) -> list[str]:
     return changed
 
 
+def push_sources_of(config: Config) -> PushSources:
+    return PushSources(versions=config.watch.version_arns, pipelines=config.watch.pipelines)
+
+
 def sources_of(config: Config) -> Sources:
     return Sources(versions=config.watch.version_arns, pipelines=config.watch.pipelines)
 
@@ -375,6 +375,8 @@ async def _reload(service: Service, config_path: Path | None) -> None:
     old = service.config
     # From here on nothing raises: the rest of the new configuration swaps in.
     service.discovery.set_sources(sources_of(new))
+    if service.push is not None:
+        service.push.set_sources(push_sources_of(new))
     added_sinks, removed_sinks = service.dispatcher.set_routes(routes)
     unchanged = {
         "watch": new.watch.model_copy(update=_watched_keys(old.watch)) == old.watch,

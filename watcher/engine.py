@@ -355,7 +355,12 @@ class Engine:
         watch = self.watches.get(arn)
         if watch is None or watch.build_arn is None:
             return "unwatched"
-        return "committed" if await self._poll(watch) else "failed"
+        return "committed" if await self._poll(watch, out_of_turn=True) else "failed"
+
+    def is_stopped(self, arn: str) -> bool:
+        """Whether polling `arn` stopped on an error, for good or paused until it heals."""
+        watch = self.watches.get(arn)
+        return watch is not None and watch.error is not None
 
     async def wait_started(self) -> None:
         """Return once `run` has loaded the configured watches."""
@@ -370,11 +375,12 @@ class Engine:
         """Watch the build of `snapshot`, found through `source` (a push event for a
         build no one listed yet), with `snapshot` as its first poll: committed before
         this returns. A build the store remembers carries on from there."""
+        if self._remembered is None:
+            self._remembered = await self._store.load_all()
+        # Checked after the load: two events of one new build may both have waited there.
         if snapshot.arn in self.watches:
             await self.poll_now(snapshot.arn)  # found meanwhile: polled afresh
             return
-        if self._remembered is None:
-            self._remembered = await self._store.load_all()
         remembered = self._remembered.pop(snapshot.arn, None)
         watch = Watch(
             arn=snapshot.arn,
@@ -597,11 +603,15 @@ class Engine:
                 if watch is not None:
                     await self._poll(watch)
 
-    async def _poll(self, watch: Watch) -> bool:
-        """One poll; whether GetImage answered (and what it said is committed)."""
+    async def _poll(self, watch: Watch, *, out_of_turn: bool = False) -> bool:
+        """One poll; whether GetImage answered (and what it said is committed).
+        `out_of_turn`: not the schedule's (a push event's); its pending entry is void,
+        since this poll schedules the next one (or parks the watch)."""
         # One poll of a build at a time: a push event's poll (`poll_now`) and the
         # schedule's must not both commit what they saw of the same previous state.
         async with watch.lock:
+            if out_of_turn:
+                watch.entry = None
             build_arn = watch.build_arn
             if build_arn is None:
                 await self._resolve(watch)

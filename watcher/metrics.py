@@ -85,11 +85,12 @@ class Metrics:
         self.push_events = Counter(
             "ibwatch_push_events",
             "Messages read from the [events] queue: received, then matched (a watched "
-            "build was polled at once), dropped (no watched source) or malformed.",
+            "build was polled at once), dropped (no watched source), malformed, or "
+            "failed (its build cannot be polled: deleted).",
             ["outcome"],
             registry=r,
         )
-        for outcome in ("received", "matched", "dropped", "malformed"):
+        for outcome in ("received", "matched", "dropped", "malformed", "failed"):
             self.push_events.labels(outcome)
         self.push_lag = Histogram(
             "ibwatch_push_lag_seconds",

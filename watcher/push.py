@@ -30,6 +30,7 @@ from watcher.clock import Clock
 from watcher.errors import ApiError, FinalError, RetryableError
 from watcher.model import Arn, ImageSnapshot
 from watcher.push_messages import MalformedMessage, parse_message
+from watcher.push_sources import PushSources
 
 if TYPE_CHECKING:
     import random
@@ -100,8 +101,7 @@ class PushConsumer:
         queue: Queue,
         engine: Engine,
         get: Callable[[str], Awaitable[ImageSnapshot]],
-        source_of: Callable[[str, ImageSnapshot | None], str | None],
-        needs_snapshot: Callable[[str], bool],
+        sources: PushSources,
         clock: Clock,
         safety_interval: float,
         wait_time: int,
@@ -111,15 +111,12 @@ class PushConsumer:
         follow_all: bool = False,
         keep_malformed: bool = False,
     ) -> None:
-        """`get` is GetImage through the engine's limiter and retries; `source_of`
-        says what source makes a build not watched yet worth watching (None: drop
-        it), `needs_snapshot` whether it must see the build's GetImage for that (a
-        pipeline is named there only)."""
+        """`get` is GetImage through the engine's limiter and retries; `sources` say
+        what makes a build not watched yet worth watching (`set_sources` on a reload)."""
         self._queue = queue
         self._engine = engine
         self._get = get
-        self._source_of = source_of
-        self._needs_snapshot = needs_snapshot
+        self.sources = sources
         self._clock = clock
         self._safety = safety_interval
         self._wait = wait_time
@@ -153,6 +150,10 @@ class PushConsumer:
         finally:
             self._engine.set_safety_interval(None)
 
+    def set_sources(self, sources: PushSources) -> None:
+        """The watched versions and pipelines changed (SIGHUP)."""
+        self.sources = sources
+
     async def _check_dead_letter_queue(self) -> None:
         """`malformed = "keep"` leaves malformed messages for the redrive policy to move
         to a dead-letter queue; without one they would come back until they expire."""
@@ -182,8 +183,9 @@ class PushConsumer:
                 message=str(exc),
                 note="falling back to polling at the status intervals until the queue answers",
             )
+        if self.health.healthy:  # the switch, not every failed try, reschedules
+            self._engine.set_safety_interval(None)
         self.health = PushHealth(False, f"{type(exc).__name__} ({exc.code}): {exc}")
-        self._engine.set_safety_interval(None)
         if self._metrics is not None:
             self._metrics.push_healthy.set(0)
         await self._clock.sleep(
@@ -240,7 +242,7 @@ class PushConsumer:
         self._engine.events_from(Arn.parse(event.build_arn).region)
         try:
             outcome = await self._poll(event.build_arn)
-        except (FinalError, RetryableError) as exc:
+        except FinalError as exc:  # adopting it: this build cannot be polled
             log.warning(
                 "push.poll_failed",
                 arn=event.build_arn,
@@ -248,10 +250,26 @@ class PushConsumer:
                 code=exc.code,
                 message=str(exc),
             )
-            outcome = "failed"
+            self._count("failed")
+            await self._delete(receipt)
+            return
+        except RetryableError as exc:
+            log.warning(
+                "push.poll_failed",
+                arn=event.build_arn,
+                error=type(exc).__name__,
+                code=exc.code,
+                message=str(exc),
+            )
+            return  # left in the queue: received again after the visibility timeout
         if outcome == "failed":
-            # Left in the queue: received again after the visibility timeout, when the
-            # poll may work; the schedule's polls go on meanwhile.
+            if self._engine.is_stopped(event.build_arn):
+                # Parked, or paused until its error heals (its own backoff polls it):
+                # coming back would only repeat the error.
+                self._count("failed")
+                await self._delete(receipt)
+            # Else a failure retrying may heal: left in the queue, received again
+            # after the visibility timeout; the schedule's polls go on meanwhile.
             return
         if outcome == "unwatched":
             self._count("dropped")
@@ -268,14 +286,14 @@ class PushConsumer:
         outcome = await self._engine.poll_now(build_arn)
         if outcome != "unwatched":
             return outcome
-        source = "events" if self._follow_all else self._source_of(build_arn, None)
-        if source is not None:
-            await self._engine.adopt(source, await self._get(build_arn))
+        source = self.sources.source_of(build_arn, None)
+        if source is not None or self._follow_all:
+            await self._engine.adopt(source or "events", await self._get(build_arn))
             return "committed"
-        if not self._needs_snapshot(build_arn):
+        if not self.sources.needs_snapshot(build_arn):
             return "unwatched"
         snapshot = await self._get(build_arn)
-        source = self._source_of(build_arn, snapshot)
+        source = self.sources.source_of(build_arn, snapshot)
         if source is None:
             return "unwatched"
         await self._engine.adopt(source, snapshot)

@@ -301,3 +301,28 @@ async def test_keeping_malformed_messages_without_a_dead_letter_queue_is_refused
     assert run.counted("malformed") == 1
     (refused,) = [line for line in run.logs if line["event"] == "push.malformed_not_kept"]
     assert "no redrive policy" in refused["problem"]
+
+
+async def test_an_event_of_a_build_that_cannot_be_polled_is_counted_and_deleted(
+    tmp_path: Path, sqs_endpoint: str
+) -> None:
+    """NotFound will not heal: the message is not left to come back until the
+    dead-letter queue takes it."""
+    missing = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/gone/9.9.9/1"
+    watch = f'arns = ["{BUILD}"]\n{SLOW}'
+    events = 'safety_interval = "2h"\nfollow_all = true\n'
+    async with running(tmp_path, sqs_endpoint, watch, events=events) as run:
+        with run.clock.held():
+            await run.until(lambda: run.status(BUILD) == "BUILDING")
+            await run.until(
+                lambda: run.service.push is not None and run.service.push.health.healthy
+            )
+            await run.sqs.send_message(
+                QueueUrl=run.queue_url, MessageBody=state_change(missing, "BUILDING", "FAILED")
+            )
+            await run.until_stepping(lambda: run.counted("failed") == 1)
+            await run.until_stepping(lambda: "push.deleted" in [line["event"] for line in run.logs])
+            assert await run.queued() == 0
+    assert missing not in run.service.engine.watches
+    (failed,) = [line for line in run.logs if line["event"] == "push.poll_failed"]
+    assert failed["error"] == "NotFound"

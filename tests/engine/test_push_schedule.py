@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 
 import anyio
 
@@ -17,7 +18,7 @@ from watcher.model import ImageSnapshot, ImageStatus
 from watcher.push_sources import PushSources
 from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy
-from watcher.store import MemoryStore
+from watcher.store import MemoryStore, SqliteStore
 from watcher.testing import RecordingSink, ScriptedSource, VirtualClock
 
 A = "arn:aws:imagebuilder:us-east-1:123456789012:image/a/1.0.0/1"
@@ -138,3 +139,33 @@ def test_push_sources_match_versions_wildcards_and_pipelines() -> None:
     elsewhere = "arn:aws:imagebuilder:eu-west-1:123456789012:image-pipeline/*"
     assert PushSources(pipelines=(elsewhere,)).source_of(B, snapshot(B, "weekly")) is None
     assert not PushSources(versions=(version,)).needs_snapshot(B)
+
+
+async def test_two_events_of_one_new_build_adopt_it_once(tmp_path: Path) -> None:
+    """Two messages of one build in a batch: both adopt it while the state file is
+    read (a thread: each waits there); the build is announced once."""
+    clock = VirtualClock()
+    source = ScriptedSource(clock, {A: ["BUILDING"], B: ["TESTING"]})
+    sink = RecordingSink()
+    store = await SqliteStore.open(tmp_path / "state.db")
+    engine = Engine(
+        source=source,
+        store=store,
+        listeners=[sink],
+        clock=clock,
+        limiter=CubicLimiter(100, clock),
+        schedule=Schedule(interval_for=lambda _: 30.0, jitter=0.0),
+        retry=RetryPolicy(attempts=2, base=1, cap=1),
+        rng=random.Random(1),
+    )
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(clock.drive)
+            snapshot_b = await source.get(B)
+            async with anyio.create_task_group() as events:
+                events.start_soon(engine.adopt, "events", snapshot_b)
+                events.start_soon(engine.adopt, "events", snapshot_b)
+            group.cancel_scope.cancel()
+    finally:
+        await store.close()
+    assert [(e.image.arn, e.current.status.value) for e in sink.events] == [(B, "TESTING")]
