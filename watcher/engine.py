@@ -413,8 +413,23 @@ class Engine:
     def events_from(self, region: str) -> None:
         """Push events reach us from `region`: its builds may be polled at the safety
         interval. Image Builder sends its events to the region's own default bus, so a
-        queue wired in one region hears nothing of builds in another."""
+        queue wired in one region hears nothing of builds in another. The first time,
+        the region's builds due sooner are moved out to the safety interval: else for
+        a whole status interval every build costs its scheduled polls and its events'."""
+        if region in self._safety_regions:
+            return
         self._safety_regions.add(region)
+        if self._safety is None:
+            return
+        now = self._clock.monotonic()
+        for watch in list(self.watches.values()):
+            if watch.entry is None or watch.tracked is None or watch.ended:
+                continue
+            if Arn.parse(watch.arn).region != region:
+                continue
+            delay = self._next_poll(watch)
+            if delay is not None and watch.due < now + delay:
+                self._push(watch.arn, now + delay)
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run one API call as polls run: paced by the shared limiter, retried."""

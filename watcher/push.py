@@ -43,6 +43,9 @@ log = structlog.get_logger("ibwatch")
 MAX_MESSAGES = 10
 """ReceiveMessage's MaxNumberOfMessages: at most 10 (the model)."""
 
+IN_FLIGHT = 50
+"""Messages handled at once: five batches' worth."""
+
 RECEIVE_BACKOFF_CAP = 60.0
 """Seconds at most between two ReceiveMessage tries while the queue fails."""
 
@@ -134,21 +137,35 @@ class PushConsumer:
         await self._engine.wait_started()
         if self._keep_malformed:
             await self._check_dead_letter_queue()
+        # Messages are handled while the next ones are received: one slow poll (a
+        # throttle's backoff) must not hold up the events behind it. At most
+        # IN_FLIGHT at once; past that, receiving waits.
+        room = anyio.CapacityLimiter(IN_FLIGHT)
         try:
-            while True:
-                try:
-                    messages = await self._queue.receive(
-                        wait=self._wait, visibility=self._visibility
-                    )
-                except ApiError as exc:
-                    await self._receive_failed(exc)
-                    continue
-                self._receive_worked()
-                async with anyio.create_task_group() as group:
+            async with anyio.create_task_group() as handlers:
+                while True:
+                    try:
+                        messages = await self._queue.receive(
+                            wait=self._wait, visibility=self._visibility
+                        )
+                    except ApiError as exc:
+                        await self._receive_failed(exc)
+                        continue
+                    self._receive_worked()
                     for message in messages:
-                        group.start_soon(self._handle_safely, message)
+                        turn = object()  # whose place in `room` this is
+                        await room.acquire_on_behalf_of(turn)
+                        handlers.start_soon(self._handle_in, room, turn, message)
         finally:
             self._engine.set_safety_interval(None)
+
+    async def _handle_in(
+        self, room: anyio.CapacityLimiter, turn: object, message: dict[str, Any]
+    ) -> None:
+        try:
+            await self._handle_safely(message)
+        finally:
+            room.release_on_behalf_of(turn)
 
     def set_sources(self, sources: PushSources) -> None:
         """The watched versions and pipelines changed (SIGHUP)."""

@@ -169,3 +169,31 @@ async def test_two_events_of_one_new_build_adopt_it_once(tmp_path: Path) -> None
     finally:
         await store.close()
     assert [(e.image.arn, e.current.status.value) for e in sink.events] == [(B, "TESTING")]
+
+
+async def test_the_first_event_of_a_region_moves_its_polls_out_to_the_safety_interval() -> None:
+    """Else, for a whole status interval after start, each build would cost its
+    scheduled polls and its events' polls."""
+    clock = VirtualClock()
+    source = ScriptedSource(clock, {A: ["BUILDING"]})
+    engine = Engine(
+        source=source,
+        store=MemoryStore(),
+        clock=clock,
+        limiter=CubicLimiter(100, clock),
+        schedule=Schedule(interval_for=lambda _: 300.0, jitter=0.0),
+        retry=RetryPolicy(attempts=2, base=1, cap=1),
+        rng=random.Random(1),
+    )
+    engine.set_safety_interval(600.0)  # the queue answers; no event came yet
+    async with anyio.create_task_group() as group:
+        group.start_soon(clock.drive)
+        group.start_soon(engine.run, [A])
+        await clock.sleep(10)
+        assert engine.watches[A].due == 300.0, "no event from us-east-1 yet: its interval"
+        engine.events_from("us-east-1")
+        moved_to = engine.watches[A].due
+        await clock.sleep(1000)
+        group.cancel_scope.cancel()
+    assert 10 + 540 <= moved_to <= 10 + 600
+    assert len(source.calls) == 2, "at 0 s and at the moved time, not at 300 s"
