@@ -27,6 +27,12 @@ class Job:
     """Stop once this many discovery passes are done (discovery benchmark)."""
     intervals: dict[str, float] | None = None
     """Poll intervals by status, as `[watch.intervals]` (discovery benchmark)."""
+    queue_url: str | None = None
+    """`[events] queue_url`: push+poll; None: poll only (push benchmark)."""
+    sqs_endpoint: str | None = None
+    """Where that queue is served (AWS_ENDPOINT_URL_SQS), a local SQS (push benchmark)."""
+    safety_interval: float | None = None
+    """`[events] safety_interval`; None: the daemon's default (push benchmark)."""
 
     @classmethod
     def from_argv(cls) -> Job:
