@@ -31,8 +31,11 @@ $(RUNTIME): pyproject.toml | $(BIN)/python
 	if [ ! $(DEV) -nt pyproject.toml ]; then $(BIN)/pip install --quiet -e .; fi
 	touch $@
 
+# --no-compile: the test tools bring thousands of modules the suite never imports
+# (sympy with cfn-lint, awscli's, moto's); compiling them all took half the install.
+# Python compiles what is imported, once, as it is imported.
 $(DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
 	touch $@
 
 clean:

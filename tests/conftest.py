@@ -46,3 +46,31 @@ def _fresh_logging() -> Iterator[None]:
     structlog.reset_defaults()
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture(scope="session")
+def _moto_server() -> Iterator[str]:
+    # Imported here: moto's server (flask, werkzeug) is slow to import, and most
+    # tests never need it.
+    from tests.sqs_support import moto_server
+
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def moto(_moto_server: str) -> str:
+    """The endpoint URL of this process's moto server, with nothing in it yet."""
+    from tests.sqs_support import reset
+
+    reset(_moto_server)
+    return _moto_server
+
+
+@pytest.fixture
+def sqs_endpoint(moto: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`moto`, named by botocore's own override, AWS_ENDPOINT_URL_SQS, as a user would
+    point the daemon at a stand-in; the daemon's subprocesses inherit it, and the
+    simulator's pusher sends there too."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto)
+    return moto

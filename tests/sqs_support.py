@@ -1,6 +1,11 @@
 """A real SQS on loopback for the push-path tests: moto's server (`moto[server]`), a
 well-kept implementation of the SQS API, started in-process on a free port. Never
-our own SQS; never anything beyond loopback."""
+our own SQS; never anything beyond loopback.
+
+One server per test process (the `moto` and `sqs_endpoint` fixtures of
+tests/conftest.py), reset before each test that uses it: stopping one costs half a
+second (werkzeug's serve_forever looks for its shutdown every 0.5 s), and moto keeps
+its state per process, not per server, so a reset is what makes a test's SQS fresh."""
 
 from __future__ import annotations
 
@@ -28,11 +33,17 @@ def moto_server() -> Iterator[str]:
     try:
         host, port = server.get_host_and_port()
         url = f"http://{host}:{port}"
-        # moto keeps its state per process, not per server: start from nothing.
-        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
+        reset(url)
         yield url
     finally:
         server.stop()
+
+
+def reset(endpoint_url: str) -> None:
+    """Forget every queue and message (moto's own reset API): start from nothing."""
+    request = urllib.request.Request(f"{endpoint_url}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request) as answer:
+        answer.read()
 
 
 async def make_queue(endpoint_url: str, name: str, **attributes: str) -> str:

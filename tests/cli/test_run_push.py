@@ -11,19 +11,18 @@ run on to the next scheduled poll and steal the event's work.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.cli.in_process import daemon_config, daemon_on, until
-from tests.sqs_support import REGION, make_queue, moto_server
+from tests.sqs_support import REGION, make_queue
 from tests.support import ACCOUNT, aws_client, scenario, timeline
 from watcher import daemon, server
 from watcher.daemon import Service
@@ -92,14 +91,6 @@ class Running:
     def counted(self, outcome: str) -> float:
         value = self.service.metrics.push_events.labels(outcome)._value.get()
         return float(value)
-
-
-@pytest.fixture
-def sqs_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with moto_server() as url:
-        # botocore's own override, as a user would point the daemon at a stand-in.
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", url)
-        yield url
 
 
 @asynccontextmanager

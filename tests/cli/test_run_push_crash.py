@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +21,12 @@ import pytest
 
 from tests.cli.support import IBWATCH, LineReader
 from tests.cli.test_run_push import state_change
-from tests.sqs_support import REGION, make_queue, moto_server
+from tests.sqs_support import REGION, make_queue
 from tests.support import ACCOUNT, aws_client, scenario, timeline
 from watcher.simulator import Simulator
 from watcher.testing import FakeClock
 
 BUILD = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/web-base/1.4.0/1"
-
-
-@pytest.fixture
-def sqs_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with moto_server() as url:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", url)  # the daemon processes inherit it
-        yield url
 
 
 def write_config(tmp_path: Path, endpoint_url: str, queue_url: str, max_tps: float) -> Path:

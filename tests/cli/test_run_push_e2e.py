@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -46,7 +46,7 @@ import structlog
 
 from tests.cli.in_process import daemon_config, daemon_on, until
 from tests.engine.test_engine_simulator import without_faults
-from tests.sqs_support import make_queue, moto_server
+from tests.sqs_support import make_queue
 from tests.support import ACCOUNT, scenario, timeline
 from watcher.daemon import Service
 from watcher.model import Transition
@@ -61,15 +61,6 @@ TICK = 1 / MAX_TPS
 NUDGE = 1e-6
 """Added to each move, so that scenario time (clock x time_scale) is past the change
 the move aims at despite float rounding."""
-
-
-@pytest.fixture
-def sqs_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with moto_server() as url:
-        # botocore's own override: the daemon's SQS client and the simulator's
-        # pusher both send there.
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", url)
-        yield url
 
 
 class SentMessages:

@@ -29,8 +29,6 @@ import pytest
 import yaml
 from botocore.config import Config
 
-from tests.sqs_support import moto_server
-
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 EVENTS = DEPLOY / "events"
@@ -390,28 +388,27 @@ def test_template_outputs_what_the_daemon_and_the_operator_need() -> None:
 
 
 @pytest.fixture
-def moto_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def moto_clients(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """botocore clients of CloudFormation, EventBridge and SQS, all pointed at one moto
     server on 127.0.0.1; proxies from the environment are not used for it."""
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    with moto_server() as endpoint_url:  # fresh: moto keeps its state per process
-        session = botocore.session.get_session()
-        config = Config(retries={"total_max_attempts": 1})
-        clients = {
-            service: session.create_client(
-                service,
-                region_name="us-east-1",
-                endpoint_url=endpoint_url,
-                aws_access_key_id="AKIDEXAMPLE",
-                aws_secret_access_key="not-a-secret",
-                config=config,
-            )
-            for service in ("cloudformation", "events", "sqs")
-        }
-        yield clients
-        for client in clients.values():
-            client.close()
+    session = botocore.session.get_session()
+    config = Config(retries={"total_max_attempts": 1})
+    clients = {
+        service: session.create_client(
+            service,
+            region_name="us-east-1",
+            endpoint_url=moto,
+            aws_access_key_id="AKIDEXAMPLE",
+            aws_secret_access_key="not-a-secret",
+            config=config,
+        )
+        for service in ("cloudformation", "events", "sqs")
+    }
+    yield clients
+    for client in clients.values():
+        client.close()
 
 
 def _put(events: Any, event: Mapping[str, Any]) -> None:

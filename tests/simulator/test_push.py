@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from anyio.streams.text import TextReceiveStream
 from structlog.testing import capture_logs
 
 from tests.simulator.helpers import FAILING, QUICK, nightly, world
-from tests.sqs_support import REGION, make_queue, moto_server
+from tests.sqs_support import REGION, make_queue, reset
 from tests.support import (
     WEB_BASE,
     WEB_BASE_VERSION,
@@ -91,12 +91,6 @@ def many(count: int = 25, **fields: Any) -> Scenario:
     return world(images=images, pipelines=[], **fields)
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    with moto_server() as endpoint_url:
-        yield endpoint_url
-
-
 @pytest.fixture
 async def queue(moto: str, request: pytest.FixtureRequest) -> str:
     return await make_queue(moto, request.node.name.replace("[", "-").replace("]", "")[:80])
@@ -111,9 +105,13 @@ async def drain(endpoint_url: str, queue_url: str) -> list[str]:
             messages = received.get("Messages") or []
             if not messages:
                 return bodies
-            for message in messages:
-                bodies.append(message["Body"])
-                await sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            bodies.extend(message["Body"] for message in messages)
+            entries = [
+                {"Id": str(n), "ReceiptHandle": message["ReceiptHandle"]}
+                for n, message in enumerate(messages)
+            ]
+            deleted = await sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+            assert not deleted.get("Failed"), deleted
 
 
 During = Callable[[Simulator, VirtualClock], Awaitable[None]]
@@ -163,23 +161,40 @@ def conserved(counters: PushCounters, in_queue: int) -> None:
 # -- every change, once, in order ---------------------------------------------
 
 
-async def test_every_status_change_arrives_once_in_order(queue: str) -> None:
-    simulator, bodies = await play(PLAN, queue)
+Played = tuple[PushCounters, list[str]]
+
+
+@pytest.fixture(scope="module")
+def plan_played(_moto_server: str) -> Played:
+    """PLAN played once through a queue of its own: the tests that only read its
+    messages share one play."""
+    reset(_moto_server)
+
+    async def run() -> Played:
+        queue = await make_queue(_moto_server, "plan")
+        simulator, bodies = await play(PLAN, queue)
+        return simulator.push_counters, bodies
+
+    return anyio.run(run)
+
+
+def test_every_status_change_arrives_once_in_order(plan_played: Played) -> None:
+    counters, bodies = plan_played
     assert changes(bodies) == [(arn, status) for _, arn, status in PLAN_CHANGES]
     assert len(set(ids(bodies))) == len(bodies)
-    conserved(simulator.push_counters, len(bodies))
-    assert simulator.push_counters.changes == len(PLAN_CHANGES)
+    conserved(counters, len(bodies))
+    assert counters.changes == len(PLAN_CHANGES)
 
 
-async def test_each_event_is_timed_at_the_scenario_time_of_its_change(queue: str) -> None:
-    _, bodies = await play(PLAN, queue)
+def test_each_event_is_timed_at_the_scenario_time_of_its_change(plan_played: Played) -> None:
+    _, bodies = plan_played
     times = [parse_message(body).time for body in bodies]  # type: ignore[union-attr]
     assert times == [EPOCH + timedelta(seconds=at) for at, _, _ in PLAN_CHANGES]
     assert json.loads(bodies[-1])["time"] == "2026-01-01T00:20:00Z"
 
 
-async def test_events_have_the_documented_envelope_and_detail(queue: str) -> None:
-    _, bodies = await play(PLAN, queue)
+def test_events_have_the_documented_envelope_and_detail(plan_played: Played) -> None:
+    _, bodies = plan_played
     documents = [json.loads(body) for body in bodies]
     failed = documents[4]
     assert failed == {
@@ -201,8 +216,8 @@ async def test_events_have_the_documented_envelope_and_detail(queue: str) -> Non
     assert all(isinstance(d["id"], str) and len(d["id"]) == 36 for d in documents)
 
 
-async def test_previous_state_is_the_status_before_of_the_same_build(queue: str) -> None:
-    _, bodies = await play(PLAN, queue)
+def test_previous_state_is_the_status_before_of_the_same_build(plan_played: Played) -> None:
+    _, bodies = plan_played
     last: dict[str, str] = {}
     for document in map(json.loads, bodies):
         arn = document["resources"][0]
