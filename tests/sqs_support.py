@@ -40,8 +40,24 @@ def moto_server() -> Iterator[str]:
 
 
 def reset(endpoint_url: str) -> None:
-    """Forget every queue and message (moto's own reset API): start from nothing."""
-    request = urllib.request.Request(f"{endpoint_url}/moto-api/reset", method="POST")
+    """Forget every queue, message and IAM user, and stop checking permissions (moto's
+    own reset APIs): start from nothing."""
+    _post(f"{endpoint_url}/moto-api/reset")
+    enforce_iam(endpoint_url, False)
+
+
+def enforce_iam(endpoint_url: str, enforce: bool) -> None:
+    """Make moto check every call's signature and IAM policy, as AWS does, or stop.
+    moto's `reset-auth` takes how many calls to let through before it starts checking:
+    0 checks from now on, inf never."""
+    _post(f"{endpoint_url}/moto-api/reset-auth", b"0" if enforce else b"inf")
+
+
+def _post(url: str, body: bytes = b"") -> None:
+    # text/plain: moto reads the body raw; a form type would be parsed away by flask.
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "text/plain"}
+    )
     with urllib.request.urlopen(request) as answer:
         answer.read()
 

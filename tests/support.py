@@ -34,15 +34,21 @@ async def imagebuilder(endpoint_url: str, region: str = "us-east-1") -> AsyncIte
 
 
 @asynccontextmanager
-async def aws_client(service: str, endpoint_url: str, region: str) -> AsyncIterator[Any]:
-    """A real aiobotocore client of `service`, retries off so every call is one request."""
+async def aws_client(
+    service: str,
+    endpoint_url: str,
+    region: str,
+    key: tuple[str, str] = ("AKIDEXAMPLE", "not-a-secret"),
+) -> AsyncIterator[Any]:
+    """A real aiobotocore client of `service`, retries off so every call is one request;
+    signing with `key` (access key id, secret)."""
     session = get_session()
     async with session.create_client(
         service,
         region_name=region,
         endpoint_url=endpoint_url,
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="not-a-secret",
+        aws_access_key_id=key[0],
+        aws_secret_access_key=key[1],
         config=AioConfig(retries={"total_max_attempts": 1}),
     ) as client:
         yield client

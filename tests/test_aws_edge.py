@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+import botocore.exceptions
 import pytest
 
 from tests.support import WEB_BASE, scenario
-from watcher.aws import AwsImageSource, _log_page, snapshot_from_image
+from watcher.aws import AwsImageSource, _log_page, classify_errors, snapshot_from_image
 from watcher.errors import (
     AccessDenied,
     ApiError,
@@ -154,3 +156,31 @@ def test_a_log_page_of_the_wrong_shape_is_malformed_not_a_crash() -> None:
 
 
 ARN_FOR_LOGS = "arn:aws:imagebuilder:eu-west-1:123456789012:image/windows-agent/3.1.0/12"
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        # The SQS model's errors of ReceiveMessage and DeleteMessage, as botocore reports
+        # them: the shape's name, or the x-amzn-query-error code of awsQueryCompatible.
+        ("QueueDoesNotExist", 400, NotFound),
+        ("AWS.SimpleQueueService.NonExistentQueue", 400, NotFound),
+        ("RequestThrottled", 400, Throttled),
+        ("KmsThrottled", 400, Throttled),
+        ("KmsAccessDenied", 400, AccessDenied),
+        ("AccessDenied", 403, AccessDenied),
+        ("InvalidClientTokenId", 403, BadCredentials),
+        ("OverLimit", 403, Throttled),
+        ("ReceiptHandleIsInvalid", 400, InvalidRequest),
+    ],
+)
+def test_queue_errors_are_classified(code: str, status: int, expected: type[ApiError]) -> None:
+    queue = "https://sqs.us-east-1.amazonaws.com/123456789012/image-events"
+    answer: dict[str, Any] = {
+        "Error": {"Code": code, "Message": "from the queue"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    with pytest.raises(expected) as caught, classify_errors(queue):
+        raise botocore.exceptions.ClientError(answer, "ReceiveMessage")
+    assert caught.value.code == code
+    assert caught.value.arn == queue

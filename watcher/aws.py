@@ -72,6 +72,14 @@ _THROTTLING = {
     "Throttling",
     "RequestLimitExceeded",
     "SlowDown",
+    # SQS (the push path's queue): the model's RequestThrottled and KmsThrottled,
+    # "The request was denied due to request throttling".
+    "RequestThrottled",
+    "KmsThrottled",
+    # SQS's OverLimit (HTTP 403): "ReceiveMessage returns this error if the maximum
+    # number of in flight messages is reached". It clears as messages are deleted:
+    # a throttle, not a refusal.
+    "OverLimit",
 }
 _UNAVAILABLE = {
     "ServiceUnavailableException",
@@ -82,12 +90,19 @@ _UNAVAILABLE = {
     "RequestTimeout",
     "RequestTimeoutException",
 }
-_NOT_FOUND = {"ResourceNotFoundException"}
+_NOT_FOUND = {
+    "ResourceNotFoundException",
+    # SQS: the model's QueueDoesNotExist, and the code its awsQueryCompatible
+    # protocol puts in the x-amzn-query-error header, which botocore reports.
+    "QueueDoesNotExist",
+    "AWS.SimpleQueueService.NonExistentQueue",
+}
 _ACCESS_DENIED = {
     "ForbiddenException",
     "AccessDeniedException",
     "AccessDenied",
     "UnauthorizedOperation",
+    "KmsAccessDenied",  # SQS: the queue's KMS key refuses the caller
 }
 _BAD_CREDENTIALS = {
     "UnrecognizedClientException",

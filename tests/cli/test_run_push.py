@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.cli.in_process import daemon_config, daemon_on, until
-from tests.sqs_support import REGION, make_queue
+from tests.sqs_support import REGION, enforce_iam, make_queue
 from tests.support import ACCOUNT, aws_client, scenario, timeline
 from watcher import daemon, server
 from watcher.daemon import Service
@@ -244,7 +245,67 @@ async def test_a_failing_queue_falls_back_to_polling_and_recovers(
     assert back["push"] == "healthy"
     events = [line["event"] for line in run.logs]
     assert events.count("push.unavailable") == 1
+    (unavailable,) = [line for line in run.logs if line["event"] == "push.unavailable"]
+    assert unavailable["error"] == "NotFound", unavailable
     assert "push.available" in events
+
+
+CONSUMER_ACTIONS = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+"""What deploy/iam-policy.json grants the daemon on its queue."""
+
+
+async def iam_user(endpoint_url: str, name: str, actions: list[str] | str) -> tuple[str, str]:
+    """An IAM user of moto's allowed `actions` on every resource: its access key."""
+    async with aws_client("iam", endpoint_url, REGION) as iam:
+        await iam.create_user(UserName=name)
+        await grant(iam, name, actions)
+        key = (await iam.create_access_key(UserName=name))["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+async def grant(iam: Any, user: str, actions: list[str] | str) -> None:
+    statement = {"Effect": "Allow", "Action": actions, "Resource": "*"}
+    document = {"Version": "2012-10-17", "Statement": [statement]}
+    await iam.put_user_policy(
+        UserName=user, PolicyName="ibwatch", PolicyDocument=json.dumps(document)
+    )
+
+
+async def test_a_denied_receive_falls_back_to_polling_and_recovers_once_allowed(
+    tmp_path: Path, sqs_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A policy without sqs:ReceiveMessage: SQS answers 403 AccessDenied (moto checks
+    IAM policies once told to). The daemon polls on, says why in /readyz and the
+    metrics, and takes events again once the permission is granted."""
+    consumer = await iam_user(sqs_endpoint, "ibwatch", CONSUMER_ACTIONS[1:])
+    admin = await iam_user(sqs_endpoint, "admin", "*")
+    # The daemon's credentials (the simulator takes any; moto checks them).
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", consumer[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", consumer[1])
+    watch = f'arns = ["{BUILD}"]\n'
+    async with running(tmp_path, sqs_endpoint, watch) as run:
+        push = run.service.push
+        assert push is not None
+        try:
+            enforce_iam(sqs_endpoint, True)
+            await run.until(lambda: push.health.reason.startswith("AccessDenied"))
+            ready = await (await run.http.get("/readyz")).json()
+            metrics = await (await run.http.get("/metrics")).text()
+            async with aws_client("iam", sqs_endpoint, REGION, admin) as iam:
+                await grant(iam, "ibwatch", CONSUMER_ACTIONS)
+            await run.until(lambda: push.health.healthy)
+            back = await (await run.http.get("/readyz")).json()
+        finally:
+            enforce_iam(sqs_endpoint, False)
+    assert ready["status"] == "ready", "polling stands in: still ready"
+    assert ready["push"].startswith("falling back to polling at the status intervals: ")
+    assert "403" in ready["push"] or "not authorized" in ready["push"], ready["push"]
+    assert "ibwatch_push_healthy 0.0" in metrics
+    assert back["push"] == "healthy"
+    (unavailable,) = [line for line in run.logs if line["event"] == "push.unavailable"]
+    assert unavailable["error"] == "AccessDenied"
+    assert "sqs:ReceiveMessage" in unavailable["message"]
+    assert "push.available" in [line["event"] for line in run.logs]
 
 
 async def dead_letter_queue(sqs_endpoint: str) -> tuple[str, dict[str, str]]:
