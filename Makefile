@@ -31,11 +31,11 @@ $(RUNTIME): pyproject.toml | $(BIN)/python
 	if [ ! $(DEV) -nt pyproject.toml ]; then $(BIN)/pip install --quiet -e .; fi
 	touch $@
 
-# --no-compile: the test tools bring thousands of modules the suite never imports
-# (sympy with cfn-lint, awscli's, moto's); compiling them all took half the install.
-# Python compiles what is imported, once, as it is imported.
+# Compiled at install (pip's default), not skipped: where PYTHONDONTWRITEBYTECODE is
+# set, as on these machines, nothing compiled at import is kept, and every test
+# process would compile botocore and the rest again (a second more per process).
 $(DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
 clean:
