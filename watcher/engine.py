@@ -143,6 +143,10 @@ class Watch:
     due: float = math.inf
     """When `entry` is due (clock seconds)."""
     _lock: anyio.Lock | None = None
+    committed_fetch: int = 0
+    """The number (`Engine.fetch_number`) of the GetImage whose answer was last
+    committed: a push event received at mark N is answered by any fetch numbered
+    above N, since that request went out after the event arrived."""
     entry: int | None = None
     """The schedule entry that is this watch's next poll; None while it is being
     polled or has left the schedule. Any other entry for it is stale and skipped, so
@@ -259,6 +263,7 @@ class Engine:
         self._progress_listeners = [x for x in listeners if isinstance(x, ProgressListener)]
         self._safety: float | None = None
         self._safety_regions: set[str] = set()
+        self._fetches = 0
         self._started: anyio.Event | None = None
 
     async def watch_arns(self, arns: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -347,15 +352,31 @@ class Engine:
         self._check_all_ended()
         return added
 
-    async def poll_now(self, arn: str) -> PollOutcome:
+    async def poll_now(self, arn: str, *, received_at: int | None = None) -> PollOutcome:
         """Poll watched build `arn` at once (a push event says it changed): "committed"
         once what the poll saw is committed, "failed" when GetImage failed (handled as
         any poll's failure), "unwatched" when `arn` is not a watched build. Its next
-        scheduled poll comes an interval after this one."""
+        scheduled poll comes an interval after this one.
+
+        `received_at`: the `fetch_mark` when the event arrived. A poll of the build
+        whose GetImage went out after that and is committed already answers the event,
+        so a duplicate (or a second event in one batch) costs no second call."""
         watch = self.watches.get(arn)
         if watch is None or watch.build_arn is None:
             return "unwatched"
-        return "committed" if await self._poll(watch, out_of_turn=True) else "failed"
+        polled = await self._poll(watch, out_of_turn=True, answered_after=received_at)
+        return "committed" if polled else "failed"
+
+    def fetch_mark(self) -> int:
+        """How many GetImage fetches have started so far: a fetch numbered above the
+        mark went out after it was taken."""
+        return self._fetches
+
+    def fetch_number(self) -> int:
+        """Number a GetImage about to go out (the engine's own, or a push consumer's
+        for a build it adopts)."""
+        self._fetches += 1
+        return self._fetches
 
     def is_stopped(self, arn: str) -> bool:
         """Whether polling `arn` stopped on an error, for good or paused until it heals."""
@@ -371,10 +392,11 @@ class Engine:
             self._started = anyio.Event()
         return self._started
 
-    async def adopt(self, source: str, snapshot: ImageSnapshot) -> None:
+    async def adopt(self, source: str, snapshot: ImageSnapshot, fetch: int = 0) -> None:
         """Watch the build of `snapshot`, found through `source` (a push event for a
-        build no one listed yet), with `snapshot` as its first poll: committed before
-        this returns. A build the store remembers carries on from there."""
+        build no one listed yet), with `snapshot` as its first poll (`fetch`: the
+        `fetch_number` of the GetImage that read it): committed before this returns. A
+        build the store remembers carries on from there."""
         if self._remembered is None:
             self._remembered = await self._store.load_all()
         # Checked after the load: two events of one new build may both have waited there.
@@ -393,6 +415,7 @@ class Engine:
         self.watches[snapshot.arn] = watch
         async with watch.lock:
             await self._process(watch, snapshot.arn, snapshot)
+            watch.committed_fetch = fetch
 
     def set_safety_interval(self, seconds: float | None) -> None:
         """While push events arrive (`seconds` set), builds in progress in the regions
@@ -618,23 +641,30 @@ class Engine:
                 if watch is not None:
                     await self._poll(watch)
 
-    async def _poll(self, watch: Watch, *, out_of_turn: bool = False) -> bool:
+    async def _poll(
+        self, watch: Watch, *, out_of_turn: bool = False, answered_after: int | None = None
+    ) -> bool:
         """One poll; whether GetImage answered (and what it said is committed).
         `out_of_turn`: not the schedule's (a push event's); its pending entry is void,
-        since this poll schedules the next one (or parks the watch)."""
+        since this poll schedules the next one (or parks the watch). `answered_after`:
+        none is needed if a fetch numbered above it is committed (`poll_now`)."""
         # One poll of a build at a time: a push event's poll (`poll_now`) and the
         # schedule's must not both commit what they saw of the same previous state.
         async with watch.lock:
+            if answered_after is not None and watch.committed_fetch > answered_after:
+                return True  # its schedule stands: that poll set it
             if out_of_turn:
                 watch.entry = None
             build_arn = watch.build_arn
             if build_arn is None:
                 await self._resolve(watch)
                 return False
+            fetch = self.fetch_number()
             snapshot = await self._fetch(watch, build_arn)
             if snapshot is None:
                 return False
             await self._process(watch, build_arn, snapshot)
+            watch.committed_fetch = fetch
             return True
 
     async def _fetch(self, watch: Watch, build_arn: str) -> ImageSnapshot | None:

@@ -152,18 +152,24 @@ class PushConsumer:
                         await self._receive_failed(exc)
                         continue
                     self._receive_worked()
+                    # Polls whose GetImage goes out after this answer these events.
+                    received_at = self._engine.fetch_mark()
                     for message in messages:
                         turn = object()  # whose place in `room` this is
                         await room.acquire_on_behalf_of(turn)
-                        handlers.start_soon(self._handle_in, room, turn, message)
+                        handlers.start_soon(self._handle_in, room, turn, message, received_at)
         finally:
             self._engine.set_safety_interval(None)
 
     async def _handle_in(
-        self, room: anyio.CapacityLimiter, turn: object, message: dict[str, Any]
+        self,
+        room: anyio.CapacityLimiter,
+        turn: object,
+        message: dict[str, Any],
+        received_at: int,
     ) -> None:
         try:
-            await self._handle_safely(message)
+            await self._handle_safely(message, received_at)
         finally:
             room.release_on_behalf_of(turn)
 
@@ -219,11 +225,11 @@ class PushConsumer:
                 self._metrics.push_healthy.set(1)
         self._failures = 0
 
-    async def _handle_safely(self, message: dict[str, Any]) -> None:
+    async def _handle_safely(self, message: dict[str, Any], received_at: int) -> None:
         """`_handle`, and a bug in it costs one message (left in the queue, so it comes
         back, and the dead-letter queue ends it), never the daemon."""
         try:
-            await self._handle(message)
+            await self._handle(message, received_at)
         except Exception as exc:
             log.error(
                 "push.handling_failed",
@@ -232,7 +238,9 @@ class PushConsumer:
                 error=f"{type(exc).__name__}: {exc}",
             )
 
-    async def _handle(self, message: dict[str, Any]) -> None:
+    async def _handle(self, message: dict[str, Any], received_at: int) -> None:
+        """Handle one message received when the engine's `fetch_mark` was
+        `received_at`."""
         self._count("received")
         receipt = message.get("ReceiptHandle")
         try:
@@ -258,7 +266,7 @@ class PushConsumer:
             return
         self._engine.events_from(Arn.parse(event.build_arn).region)
         try:
-            outcome = await self._poll(event.build_arn)
+            outcome = await self._poll(event.build_arn, received_at)
         except FinalError as exc:  # adopting it: this build cannot be polled
             log.warning(
                 "push.poll_failed",
@@ -297,23 +305,25 @@ class PushConsumer:
         await self._delete(receipt)
         log.debug("push.handled", arn=event.build_arn, outcome=outcome)
 
-    async def _poll(self, build_arn: str) -> PollOutcome:
+    async def _poll(self, build_arn: str, received_at: int) -> PollOutcome:
         """Poll the build now, adopting it first if a source wants it; "unwatched"
         when no source does (dropped). Raises the GetImage error of an adoption."""
-        outcome = await self._engine.poll_now(build_arn)
+        outcome = await self._engine.poll_now(build_arn, received_at=received_at)
         if outcome != "unwatched":
             return outcome
         source = self.sources.source_of(build_arn, None)
         if source is not None or self._follow_all:
-            await self._engine.adopt(source or "events", await self._get(build_arn))
+            fetch = self._engine.fetch_number()
+            await self._engine.adopt(source or "events", await self._get(build_arn), fetch)
             return "committed"
         if not self.sources.needs_snapshot(build_arn):
             return "unwatched"
+        fetch = self._engine.fetch_number()
         snapshot = await self._get(build_arn)
         source = self.sources.source_of(build_arn, snapshot)
         if source is None:
             return "unwatched"
-        await self._engine.adopt(source, snapshot)
+        await self._engine.adopt(source, snapshot, fetch)
         return "committed"
 
     async def _delete(self, receipt: object) -> None:

@@ -286,6 +286,10 @@ async def test_a_denied_receive_falls_back_to_polling_and_recovers_once_allowed(
     async with running(tmp_path, sqs_endpoint, watch) as run:
         push = run.service.push
         assert push is not None
+        # Ready first (the queue answered, the API reached), then the policy applies.
+        readiness = run.service.readiness
+        assert readiness is not None
+        await run.until(lambda: push.health.healthy and readiness.ready)
         try:
             enforce_iam(sqs_endpoint, True)
             await run.until(lambda: push.health.reason.startswith("AccessDenied"))
@@ -297,7 +301,7 @@ async def test_a_denied_receive_falls_back_to_polling_and_recovers_once_allowed(
             back = await (await run.http.get("/readyz")).json()
         finally:
             enforce_iam(sqs_endpoint, False)
-    assert ready["status"] == "ready", "polling stands in: still ready"
+    assert ready["status"] == "ready", ready
     assert ready["push"].startswith("falling back to polling at the status intervals: ")
     assert "403" in ready["push"] or "not authorized" in ready["push"], ready["push"]
     assert "ibwatch_push_healthy 0.0" in metrics

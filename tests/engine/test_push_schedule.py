@@ -75,6 +75,44 @@ async def test_poll_now_polls_at_once_and_returns_after_the_commit() -> None:
     assert len(source.calls) == 2
 
 
+async def test_events_received_together_cost_one_get_image_but_a_later_one_its_own() -> None:
+    """Two events of one build in one batch (a duplicate, or two changes): the first
+    one's GetImage went out after both arrived, so it answers both. An event received
+    after that GetImage went out gets a poll of its own: the build may have changed
+    since."""
+    clock = VirtualClock()
+    source = ScriptedSource(clock, {A: ["BUILDING", "TESTING", "DISTRIBUTING", "AVAILABLE"]})
+    sink = RecordingSink()
+    engine = engine_on(clock, source, sink)
+    engine.set_safety_interval(600.0)
+    async with anyio.create_task_group() as group:
+        group.start_soon(clock.drive)
+        group.start_soon(engine.run, [A])
+        await clock.sleep(10)
+        batch = engine.fetch_mark()
+        outcomes: list[str] = []
+
+        async def handle() -> None:
+            outcomes.append(await engine.poll_now(A, received_at=batch))
+
+        async with anyio.create_task_group() as handlers:
+            handlers.start_soon(handle)
+            handlers.start_soon(handle)
+        together = len(source.calls)
+        # The next batch arrives after that GetImage went out: polled again.
+        later = engine.fetch_mark()
+        assert await engine.poll_now(A, received_at=later) == "committed"
+        again = len(source.calls)
+        # Another event of that same batch, handled after: that poll answers it.
+        assert await engine.poll_now(A, received_at=later) == "committed"
+        group.cancel_scope.cancel()
+    assert outcomes == ["committed", "committed"]
+    assert together == 2, "the first pass and one poll for the batch"
+    assert again == 3
+    assert len(source.calls) == 3
+    assert [e.current.status.value for e in sink.events] == ["BUILDING", "TESTING", "DISTRIBUTING"]
+
+
 async def test_adopt_watches_a_build_with_the_answer_already_fetched() -> None:
     clock = VirtualClock()
     source = ScriptedSource(clock, {A: ["BUILDING"], B: ["TESTING"]})
