@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from watcher.ratelimit import CubicLimiter
-from watcher.testing import FakeClock
+from watcher.testing import FakeClock, VirtualClock
 
 
 async def _acquire_concurrently(limiter: CubicLimiter, n: int) -> list[float]:
@@ -213,3 +213,54 @@ async def test_fifty_workers_get_close_to_the_server_limit_and_are_rarely_thrott
     goodput = sum(1 for t in succeeded if t >= warm_up) / (duration - warm_up)
     assert throttled_fraction < 0.05
     assert goodput >= 0.85 * server_rate
+
+
+async def test_an_urgent_request_goes_before_the_waiters_that_are_not() -> None:
+    """20 ordinary requests queue at 10/s; an urgent one asked for at 0.35 s is sent
+    with the next token, at 0.4 s, and the ordinary ones keep their order after it.
+    On virtual time, which moves only when every task waits on it."""
+    clock = VirtualClock()
+    limiter = CubicLimiter(10, clock)
+    sent: list[tuple[str, float]] = []
+
+    async def ordinary(n: int) -> None:
+        sent.append((f"ordinary {n}", await limiter.acquire()))
+
+    async def urgent() -> None:
+        await clock.sleep(0.35)
+        assert limiter.queued
+        sent.append(("urgent", await limiter.acquire(urgent=True)))
+
+    async with anyio.create_task_group() as driving:
+        driving.start_soon(clock.drive)
+        async with anyio.create_task_group() as group:
+            for n in range(20):
+                group.start_soon(ordinary, n)
+            group.start_soon(urgent)
+        driving.cancel_scope.cancel()
+    order = [name for name, _ in sorted(sent, key=lambda entry: entry[1])]
+    assert order.index("urgent") == 4, order  # after those sent at 0, 0.1, 0.2, 0.3 s
+    assert dict(sent)["urgent"] == pytest.approx(0.4)
+    assert [name for name in order if name != "urgent"] == [f"ordinary {n}" for n in range(20)]
+    tickets = sorted(ticket for _, ticket in sent)
+    assert [b - a for a, b in itertools.pairwise(tickets)] == pytest.approx([0.1] * 20)
+
+
+async def test_urgent_requests_are_served_in_arrival_order_among_themselves(
+    clock: FakeClock,
+) -> None:
+    limiter = CubicLimiter(10, clock)
+    await limiter.acquire()  # the bucket's token: everyone after waits
+    order: list[str] = []
+
+    async def one(name: str, urgent: bool) -> None:
+        await limiter.acquire(urgent=urgent)
+        order.append(name)
+
+    async with anyio.create_task_group() as group:
+        for n in range(3):
+            group.start_soon(one, f"ordinary {n}", False)
+        for n in range(3):
+            group.start_soon(one, f"urgent {n}", True)
+    assert order[:3] == ["urgent 0", "urgent 1", "urgent 2"]
+    assert order[3:] == ["ordinary 0", "ordinary 1", "ordinary 2"]

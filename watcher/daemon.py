@@ -154,7 +154,7 @@ async def open_service(
                 push = PushConsumer(
                     queue=Queue(sqs, config.events.queue_url),
                     engine=engine,
-                    get=lambda arn: engine.call(lambda: source.get(arn)),
+                    get=lambda arn: engine.call(lambda: source.get(arn), urgent=True),
                     sources=push_sources_of(config),
                     clock=clock,
                     safety_interval=config.events.safety_interval,

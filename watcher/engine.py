@@ -454,10 +454,16 @@ class Engine:
             if delay is not None and watch.due < now + delay:
                 self._push(watch.arn, now + delay)
 
-    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run one API call as polls run: paced by the shared limiter, retried."""
+    async def call(self, fn: Callable[[], Awaitable[T]], *, urgent: bool = False) -> T:
+        """Run one API call as polls run: paced by the shared limiter, retried;
+        `urgent` (a push event's): before the calls waiting their turn."""
         return await call_with_retry(
-            fn, limiter=self._limiter, clock=self._clock, policy=self._retry, rng=self._random
+            fn,
+            limiter=self._limiter,
+            clock=self._clock,
+            policy=self._retry,
+            rng=self._random,
+            urgent=urgent,
         )
 
     def finish_when_ended(self) -> None:
@@ -660,14 +666,18 @@ class Engine:
                 await self._resolve(watch)
                 return False
             fetch = self.fetch_number()
-            snapshot = await self._fetch(watch, build_arn)
+            # A push event's poll goes before the scheduled ones waiting for the
+            # limiter: the event says the build changed, they only check.
+            snapshot = await self._fetch(watch, build_arn, urgent=out_of_turn)
             if snapshot is None:
                 return False
             await self._process(watch, build_arn, snapshot)
             watch.committed_fetch = fetch
             return True
 
-    async def _fetch(self, watch: Watch, build_arn: str) -> ImageSnapshot | None:
+    async def _fetch(
+        self, watch: Watch, build_arn: str, *, urgent: bool = False
+    ) -> ImageSnapshot | None:
         """GetImage of `build_arn`, retried; None when it failed (the failure is
         handled here: retried later, paused, or the watch parked)."""
         try:
@@ -678,6 +688,7 @@ class Engine:
                 policy=self._retry,
                 on_failure=watch.failed_attempt,
                 rng=self._random,
+                urgent=urgent,
             )
         except FinalError as exc:
             if isinstance(exc, NotFound) and self._within_grace(watch):

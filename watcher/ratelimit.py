@@ -38,6 +38,11 @@ class CubicLimiter:
     time); hand the ticket back to `on_success` or `on_throttle` with the outcome.
     A throttle whose request was sent before the last decrease is ignored: it was
     in flight at the old rate and says nothing about the new one.
+
+    Waiters are served in arrival order, except that an urgent one (a push event's
+    poll: the event says the build changed now) goes before every waiter that is
+    not. Urgent requests come at the pace events do, far below any quota a fleet's
+    polls fill, so the others wait a little, never for good.
     """
 
     def __init__(
@@ -60,6 +65,8 @@ class CubicLimiter:
         self._clock = clock
         self._rate = start
         self._lock = anyio.Lock()
+        self._urgent_lock = anyio.Lock()
+        self._urgent_waiting = 0
         now = clock.monotonic()
         self._tokens = 1.0
         self._refilled_at = now
@@ -78,27 +85,45 @@ class CubicLimiter:
     @property
     def queued(self) -> bool:
         """Whether a request is waiting for its turn: the limiter is the bottleneck."""
-        return self._lock.locked()
+        return self._lock.locked() or self._urgent_waiting > 0
 
-    async def acquire(self) -> float:
-        """Wait until a request may be sent; return its ticket, the send time."""
+    async def acquire(self, *, urgent: bool = False) -> float:
+        """Wait until a request may be sent; return its ticket, the send time.
+        `urgent`: served before every waiter that is not."""
         # Fast path, no lock: nobody is queued and a token is there. Taking it
         # synchronously cannot overtake a waiter, since none exists.
-        if not self._lock.locked():
+        if not self.queued:
             self._refill()
             if self._tokens >= 1.0 - _EPSILON:
                 self._tokens = max(0.0, self._tokens - 1.0)
                 return self._clock.monotonic()
-        # The lock is held while waiting for the token, so waiters queue in FIFO
-        # order and each computes its wait from the bucket its predecessor left.
+        # A lock is held while waiting for the token, so waiters of each kind queue
+        # in FIFO order; the head of the ordinary queue also lets every urgent
+        # waiter go first.
+        if urgent:
+            self._urgent_waiting += 1
+            try:
+                async with self._urgent_lock:
+                    return await self._take(yield_to_urgent=False)
+            finally:
+                self._urgent_waiting -= 1
         async with self._lock:
-            while True:
-                self._refill()
-                if self._tokens >= 1.0 - _EPSILON:
+            return await self._take(yield_to_urgent=True)
+
+    async def _take(self, *, yield_to_urgent: bool) -> float:
+        """Wait for a token and take it; with `yield_to_urgent`, only while no urgent
+        request waits."""
+        while True:
+            self._refill()
+            if self._tokens >= 1.0 - _EPSILON:
+                if not (yield_to_urgent and self._urgent_waiting):
                     self._tokens = max(0.0, self._tokens - 1.0)
                     return self._clock.monotonic()
-                # Re-checked after the sleep: a throttle may have slowed the rate.
-                await self._clock.sleep((1.0 - self._tokens) / self._rate)
+                # The urgent request takes this token: the next comes a token later.
+                await self._clock.sleep(1.0 / self._rate)
+                continue
+            # Re-checked after the sleep: a throttle may have slowed the rate.
+            await self._clock.sleep((1.0 - self._tokens) / self._rate)
 
     def on_success(self, ticket: float) -> None:
         """The request sent with `ticket` was answered: let the rate grow."""

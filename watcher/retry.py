@@ -55,8 +55,10 @@ async def call_with_retry(
     policy: RetryPolicy,
     on_failure: Callable[[RetryableError], None] | None = None,
     rng: random.Random | None = None,
+    urgent: bool = False,
 ) -> T:
-    """Await `fn()` paced by `limiter`, retrying `Throttled` and `Unavailable`.
+    """Await `fn()` paced by `limiter`, retrying `Throttled` and `Unavailable`;
+    `urgent`: each attempt goes before the limiter's other waiters.
 
     Returns what `fn` returns; when attempts run out, raises the last error itself.
     `on_failure` hears of each failed attempt as it happens, so a caller cut off
@@ -65,7 +67,7 @@ async def call_with_retry(
     """
 
     async def attempt() -> T:
-        ticket = await limiter.acquire()
+        ticket = await limiter.acquire(urgent=urgent)
         try:
             result = await fn()
         except Throttled as exc:

@@ -113,6 +113,42 @@ async def test_events_received_together_cost_one_get_image_but_a_later_one_its_o
     assert [e.current.status.value for e in sink.events] == ["BUILDING", "TESTING", "DISTRIBUTING"]
 
 
+async def test_an_events_poll_goes_before_the_scheduled_polls_waiting_for_the_limiter() -> None:
+    """200 builds at 10 calls/s: their first polls take 20 s. An event at 1 s of a
+    build whose turn would come near the end is polled with the limiter's next token,
+    and its scheduled poll, now void, is not made."""
+    builds = [
+        f"arn:aws:imagebuilder:us-east-1:123456789012:image/app/1.0.{n}/1" for n in range(200)
+    ]
+    clock = VirtualClock()
+    source = ScriptedSource(clock, {arn: ["BUILDING", "TESTING"] for arn in builds})
+    sink = RecordingSink()
+    engine = Engine(
+        source=source,
+        store=MemoryStore(),
+        listeners=[sink],
+        clock=clock,
+        limiter=CubicLimiter(10, clock),
+        schedule=Schedule(interval_for=lambda _: 600.0, jitter=0.0),
+        retry=RetryPolicy(attempts=2, base=1, cap=1),
+        rng=random.Random(1),
+        concurrency=16,  # the default: 16 polls wait for the limiter at any moment
+    )
+    late = builds[180]
+    async with anyio.create_task_group() as group:
+        group.start_soon(clock.drive)
+        group.start_soon(engine.run, builds)
+        await clock.sleep(1.0)
+        assert await engine.poll_now(late, received_at=engine.fetch_mark()) == "committed"
+        answered = clock.monotonic()
+        await clock.sleep(30)
+        group.cancel_scope.cancel()
+    assert answered <= 1.1 + 1e-9, "with the next token, not after 16 waiting polls"
+    assert source.calls.count(late) == 1, "its scheduled first poll was void"
+    assert len(source.calls) == 200
+    assert [e.current.status.value for e in sink.events if e.image.arn == late] == ["BUILDING"]
+
+
 async def test_adopt_watches_a_build_with_the_answer_already_fetched() -> None:
     clock = VirtualClock()
     source = ScriptedSource(clock, {A: ["BUILDING"], B: ["TESTING"]})
