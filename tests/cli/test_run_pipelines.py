@@ -32,7 +32,7 @@ def write_config(tmp_path: Path, endpoint_url: str) -> Path:
         f'[aws]\nregion = "us-east-1"\nendpoint_url = "{endpoint_url}"\n'
         f'[watch]\npipelines = ["{PIPELINE}"]\ndiscovery_interval = "0.05s"\nmax_tps = 100\n'
         '[watch.intervals]\ndefault = "0.05s"\n'
-        '[state]\npath = "state.db"\n[[sinks]]\ntype = "log"\n'
+        '[state]\npath = "state.db"\n[server]\nlisten = "127.0.0.1:0"\n[[sinks]]\ntype = "log"\n'
     )
     return path
 

@@ -37,7 +37,7 @@ def write_config(tmp_path: Path, endpoint_url: str, queue_url: str, max_tps: flo
         '[watch.intervals]\ndefault = "1h"\n'
         f'[events]\nqueue_url = "{queue_url}"\nwait_time = 1\nvisibility_timeout = 2\n'
         "[diagnostics]\nprogress_share = 0\n"
-        '[state]\npath = "state.db"\n[[sinks]]\ntype = "log"\n'
+        '[state]\npath = "state.db"\n[server]\nlisten = "127.0.0.1:0"\n[[sinks]]\ntype = "log"\n'
     )
     return path
 

@@ -28,7 +28,7 @@ def write_config(tmp_path: Path, endpoint_url: str) -> Path:
     path.write_text(
         f'[aws]\nregion = "us-east-1"\nendpoint_url = "{endpoint_url}"\n'
         f'[watch]\narns = [{arns}]\nmax_tps = 50\n[watch.intervals]\ndefault = "0.1s"\n'
-        f'[state]\npath = "state.db"\n[[sinks]]\ntype = "log"\n'
+        f'[state]\npath = "state.db"\n[server]\nlisten = "127.0.0.1:0"\n[[sinks]]\ntype = "log"\n'
     )
     return path
 

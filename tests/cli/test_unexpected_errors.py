@@ -33,7 +33,9 @@ def damaged_state_file(tmp_path: Path) -> Path:
 def test_a_damaged_state_file_exits_2_naming_it_and_what_to_do(tmp_path: Path) -> None:
     state = damaged_state_file(tmp_path)
     config = tmp_path / "watcher.toml"
-    config.write_text(f'[watch]\narns = ["{ARN}"]\n[state]\npath = "{state}"\n')
+    config.write_text(
+        f'[watch]\narns = ["{ARN}"]\n[state]\npath = "{state}"\n[server]\nlisten = "127.0.0.1:0"\n'
+    )
     done = subprocess.run(
         [str(IBWATCH), "run", "--config", str(config)],
         capture_output=True,
