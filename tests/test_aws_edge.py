@@ -168,6 +168,8 @@ ARN_FOR_LOGS = "arn:aws:imagebuilder:eu-west-1:123456789012:image/windows-agent/
         ("RequestThrottled", 400, Throttled),
         ("KmsThrottled", 400, Throttled),
         ("KmsAccessDenied", 400, AccessDenied),
+        ("KMS.AccessDeniedException", 400, AccessDenied),
+        ("KMS.ThrottlingException", 400, Throttled),
         ("AccessDenied", 403, AccessDenied),
         ("InvalidClientTokenId", 403, BadCredentials),
         ("OverLimit", 403, Throttled),

@@ -5,7 +5,7 @@ import itertools
 import anyio
 import pytest
 
-from watcher.ratelimit import CubicLimiter
+from watcher.ratelimit import URGENT_STREAK, CubicLimiter
 from watcher.testing import FakeClock, VirtualClock
 
 
@@ -264,3 +264,28 @@ async def test_urgent_requests_are_served_in_arrival_order_among_themselves(
             group.start_soon(one, f"urgent {n}", True)
     assert order[:3] == ["urgent 0", "urgent 1", "urgent 2"]
     assert order[3:] == ["ordinary 0", "ordinary 1", "ordinary 2"]
+
+
+async def test_a_burst_of_urgent_requests_lets_one_ordinary_through_every_streak() -> None:
+    """A thousand events at once must not stop the scheduled polls: after
+    URGENT_STREAK urgent requests in a row, the next token goes to the ordinary
+    waiter at the head of its queue."""
+    clock = VirtualClock()
+    limiter = CubicLimiter(10, clock)
+    order: list[str] = []
+
+    async def one(kind: str) -> None:
+        await limiter.acquire(urgent=kind == "urgent")
+        order.append(kind)
+
+    async with anyio.create_task_group() as driving:
+        driving.start_soon(clock.drive)
+        await limiter.acquire()  # the bucket's token: everyone after waits
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(one, "ordinary")
+            for _ in range(2 * URGENT_STREAK + 5):
+                group.start_soon(one, "urgent")
+        driving.cancel_scope.cancel()
+    streak = ["urgent"] * URGENT_STREAK
+    assert order == [*streak, "ordinary", *streak, "ordinary", *["urgent"] * 5, "ordinary"]

@@ -76,6 +76,7 @@ _THROTTLING = {
     # "The request was denied due to request throttling".
     "RequestThrottled",
     "KmsThrottled",
+    "KMS.ThrottlingException",  # KmsThrottled's query-compatible code (our reading)
     # SQS's OverLimit (HTTP 403): "ReceiveMessage returns this error if the maximum
     # number of in flight messages is reached". It clears as messages are deleted:
     # a throttle, not a refusal.
@@ -102,7 +103,10 @@ _ACCESS_DENIED = {
     "AccessDeniedException",
     "AccessDenied",
     "UnauthorizedOperation",
-    "KmsAccessDenied",  # SQS: the queue's KMS key refuses the caller
+    # SQS: the queue's KMS key refuses the caller; the second is the code its
+    # query-compatible header carries (seen in aws-sdk-js issue 4151).
+    "KmsAccessDenied",
+    "KMS.AccessDeniedException",
 }
 _BAD_CREDENTIALS = {
     "UnrecognizedClientException",

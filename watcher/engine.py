@@ -400,8 +400,13 @@ class Engine:
         if self._remembered is None:
             self._remembered = await self._store.load_all()
         # Checked after the load: two events of one new build may both have waited there.
-        if snapshot.arn in self.watches:
-            await self.poll_now(snapshot.arn)  # found meanwhile: polled afresh
+        found = self.watches.get(snapshot.arn)
+        if found is not None:  # watched meanwhile (another event, discovery)
+            async with found.lock:
+                # This answer is news unless one sent after it is committed already.
+                if fetch > found.committed_fetch:
+                    await self._process(found, snapshot.arn, snapshot)
+                    found.committed_fetch = fetch
             return
         remembered = self._remembered.pop(snapshot.arn, None)
         watch = Watch(
@@ -645,18 +650,28 @@ class Engine:
                     return
                 watch = self.watches.get(arn)
                 if watch is not None:
-                    await self._poll(watch)
+                    await self._poll(watch, from_schedule=True)
 
     async def _poll(
-        self, watch: Watch, *, out_of_turn: bool = False, answered_after: int | None = None
+        self,
+        watch: Watch,
+        *,
+        from_schedule: bool = False,
+        out_of_turn: bool = False,
+        answered_after: int | None = None,
     ) -> bool:
         """One poll; whether GetImage answered (and what it said is committed).
-        `out_of_turn`: not the schedule's (a push event's); its pending entry is void,
-        since this poll schedules the next one (or parks the watch). `answered_after`:
-        none is needed if a fetch numbered above it is committed (`poll_now`)."""
+        `from_schedule`: taken from the schedule by a worker. `out_of_turn`: not the
+        schedule's (a push event's); its pending entry is void, since this poll
+        schedules the next one (or parks the watch). `answered_after`: none is needed
+        if a fetch numbered above it is committed (`poll_now`)."""
         # One poll of a build at a time: a push event's poll (`poll_now`) and the
         # schedule's must not both commit what they saw of the same previous state.
         async with watch.lock:
+            if from_schedule and watch.entry is not None:
+                # Polled since the schedule handed it out (a push event's poll, which
+                # set the next poll): polling again at once would only repeat it.
+                return True
             if answered_after is not None and watch.committed_fetch > answered_after:
                 return True  # its schedule stands: that poll set it
             if out_of_turn:
@@ -665,24 +680,34 @@ class Engine:
             if build_arn is None:
                 await self._resolve(watch)
                 return False
-            fetch = self.fetch_number()
             # A push event's poll goes before the scheduled ones waiting for the
             # limiter: the event says the build changed, they only check.
-            snapshot = await self._fetch(watch, build_arn, urgent=out_of_turn)
-            if snapshot is None:
+            fetched = await self._fetch(watch, build_arn, urgent=out_of_turn)
+            if fetched is None:
                 return False
+            fetch, snapshot = fetched
             await self._process(watch, build_arn, snapshot)
             watch.committed_fetch = fetch
             return True
 
     async def _fetch(
         self, watch: Watch, build_arn: str, *, urgent: bool = False
-    ) -> ImageSnapshot | None:
-        """GetImage of `build_arn`, retried; None when it failed (the failure is
-        handled here: retried later, paused, or the watch parked)."""
+    ) -> tuple[int, ImageSnapshot] | None:
+        """GetImage of `build_arn`, retried: the `fetch_number` of the attempt that
+        answered, taken as it was sent, and the answer. None when it failed (the
+        failure is handled here: retried later, paused, or the watch parked)."""
+        sent = 0
+
+        async def get() -> ImageSnapshot:
+            # Numbered after the limiter's wait, as the request goes out: a poll that
+            # waited its turn since before an event arrived still answers the event.
+            nonlocal sent
+            sent = self.fetch_number()
+            return await self._source.get(build_arn)
+
         try:
-            return await call_with_retry(
-                lambda: self._source.get(build_arn),
+            snapshot = await call_with_retry(
+                get,
                 limiter=self._limiter,
                 clock=self._clock,
                 policy=self._retry,
@@ -717,6 +742,7 @@ class Engine:
             watch.last_error = exc
             self._poll_again(watch)
             return None
+        return sent, snapshot
 
     async def _process(self, watch: Watch, build_arn: str, snapshot: ImageSnapshot) -> None:
         """What one answer of GetImage means: events, committed with the new state,

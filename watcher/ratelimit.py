@@ -1,9 +1,9 @@
 """The one request-rate limiter that every worker shares for calls to Image Builder.
 
 A token bucket of capacity 1 paces requests smoothly at `rate` per second, serving
-waiters first come, first served. The rate adapts to the service: a throttle halves
-it (once per congestion episode), successes grow it back along a CUBIC curve,
-always within [min_tps, max_tps].
+waiters first come, first served, urgent ones first (see `CubicLimiter`). The rate
+adapts to the service: a throttle halves it (once per congestion episode),
+successes grow it back along a CUBIC curve, always within [min_tps, max_tps].
 
 It must never read or wait on real time (only the injected `Clock`), never send
 bursts, and never let one congestion episode cut the rate more than once.
@@ -29,6 +29,8 @@ _BETA = 0.5
 _SCALE = 0.4
 # Float sums of sleeps rarely land exactly on a whole token.
 _EPSILON = 1e-9
+URGENT_STREAK = 10
+"""Urgent requests served in a row before an ordinary waiter gets the next token."""
 
 
 class CubicLimiter:
@@ -41,8 +43,9 @@ class CubicLimiter:
 
     Waiters are served in arrival order, except that an urgent one (a push event's
     poll: the event says the build changed now) goes before every waiter that is
-    not. Urgent requests come at the pace events do, far below any quota a fleet's
-    polls fill, so the others wait a little, never for good.
+    not, up to URGENT_STREAK in a row: then one ordinary waiter goes. A burst of
+    events (a thousand builds started at once) slows the scheduled polls, first
+    sightings and safety-net polls to one in URGENT_STREAK + 1 calls, never to none.
     """
 
     def __init__(
@@ -67,6 +70,8 @@ class CubicLimiter:
         self._lock = anyio.Lock()
         self._urgent_lock = anyio.Lock()
         self._urgent_waiting = 0
+        self._urgent_streak = 0
+        """Urgent requests served in a row while an ordinary one waited."""
         now = clock.monotonic()
         self._tokens = 1.0
         self._refilled_at = now
@@ -104,22 +109,35 @@ class CubicLimiter:
             self._urgent_waiting += 1
             try:
                 async with self._urgent_lock:
-                    return await self._take(yield_to_urgent=False)
+                    return await self._take(urgent=True)
             finally:
                 self._urgent_waiting -= 1
         async with self._lock:
-            return await self._take(yield_to_urgent=True)
+            return await self._take(urgent=False)
 
-    async def _take(self, *, yield_to_urgent: bool) -> float:
-        """Wait for a token and take it; with `yield_to_urgent`, only while no urgent
-        request waits."""
+    def _my_turn(self, urgent: bool) -> bool:
+        """Whether the head waiter of its kind may take a token now. Exclusive: the
+        two heads are never both told to wait for the other."""
+        streak_over = self._urgent_streak >= URGENT_STREAK
+        if urgent:
+            # An ordinary waiter holds `_lock` while it waits for its token.
+            return not (streak_over and self._lock.locked())
+        return not self._urgent_waiting or streak_over
+
+    async def _take(self, *, urgent: bool) -> float:
+        """Wait for a token and take it, when it is this kind's turn."""
         while True:
             self._refill()
             if self._tokens >= 1.0 - _EPSILON:
-                if not (yield_to_urgent and self._urgent_waiting):
+                if self._my_turn(urgent):
                     self._tokens = max(0.0, self._tokens - 1.0)
+                    # Counted only while an ordinary request waits: it is what
+                    # the streak is there to bound.
+                    self._urgent_streak = (
+                        self._urgent_streak + 1 if urgent and self._lock.locked() else 0
+                    )
                     return self._clock.monotonic()
-                # The urgent request takes this token: the next comes a token later.
+                # The other kind takes this token: the next comes a token later.
                 await self._clock.sleep(1.0 / self._rate)
                 continue
             # Re-checked after the sleep: a throttle may have slowed the rate.

@@ -7,6 +7,7 @@ with a scripted source."""
 
 from __future__ import annotations
 
+import functools
 import random
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,16 +136,27 @@ async def test_an_events_poll_goes_before_the_scheduled_polls_waiting_for_the_li
         concurrency=16,  # the default: 16 polls wait for the limiter at any moment
     )
     late = builds[180]
+    # Builds whose scheduled poll is waiting for the limiter when the event comes,
+    # and the next ones a worker takes while the event's poll holds the build.
+    queued, taken_meanwhile = builds[20], builds[27]
     async with anyio.create_task_group() as group:
         group.start_soon(clock.drive)
         group.start_soon(engine.run, builds)
         await clock.sleep(1.0)
-        assert await engine.poll_now(late, received_at=engine.fetch_mark()) == "committed"
+        mark = engine.fetch_mark()
+        assert await engine.poll_now(late, received_at=mark) == "committed"
         answered = clock.monotonic()
+        async with anyio.create_task_group() as handlers:
+            for arn in (queued, taken_meanwhile):
+                handlers.start_soon(functools.partial(engine.poll_now, arn, received_at=mark))
         await clock.sleep(30)
         group.cancel_scope.cancel()
     assert answered <= 1.1 + 1e-9, "with the next token, not after 16 waiting polls"
     assert source.calls.count(late) == 1, "its scheduled first poll was void"
+    # A scheduled poll sent after the event arrived answers it, and one taken from
+    # the schedule before an event's poll committed is not made again.
+    assert source.calls.count(queued) == 1
+    assert source.calls.count(taken_meanwhile) == 1
     assert len(source.calls) == 200
     assert [e.current.status.value for e in sink.events if e.image.arn == late] == ["BUILDING"]
 
