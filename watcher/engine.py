@@ -443,7 +443,10 @@ class Engine:
         interval. Image Builder sends its events to the region's own default bus, so a
         queue wired in one region hears nothing of builds in another. The first time,
         the region's builds due sooner are moved out to the safety interval: else for
-        a whole status interval every build costs its scheduled polls and its events'."""
+        a whole status interval every build costs its scheduled polls and its events'.
+        Moved to a moment drawn evenly within it, not to its end: a fleet moved at
+        once would otherwise come due together, a whole interval's polls in a tenth of
+        it, and the net would lag behind its own backlog."""
         if region in self._safety_regions:
             return
         self._safety_regions.add(region)
@@ -456,8 +459,11 @@ class Engine:
             if Arn.parse(watch.arn).region != region:
                 continue
             delay = self._next_poll(watch)
-            if delay is not None and watch.due < now + delay:
-                self._push(watch.arn, now + delay)
+            if delay is None:
+                continue
+            moved = now + delay * self._random.random()
+            if watch.due < moved:  # never sooner than it was due
+                self._push(watch.arn, moved)
 
     async def call(self, fn: Callable[[], Awaitable[T]], *, urgent: bool = False) -> T:
         """Run one API call as polls run: paced by the shared limiter, retried;

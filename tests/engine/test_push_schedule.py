@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import random
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -281,5 +282,40 @@ async def test_the_first_event_of_a_region_moves_its_polls_out_to_the_safety_int
         moved_to = engine.watches[A].due
         await clock.sleep(1000)
         group.cancel_scope.cancel()
-    assert 10 + 540 <= moved_to <= 10 + 600
+    assert 300 < moved_to <= 10 + 600, "never sooner than due, never past the net"
     assert len(source.calls) == 2, "at 0 s and at the moved time, not at 300 s"
+
+
+async def test_a_fleet_moved_out_by_the_first_event_is_spread_over_the_safety_interval() -> None:
+    """1,000 builds polled every 60 s at 50 calls/s: their next polls are spread over
+    20 s. The first event moves them within the next 600 s: drawn evenly, none
+    sooner than due, so no minute holds much more than a tenth of them (moved to
+    the end of the interval, all of them fell in its last 60 s)."""
+    builds = [
+        f"arn:aws:imagebuilder:us-east-1:123456789012:image/app/1.0.{n}/1" for n in range(1000)
+    ]
+    clock = VirtualClock()
+    source = ScriptedSource(clock, {arn: ["BUILDING"] for arn in builds})
+    engine = Engine(
+        source=source,
+        store=MemoryStore(),
+        clock=clock,
+        limiter=CubicLimiter(50, clock),
+        schedule=Schedule(interval_for=lambda _: 60.0, jitter=0.1),
+        retry=RetryPolicy(attempts=2, base=1, cap=1),
+        rng=random.Random(1),
+    )
+    engine.set_safety_interval(600.0)
+    async with anyio.create_task_group() as group:
+        group.start_soon(clock.drive)
+        group.start_soon(engine.run, builds)
+        await clock.sleep(25)  # every first poll made
+        due_before = {arn: engine.watches[arn].due for arn in builds}
+        now = clock.monotonic()
+        engine.events_from("us-east-1")
+        due_after = {arn: engine.watches[arn].due for arn in builds}
+        group.cancel_scope.cancel()
+    assert all(due_after[arn] >= due_before[arn] for arn in builds)
+    assert max(due_after.values()) <= now + 600
+    per_minute = Counter(int((due - now) // 60) for due in due_after.values())
+    assert max(per_minute.values()) <= 150, sorted(per_minute.items())
