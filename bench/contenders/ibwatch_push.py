@@ -30,12 +30,22 @@ from watcher.model import ImageStatus, Transition
 
 
 class Observer:
+    """Notes each build's AVAILABLE, and when the first pass ended: the last first
+    sighting (an event with no previous status), so the harness can check that no
+    build changed before the contender had seen every build once."""
+
     def __init__(self, result: Result) -> None:
         self._result = result
+        self.first_sightings = 0
+        self.first_pass_done: float | None = None
 
     async def send(self, event: Transition) -> None:
+        now = time.monotonic()
+        if event.previous is None:
+            self.first_sightings += 1
+            self.first_pass_done = now
         if event.current.status is ImageStatus.AVAILABLE:
-            self._result.observed.setdefault(event.watched, time.monotonic())
+            self._result.observed.setdefault(event.watched, now)
 
 
 async def main(job: Job) -> None:
@@ -62,7 +72,8 @@ async def main(job: Job) -> None:
         config = from_mapping(document)
         async with open_service(config, clock=SystemClock(), source_session=session) as service:
             await service.source.warm(job.arns)
-            service.engine.add_listener(Observer(result))
+            observer = Observer(result)
+            service.engine.add_listener(observer)
             with Stopwatch() as stopwatch:
                 async with anyio.create_task_group() as group:
                     # What `daemon._watch` starts, minus discovery (nothing to
@@ -82,7 +93,12 @@ async def main(job: Job) -> None:
         outcome: int(metrics.push_events.labels(outcome)._value.get())
         for outcome in ("received", "matched", "dropped", "malformed")
     }
-    result.report(push=push, watched=len(service.engine.watches))
+    result.report(
+        push=push,
+        watched=len(service.engine.watches),
+        first_sightings=observer.first_sightings,
+        first_pass_done=observer.first_pass_done,
+    )
 
 
 if __name__ == "__main__":

@@ -338,6 +338,26 @@ async def test_the_same_seed_gives_the_same_messages(moto: str) -> None:
     assert set(ids(reseeded)).isdisjoint(ids(first))
 
 
+# -- sending -------------------------------------------------------------------------
+
+
+async def test_changes_due_together_go_out_in_batches_of_ten_in_order(queue: str) -> None:
+    """25 builds changing at the same moments: three SendMessageBatch calls each time,
+    not 25 SendMessage, and each accepted message noted with its change's time. How
+    late they reach the queue in real seconds is bench section 7's to measure: here
+    the clock is virtual."""
+    steps = timeline(("BUILDING", 60), ("AVAILABLE", None))
+    arns = sorted(f"{WEB_BASE_VERSION}/{n}" for n in range(1, 26))  # the order sent in
+    images = [web_base_image(arn=arn, timeline=steps) for arn in arns]
+    simulator, bodies = await play(world(images=images, pipelines=[]), queue)
+    counters = simulator.push_counters
+    assert changes(bodies) == [(a, "BUILDING") for a in arns] + [(a, "AVAILABLE") for a in arns]
+    assert counters.requests == 6, "10, 10 and 5 messages at 0 s, and again at 60 s"
+    conserved(counters, len(bodies))
+    assert [at for at, _ in counters.late] == [0.0] * 25 + [60.0] * 25
+    assert all(delay >= 0 for _, delay in counters.late), counters.late
+
+
 # -- a queue that fails ------------------------------------------------------------
 
 

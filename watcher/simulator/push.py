@@ -16,8 +16,11 @@ go missing, arrive twice, or arrive after the next one. Deterministic: every cha
 draws the same four values from one generator seeded by the scenario's seed, so the
 same seed and the same builds give the same messages, ids included.
 
-`EventStream` decides (pure); `Pusher` sends, on the injected clock. A send that
-fails is logged and counted, never raised: the endpoint keeps serving.
+`EventStream` decides (pure); `Pusher` sends, on the injected clock: the messages
+due together go out in SendMessageBatch calls of up to ten (botocore's sqs model:
+"send up to 10 messages", each entry's result "reported individually", so a call
+that answers 200 can still fail some entries), in order. A send that fails is
+logged and counted, never raised: the endpoint keeps serving.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -67,6 +70,9 @@ SOURCE = "aws.imagebuilder"
 DETAIL_TYPE = "EC2 Image Builder Image State Change"
 """EventBridge events reference, "EC2 Image Builder events"."""
 
+MAX_BATCH = 10
+"""SendMessageBatch's entries at most (botocore's sqs model)."""
+
 RECHECK = 1.0
 """Real seconds between looks at the account while no change is known to be due:
 builds started over the API or in-process can appear at any moment."""
@@ -101,7 +107,7 @@ def check_queue_url(text: str) -> str:
 
 
 def sqs_endpoint(queue_url: str, environ: Mapping[str, str] | None = None) -> str:
-    """The endpoint SendMessage goes to: `AWS_ENDPOINT_URL_SQS` if set, else the queue
+    """The endpoint SendMessageBatch goes to: `AWS_ENDPOINT_URL_SQS` if set, else the queue
     URL's own scheme and host.
 
     botocore does not send a request to the QueueUrl's host: SQS is a json-protocol
@@ -217,9 +223,10 @@ class PushCounters:
 
     `changes` status changes seen; `dropped` of them never sent (`loss`);
     `duplicated` sent twice; `reordered` sent after a later one; `sent` messages SQS
-    accepted (a duplicate counts twice); `failed` SendMessage calls that failed.
-    So the queue receives `sent` = (changes - dropped + duplicated) - failed messages,
-    once nothing is held back.
+    accepted (a duplicate counts twice); `failed` messages it did not accept (every
+    entry of a SendMessageBatch call that failed, or an entry it answered as failed);
+    `requests` SendMessageBatch calls made. So the queue receives `sent` = (changes -
+    dropped + duplicated) - failed messages, once nothing is held back.
     """
 
     changes: int = 0
@@ -230,6 +237,11 @@ class PushCounters:
     failed: int = 0
     held: int = 0
     """Changes held back right now, waiting for the next one to pass them."""
+    requests: int = 0
+    late: list[tuple[float, float]] = field(default_factory=list)
+    """For each message SQS accepted, in send order: the scenario time of its change,
+    and the seconds from that change to SQS's answer, on the simulator's clock (how
+    late the event reached the queue: held back, waiting its turn, or a slow SQS)."""
 
 
 class EventStream:
@@ -346,12 +358,11 @@ class Pusher:
         change is known to come, what is held back too. Returns the scenario time."""
         now = self._world.now()
         changes = status_changes(self._world.account.catalog, now, self._told, self._last)
-        for change in changes:
-            for outgoing in self._stream.offer(change):
-                await self._send(outgoing)
+        due = [outgoing for change in changes for outgoing in self._stream.offer(change)]
         if final or self._world.account.next_change_after(now) is None:
-            for outgoing in self._stream.flush():
-                await self._send(outgoing)
+            due += self._stream.flush()
+        for first in range(0, len(due), MAX_BATCH):
+            await self._send(due[first : first + MAX_BATCH])
         return now
 
     async def _client(self) -> Any:
@@ -374,11 +385,20 @@ class Pusher:
             config=AioConfig(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=10),
         )
 
-    async def _send(self, outgoing: Outgoing) -> None:
-        change = outgoing.change
-        document = event_document(change, outgoing.event_id, self._wall(change.at))
+    async def _send(self, batch: list[Outgoing]) -> None:
+        """One SendMessageBatch of `batch` (at most MAX_BATCH), in order."""
+        entries = [
+            {
+                "Id": str(n),  # unique within the call, as the model asks
+                "MessageBody": json.dumps(
+                    event_document(o.change, o.event_id, self._wall(o.change.at))
+                ),
+            }
+            for n, o in enumerate(batch)
+        ]
+        self._counters.requests += 1
         try:
-            await self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(document))
+            answer = await self._sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
         except (
             botocore.exceptions.ClientError,
             botocore.exceptions.BotoCoreError,
@@ -386,15 +406,26 @@ class Pusher:
             OSError,
             TimeoutError,
         ) as exc:
-            self._counters.failed += 1
-            problem = f"{type(exc).__name__}: {exc}"
-            if problem not in self._errors:  # once per kind of failure, not per message
-                self._errors.add(problem)
-                log.warning(
-                    "simulator.events_send_failed",
-                    queue=self.queue_url,
-                    problem=problem,
-                    note="the event is lost, as EventBridge can lose one; serving goes on",
-                )
+            self._failed(len(batch), f"{type(exc).__name__}: {exc}")
             return
-        self._counters.sent += 1
+        answered = self._world.clock.monotonic()
+        refused = {entry.get("Id"): entry for entry in answer.get("Failed") or []}
+        for n, outgoing in enumerate(batch):
+            entry = refused.get(str(n))
+            if entry is not None:
+                self._failed(1, f"{entry.get('Code')}: {entry.get('Message')}")
+                continue
+            self._counters.sent += 1
+            happened = self._world.started + outgoing.change.at / self._world.time_scale
+            self._counters.late.append((outgoing.change.at, answered - happened))
+
+    def _failed(self, messages: int, problem: str) -> None:
+        self._counters.failed += messages
+        if problem not in self._errors:  # once per kind of failure, not per message
+            self._errors.add(problem)
+            log.warning(
+                "simulator.events_send_failed",
+                queue=self.queue_url,
+                problem=problem,
+                note="the event is lost, as EventBridge can lose one; serving goes on",
+            )
