@@ -20,23 +20,35 @@ from watcher.model import ImageSnapshot, ImageStatus
 from watcher.push_sources import PushSources
 from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy
-from watcher.store import MemoryStore, SqliteStore
+from watcher.store import MemoryStore, SqliteStore, Store
 from watcher.testing import RecordingSink, ScriptedSource, VirtualClock
 
 A = "arn:aws:imagebuilder:us-east-1:123456789012:image/a/1.0.0/1"
 B = "arn:aws:imagebuilder:us-east-1:123456789012:image/b/2.0.0/5"
 
 
-def engine_on(clock: VirtualClock, source: ScriptedSource, sink: RecordingSink) -> Engine:
+def engine_on(
+    clock: VirtualClock,
+    source: ScriptedSource,
+    sink: RecordingSink | None = None,
+    *,
+    store: Store | None = None,
+    rate: float = 100,
+    interval: float = 30.0,
+    jitter: float = 0.0,
+    concurrency: int = 16,
+) -> Engine:
+    """An engine polling every `interval` (every status alike) at `rate` calls/s."""
     return Engine(
         source=source,
-        store=MemoryStore(),
-        listeners=[sink],
+        store=store or MemoryStore(),
+        listeners=[sink] if sink is not None else [],
         clock=clock,
-        limiter=CubicLimiter(100, clock),
-        schedule=Schedule(interval_for=lambda _: 30.0, jitter=0.0),
+        limiter=CubicLimiter(rate, clock),
+        schedule=Schedule(interval_for=lambda _: interval, jitter=jitter),
         retry=RetryPolicy(attempts=2, base=1, cap=1),
         rng=random.Random(1),
+        concurrency=concurrency,
     )
 
 
@@ -125,17 +137,7 @@ async def test_an_events_poll_goes_before_the_scheduled_polls_waiting_for_the_li
     clock = VirtualClock()
     source = ScriptedSource(clock, {arn: ["BUILDING", "TESTING"] for arn in builds})
     sink = RecordingSink()
-    engine = Engine(
-        source=source,
-        store=MemoryStore(),
-        listeners=[sink],
-        clock=clock,
-        limiter=CubicLimiter(10, clock),
-        schedule=Schedule(interval_for=lambda _: 600.0, jitter=0.0),
-        retry=RetryPolicy(attempts=2, base=1, cap=1),
-        rng=random.Random(1),
-        concurrency=16,  # the default: 16 polls wait for the limiter at any moment
-    )
+    engine = engine_on(clock, source, sink, rate=10, interval=600.0)
     late = builds[180]
     # Builds whose scheduled poll is waiting for the limiter when the event comes,
     # and the next ones a worker takes while the event's poll holds the build.
@@ -235,16 +237,7 @@ async def test_two_events_of_one_new_build_adopt_it_once(tmp_path: Path) -> None
     source = ScriptedSource(clock, {A: ["BUILDING"], B: ["TESTING"]})
     sink = RecordingSink()
     store = await SqliteStore.open(tmp_path / "state.db")
-    engine = Engine(
-        source=source,
-        store=store,
-        listeners=[sink],
-        clock=clock,
-        limiter=CubicLimiter(100, clock),
-        schedule=Schedule(interval_for=lambda _: 30.0, jitter=0.0),
-        retry=RetryPolicy(attempts=2, base=1, cap=1),
-        rng=random.Random(1),
-    )
+    engine = engine_on(clock, source, sink, store=store)
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(clock.drive)
@@ -263,15 +256,7 @@ async def test_the_first_event_of_a_region_moves_its_polls_out_to_the_safety_int
     scheduled polls and its events' polls."""
     clock = VirtualClock()
     source = ScriptedSource(clock, {A: ["BUILDING"]})
-    engine = Engine(
-        source=source,
-        store=MemoryStore(),
-        clock=clock,
-        limiter=CubicLimiter(100, clock),
-        schedule=Schedule(interval_for=lambda _: 300.0, jitter=0.0),
-        retry=RetryPolicy(attempts=2, base=1, cap=1),
-        rng=random.Random(1),
-    )
+    engine = engine_on(clock, source, interval=300.0)
     engine.set_safety_interval(600.0)  # the queue answers; no event came yet
     async with anyio.create_task_group() as group:
         group.start_soon(clock.drive)
@@ -296,15 +281,7 @@ async def test_a_fleet_moved_out_by_the_first_event_is_spread_over_the_safety_in
     ]
     clock = VirtualClock()
     source = ScriptedSource(clock, {arn: ["BUILDING"] for arn in builds})
-    engine = Engine(
-        source=source,
-        store=MemoryStore(),
-        clock=clock,
-        limiter=CubicLimiter(50, clock),
-        schedule=Schedule(interval_for=lambda _: 60.0, jitter=0.1),
-        retry=RetryPolicy(attempts=2, base=1, cap=1),
-        rng=random.Random(1),
-    )
+    engine = engine_on(clock, source, rate=50, interval=60.0, jitter=0.1)
     engine.set_safety_interval(600.0)
     async with anyio.create_task_group() as group:
         group.start_soon(clock.drive)
