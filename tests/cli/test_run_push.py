@@ -70,6 +70,11 @@ class Running:
     async def until(self, condition: Any) -> None:
         await until(condition, self.logs)
 
+    async def until_watching(self, arn: str) -> None:
+        """`arn` polled once and the queue read: where an event's story starts."""
+        await self.until(lambda: self.status(arn) == "BUILDING")
+        await self.until(lambda: self.service.push is not None and self.service.push.health.healthy)
+
     async def until_stepping(self, condition: Any) -> None:
         """Wait for `condition`, stepping the held clock a tenth of a second at a time,
         so that calls queued for the rate limiter get their turns (the next scheduled
@@ -144,10 +149,7 @@ async def test_an_event_makes_the_daemon_poll_that_build_at_once_then_delete_it(
     watch = f'arns = ["{BUILD}"]\n{SLOW}'
     async with running(tmp_path, sqs_endpoint, watch, events='safety_interval = "2h"\n') as run:
         with run.clock.held():
-            await run.until(lambda: run.status(BUILD) == "BUILDING")
-            await run.until(
-                lambda: run.service.push is not None and run.service.push.health.healthy
-            )
+            await run.until_watching(BUILD)
             run.clock.advance(301)  # AVAILABLE now; the next scheduled poll is 1-2h away
             await run.sqs.send_message(
                 QueueUrl=run.queue_url, MessageBody=state_change(BUILD, "BUILDING", "AVAILABLE")
@@ -208,10 +210,7 @@ async def test_with_follow_all_an_event_of_any_build_starts_its_watch(
     events = 'safety_interval = "2h"\nfollow_all = true\n'
     async with running(tmp_path, sqs_endpoint, watch, events=events) as run:
         with run.clock.held():
-            await run.until(lambda: run.status(BUILD) == "BUILDING")
-            await run.until(
-                lambda: run.service.push is not None and run.service.push.health.healthy
-            )
+            await run.until_watching(BUILD)
             run.clock.advance(301)
             await run.sqs.send_message(
                 QueueUrl=run.queue_url, MessageBody=state_change(OTHER, "BUILDING", "AVAILABLE")
@@ -369,10 +368,7 @@ async def test_an_event_of_a_build_that_cannot_be_polled_is_counted_and_deleted(
     events = 'safety_interval = "2h"\nfollow_all = true\n'
     async with running(tmp_path, sqs_endpoint, watch, events=events) as run:
         with run.clock.held():
-            await run.until(lambda: run.status(BUILD) == "BUILDING")
-            await run.until(
-                lambda: run.service.push is not None and run.service.push.health.healthy
-            )
+            await run.until_watching(BUILD)
             await run.sqs.send_message(
                 QueueUrl=run.queue_url, MessageBody=state_change(missing, "BUILDING", "FAILED")
             )

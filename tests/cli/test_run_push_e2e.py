@@ -38,7 +38,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import pytest
@@ -241,6 +241,26 @@ async def delivered(player: Player, events: list[Transition]) -> list[str]:
     return ids()
 
 
+class Outcome(NamedTuple):
+    """A played scenario: what the daemon stored, which event ids reached the sink,
+    what the simulator pushed, how many messages matched, each change's lag."""
+
+    stored: list[Transition]
+    ids: list[str]
+    counters: PushCounters
+    matched: int
+    found: list[tuple[str, str, float]]
+
+
+async def played(player: Player) -> Outcome:
+    await player.play()
+    stored = await player.service.store.events()
+    ids = await delivered(player, stored)
+    return Outcome(
+        stored, ids, player.simulator.push_counters, player.counted("matched"), lags(player, stored)
+    )
+
+
 @pytest.mark.timeout(60)
 async def test_every_transition_of_the_demo_comes_by_push(
     tmp_path: Path, sqs_endpoint: str
@@ -258,12 +278,8 @@ async def test_every_transition_of_the_demo_comes_by_push(
     )
     events = 'safety_interval = "2h"\n'
     async with playing(tmp_path, sqs_endpoint, plan, watch, events) as player:
-        await player.play()
-        stored = await player.service.store.events()
-        ids = await delivered(player, stored)
-        counters = player.simulator.push_counters
-        matched = player.counted("matched")
-        found = lags(player, stored)
+        outcome = await played(player)
+        stored, ids, counters, matched, found = outcome
         expected = timelines(plan, player.simulator)
         scheduled_runs = len(expected) - len(plan.images)
     assert statuses_by_build(stored) == expected
@@ -325,12 +341,8 @@ async def test_with_lost_duplicated_and_reordered_events_every_transition_is_see
     watch = watch_body(arns=[image.arn for image in plan.images], interval="1m")
     events = f'safety_interval = "{SAFETY:g}s"\n'
     async with playing(tmp_path, sqs_endpoint, plan, watch, events) as player:
-        await player.play()
-        stored = await player.service.store.events()
-        ids = await delivered(player, stored)
-        counters = player.simulator.push_counters
-        matched = player.counted("matched")
-        found = lags(player, stored)
+        outcome = await played(player)
+    stored, ids, counters, matched, found = outcome
     assert counters.dropped > 0, counters
     assert counters.duplicated > 0, counters
     assert counters.reordered > 0, counters
