@@ -1291,7 +1291,8 @@ def _render_push(r: dict[str, Any], when: str) -> list[str]:
         "only where that is longer than the status interval (a longer status interval "
         "stands, and so does an equal one); the region's first event "
         "(`Engine.events_from`) also moves every one of its builds whose next poll is due "
-        "sooner out to that next-poll time, from the event's moment. Polls already handed "
+        "sooner to a moment drawn evenly within that next-poll time from the event's "
+        "moment (never sooner than it was due). Polls already handed "
         "to the workers by then (up to concurrency in flight and as many buffered) still "
         f"run, so {PUSH}'s scheduled polls are those few. " + _lossy_schedule(r) + " Event "
         "polls and scheduled polls share the limiter; an event's poll is served before "
@@ -1344,10 +1345,10 @@ def _lossy_schedule(r: dict[str, Any]) -> str:
             f"than BUILDING's ({building:g} s), so polls stay every {low:g} to {high:g} s"
         )
     return (
-        f"{PUSH_LOSSY}'s are {what}, and its first event moves every next poll due "
-        f"sooner (after the first pass, nearly all {builds}) into the {high - low:g} s "
-        f"band {low:g} to {high:g} s after it: up to {builds / (high - low):.0f} polls a "
-        f"second asked for, against R = {r['rate']:g}."
+        f"{PUSH_LOSSY}'s are {what}; its first event spreads the next polls of nearly all "
+        f"{builds} builds over the following {high:g} s, about {builds / high:.1f} polls "
+        f"a second besides the events' (the window's events come at "
+        f"{0.8 * builds / r['window']:.1f} a second), against R = {r['rate']:g}."
     )
 
 
