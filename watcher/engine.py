@@ -324,16 +324,7 @@ class Engine:
             # listing can repeat a build when pages shift under it.
             if build.arn in self.watches:
                 continue
-            remembered = self._remembered.pop(build.arn, None)
-            watch = Watch(
-                arn=build.arn,
-                watched=remembered.watched if remembered and remembered.watched else source,
-                build_arn=build.arn,
-                tracked=remembered,
-                added_at=now,
-                discovered=True,
-            )
-            self.watches[build.arn] = watch
+            watch, remembered = self._discovered(build.arn, source, now)
             added.append(build.arn)
             if remembered is None and _is_history(build, history_before):
                 watch.tracked = Tracked(
@@ -408,19 +399,26 @@ class Engine:
                     await self._process(found, snapshot.arn, snapshot)
                     found.committed_fetch = fetch
             return
-        remembered = self._remembered.pop(snapshot.arn, None)
-        watch = Watch(
-            arn=snapshot.arn,
-            watched=remembered.watched if remembered and remembered.watched else source,
-            build_arn=snapshot.arn,
-            tracked=remembered,
-            added_at=self._clock.monotonic(),
-            discovered=True,
-        )
-        self.watches[snapshot.arn] = watch
+        watch, _ = self._discovered(snapshot.arn, source, self._clock.monotonic())
         async with watch.lock:
             await self._process(watch, snapshot.arn, snapshot)
             watch.committed_fetch = fetch
+
+    def _discovered(self, build_arn: str, source: str, now: float) -> tuple[Watch, Tracked | None]:
+        """Watch a build a source found (discovery, a push event), carrying on from what
+        the store remembers of it; the watch and that remembered state."""
+        assert self._remembered is not None
+        remembered = self._remembered.pop(build_arn, None)
+        watch = Watch(
+            arn=build_arn,
+            watched=remembered.watched if remembered and remembered.watched else source,
+            build_arn=build_arn,
+            tracked=remembered,
+            added_at=now,
+            discovered=True,
+        )
+        self.watches[build_arn] = watch
+        return watch, remembered
 
     def set_safety_interval(self, seconds: float | None) -> None:
         """While push events arrive (`seconds` set), builds in progress in the regions
