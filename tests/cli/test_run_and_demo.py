@@ -39,10 +39,10 @@ def test_run_with_a_missing_config_exits_2(tmp_path: Path) -> None:
 def test_demo_prints_every_transition_and_exits_0_when_all_builds_ended(tmp_path: Path) -> None:
     fast = tmp_path / "fast.toml"
     demo = (Path(__file__).parents[2] / "config" / "demo-scenario.toml").read_text()
-    fast.write_text(demo.replace("time_scale = 60.0", "time_scale = 300.0"))
+    fast.write_text(demo.replace("time_scale = 60.0", "time_scale = 400.0"))
     done = run("demo", "--scenario", str(fast), "--interval", "0.05s")
     assert done.returncode == 0, done.stderr
-    # Its first sighting. PENDING lasts 0.2 s at 300x: how soon discovery and the
+    # Its first sighting. PENDING lasts 0.15 s at 400x: how soon discovery and the
     # first poll come after the start decides which status it shows, and the
     # machine's speed must not decide whether the test passes.
     assert re.search(r"web-base 1\.4\.0/7 is [A-Z]+\b", done.stdout)

@@ -206,7 +206,7 @@ async def test_shared_limiter_keeps_throttling_low_and_goodput_high() -> None:
     arns = [f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/img-{n}/1.0.0/1" for n in range(200)]
     images = [{"arn": a, "timeline": timeline(("BUILDING", None))} for a in arns]
     plan = scenario(images, faults={"rate_limits": {"GetImage": {"rate": rate, "burst": rate}}})
-    seconds = 120
+    seconds = 60
     result, _, simulator = await watch(
         plan, arns, interval=5.0, max_tps=50, concurrency=16, time_limit=seconds
     )
