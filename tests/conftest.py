@@ -8,7 +8,7 @@ import structlog
 
 from watcher.testing import FakeClock
 
-pytest_plugins = ["pytester", "tests.secret_guard"]
+pytest_plugins = ["pytester", "tests.secret_guard", "tests.pg_support"]
 
 
 @pytest.fixture(autouse=True)

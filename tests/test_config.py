@@ -69,6 +69,9 @@ def _undocumented(model: type[BaseModel], table: dict[str, Any], text: str, at: 
     for key, field in model.model_fields.items():
         path = f"{at}{key}"
         if key not in table:
+            # A table of tables, empty by default, is shown as commented example tables.
+            if re.search(rf"^\s*#\s*\[{re.escape(path)}\.", text, re.MULTILINE):
+                continue
             # TOML has no null: a key whose default is "unset" is shown commented out.
             commented = re.search(rf"^\s*#\s*{key}\s*=", text, re.MULTILINE)
             # A sink's shared keys are documented once, commented, atop the sinks example.
@@ -512,6 +515,12 @@ def test_other_variables_are_ignored(tmp_path: Path) -> None:
     assert load(write(tmp_path, MINIMAL), env=env).aws.region is None
 
 
+def test_the_failover_is_set_by_its_variable_and_a_wrong_one_names_it(tmp_path: Path) -> None:
+    assert load(write(tmp_path, MINIMAL), env={"IBWATCH_HA_FAILOVER": "30s"}).ha.failover == 30.0
+    message = problems_of(write(tmp_path, MINIMAL), env={"IBWATCH_HA_FAILOVER": "soon"})
+    assert "IBWATCH_HA_FAILOVER" in message
+
+
 def test_env_none_reads_the_process_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -537,6 +546,9 @@ def test_override_variables_cover_the_scalar_keys() -> None:
             "IBWATCH_WATCH_FAILED_RECHECK_INTERVAL",
             "IBWATCH_WATCH_FAILED_RECHECK_WINDOW",
             "IBWATCH_STATE_PATH",
+            "IBWATCH_STATE_URL",
+            "IBWATCH_STATE_URL_ENV",
+            "IBWATCH_STATE_URL_FILE",
             "IBWATCH_STATE_KEEP_EVENTS",
             "IBWATCH_DIAGNOSTICS_PROGRESS_SHARE",
             "IBWATCH_DIAGNOSTICS_LOG_LINES",
@@ -546,6 +558,7 @@ def test_override_variables_cover_the_scalar_keys() -> None:
             "IBWATCH_EVENTS_WAIT_TIME",
             "IBWATCH_EVENTS_MALFORMED",
             "IBWATCH_EVENTS_VISIBILITY_TIMEOUT",
+            "IBWATCH_HA_FAILOVER",
         ]
     )
 

@@ -1,5 +1,6 @@
-"""The `Store` contract, held against every store; then what only the SQLite file does:
-survive reopening, write atomically, refuse a file it cannot use, give space back."""
+"""The `Store` contract, held against every store (memory, SQLite, PostgreSQL); then
+what only the SQLite file does: survive reopening, write atomically, refuse a file it
+cannot use, give space back. What only PostgreSQL does is in tests/store/."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from watcher.model import ImageSnapshot, ImageStatus, Transition
-from watcher.store import MemoryStore, SqliteStore, Store, StoreError
+from watcher.store import MemoryStore, PostgresStore, SqliteStore, Store, StoreError
 from watcher.store.base import OutboxStats, Pruned
 from watcher.tracker import Tracked, observe
 
@@ -37,11 +38,17 @@ def at(minute: float) -> float:
     return (START + timedelta(minutes=minute)).timestamp()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened: Store = (
-        MemoryStore() if request.param == "memory" else await SqliteStore.open(tmp_path / "s.db")
-    )
+    """Each store the watcher ships, held to the same assertions; the PostgreSQL one
+    on a real server (tests/pg_support.py), a fresh database per test."""
+    opened: Store
+    if request.param == "memory":
+        opened = MemoryStore()
+    elif request.param == "sqlite":
+        opened = await SqliteStore.open(tmp_path / "s.db")
+    else:
+        opened = await PostgresStore.open(request.getfixturevalue("postgres_url"))
     yield opened
     await opened.close()
 
@@ -166,6 +173,42 @@ async def test_a_buried_row_becomes_a_dead_letter(store: Store) -> None:
         "chat": OutboxStats(pending=0, oldest_created_at=None, dead_letters=1),
         "hook": OutboxStats(pending=1, oldest_created_at=at(0), dead_letters=0),
     }
+
+
+def readable(stored: str | None, given: str) -> bool:
+    """Whether `stored` is the error text `given`, as a store may keep it: the same, or
+    (PostgreSQL, whose text holds no NUL) with each NUL replaced by U+FFFD."""
+    return stored in (given, given.replace("\x00", "\ufffd"))
+
+
+async def test_an_error_text_with_a_nul_character_is_kept_readable(store: Store) -> None:
+    """A receiver's error body may hold a NUL (sinks/http.py quotes it): the write
+    still lands, on every store."""
+    await first_sighting(store, sinks=("chat", "hook"))
+    [chat] = await store.pending("chat")
+    [hook] = await store.pending("hook")
+
+    await store.retry_later(chat.seq, 1, at(1), "HTTP 500: oops\x00garbage")
+    await store.bury(hook.seq, "HTTP 400: bad\x00", now=at(2))
+
+    [again] = await store.pending("chat")
+    [dead] = await store.dead_letters()
+    assert readable(again.last_error, "HTTP 500: oops\x00garbage")
+    assert readable(dead.reason, "HTTP 400: bad\x00")
+
+
+async def test_an_event_whose_reason_holds_a_nul_character_commits_whole(store: Store) -> None:
+    """The event and the tracked state are JSON, which writes a NUL as \\u0000: read
+    back exactly, on every store."""
+    failed = snapshot("FAILED").model_copy(update={"reason": "step failed:\x00 exit 1"})
+    tracked, events = observe(ARN, None, failed)
+    await store.commit(ARN, tracked, events, {e.id: ["chat"] for e in events}, now=at(0))
+
+    [event] = await store.events()
+    assert event.current.reason == "step failed:\x00 exit 1"
+    assert await store.load_all() == {ARN: tracked}
+    [delivery] = await store.pending("chat")
+    assert delivery.event == event
 
 
 async def test_replay_moves_chosen_dead_letters_back_due_now(store: Store) -> None:

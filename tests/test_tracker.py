@@ -796,74 +796,53 @@ def run(polls: Sequence[Poll], shift: int = 0) -> list[Transition]:
 PROPERTY = settings(max_examples=300, deadline=None)
 
 
+# The properties share their generated runs: drawing a run costs more than checking
+# it, so each test below checks several properties of the same 300 runs, each with its
+# own assertion and message.
+
+
 @PROPERTY
 @given(poll_sequences())
-def test_events_are_emitted_exactly_for_changes(polls: list[Poll]) -> None:
-    """One event per first sighting, per new build and per status change; none else."""
+def test_events_follow_the_documented_rules(polls: list[Poll]) -> None:
+    """One event per first sighting, per new build and per status change, none else;
+    `skipped` by the documented rule; sequence numbers 1, 2, 3 per build; the time in
+    the previous status measured from its first poll."""
     events = run(polls)
+    expected = expected_events(polls)
     assert [
         (e.image.build, e.previous.status if e.previous else None, e.current.status) for e in events
-    ] == [(x.build, x.previous, x.current) for x in expected_events(polls)]
-
-
-@PROPERTY
-@given(poll_sequences())
-def test_skipped_follows_the_documented_rule(polls: list[Poll]) -> None:
-    events = run(polls)
-    assert [[s.value for s in e.skipped] for e in events] == [
-        x.skipped for x in expected_events(polls)
-    ]
-
-
-@PROPERTY
-@given(poll_sequences())
-def test_sequence_numbers_count_one_two_three_per_build(polls: list[Poll]) -> None:
-    events = run(polls)
+    ] == [(x.build, x.previous, x.current) for x in expected], "events exactly for changes"
+    assert [[s.value for s in e.skipped] for e in events] == [x.skipped for x in expected], (
+        "skipped follows the documented rule"
+    )
     assert [(e.image.build, e.sequence) for e in events] == [
-        (x.build, x.sequence) for x in expected_events(polls)
-    ]
-
-
-@PROPERTY
-@given(poll_sequences())
-def test_ids_are_distinct_within_a_run(polls: list[Poll]) -> None:
-    ids = [e.id for e in run(polls)]
-    assert len(set(ids)) == len(ids)
-
-
-@PROPERTY
-@given(poll_sequences())
-def test_replaying_a_run_gives_the_same_events(polls: list[Poll]) -> None:
-    assert run(polls) == run(polls)
+        (x.build, x.sequence) for x in expected
+    ], "sequence numbers count one, two, three per build"
+    assert [e.durations.in_previous_status_seconds for e in events] == [
+        x.in_previous for x in expected
+    ], "time in the previous status is measured from its first poll"
 
 
 @PROPERTY
 @given(poll_sequences(), st.integers(1, 10**6))
-def test_replaying_a_run_later_gives_the_same_ids(polls: list[Poll], shift: int) -> None:
-    assert [e.id for e in run(polls, shift)] == [e.id for e in run(polls)]
-
-
-@PROPERTY
-@given(poll_sequences())
-def test_time_in_the_previous_status_is_measured_from_its_first_poll(
-    polls: list[Poll],
-) -> None:
+def test_events_are_distinct_replayable_and_well_formed(polls: list[Poll], shift: int) -> None:
+    """Ids are distinct within a run; replaying a run gives the same events, and
+    replaying it later the same ids; terminal and outputs follow the current status;
+    every envelope is JSON."""
     events = run(polls)
-    assert [e.durations.in_previous_status_seconds for e in events] == [
-        x.in_previous for x in expected_events(polls)
-    ]
-
-
-@PROPERTY
-@given(poll_sequences())
-def test_terminal_and_outputs_follow_the_current_status(polls: list[Poll]) -> None:
-    for event in run(polls):
+    ids = [e.id for e in events]
+    assert len(set(ids)) == len(ids), "ids are distinct within a run"
+    assert run(polls) == events, "replaying a run gives the same events"
+    assert [e.id for e in run(polls, shift)] == ids, "replaying a run later gives the same ids"
+    for event in events:
         status = event.current.status
-        assert event.terminal is (status in TERMINAL)
+        assert event.terminal is (status in TERMINAL), event
         if status == "AVAILABLE":
-            assert event.outputs is not None
+            assert event.outputs is not None, event
         else:
-            assert event.outputs is None
+            assert event.outputs is None, event
+        envelope = event.envelope()
+        assert json.loads(json.dumps(envelope)) == envelope, "every event envelope is JSON"
 
 
 @PROPERTY
@@ -879,14 +858,6 @@ def test_a_poll_that_looks_the_same_keeps_the_state_object(polls: list[Poll]) ->
         else:
             assert after.snapshot == poll.snapshot()
         state, last = after, poll
-
-
-@PROPERTY
-@given(poll_sequences())
-def test_every_event_envelope_is_json(polls: list[Poll]) -> None:
-    for event in run(polls):
-        envelope = event.envelope()
-        assert json.loads(json.dumps(envelope)) == envelope
 
 
 def test_one_build_watched_through_two_arns_gives_two_distinct_ids() -> None:

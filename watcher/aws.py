@@ -1,14 +1,19 @@
 """The edge to EC2 Image Builder (and to CloudWatch Logs, for a failed build's log):
-aiobotocore clients, one per service and region, and the one place where AWS errors
-are read and classified (see `watcher.errors`).
+aiobotocore clients, one per service, account and region, and the one place where
+AWS errors are read and classified (see `watcher.errors`).
 
-botocore's own retries are off (`total_max_attempts: 1`); `watcher.retry` is the
-single retry layer. Nothing outside this module may look at an AWS error code.
+The account and region of the ARN a call is about pick its credentials
+(`watcher.credentials`; an assumed role's come from that region's STS): a build's
+GetImage, its workflow steps and its log are all read with the same ones. A failure
+to renew them is an `AssumeRoleError`, classified here like any AWS error.
+
+botocore's own retries are off (`total_max_attempts: 1`), STS's too; `watcher.retry`
+is the single retry layer. Nothing outside this module may look at an AWS error code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +29,16 @@ from aiobotocore.session import AioSession, get_session
 from botocore.parsers import ResponseParserError
 
 from watcher.clock import Clock
+from watcher.credentials import (
+    AccountAccess,
+    AccountSessions,
+    AssumeRoleBadCredentials,
+    AssumeRoleDenied,
+    AssumeRoleError,
+    AssumeRoleFailed,
+    AssumeRoleMisconfigured,
+    AssumeRoleUnavailable,
+)
 from watcher.diagnostics import StepExecution, WorkflowExecution
 from watcher.errors import (
     AccessDenied,
@@ -32,6 +47,7 @@ from watcher.errors import (
     InvalidRequest,
     Misconfigured,
     NotFound,
+    RetryableError,
     Throttled,
     Unavailable,
 )
@@ -45,10 +61,13 @@ from watcher.model import (
     PipelineArn,
     PipelineInfo,
 )
-from watcher.ratelimit import CubicLimiter
+from watcher.ratelimit import LimiterPool
 from watcher.retry import RetryPolicy, call_with_retry
 
 T = TypeVar("T")
+
+ClientKey = tuple[str, str]
+"""(credentials key, region): what one client serves (`AccountSessions.key_of`)."""
 
 IMAGEBUILDER = "imagebuilder"
 LOGS = "logs"
@@ -139,12 +158,16 @@ class ImageSource(Protocol):
 
 
 class AwsImageSource:
-    """get_image through aiobotocore, a client per region created on first use.
+    """get_image through aiobotocore, a client per account and region created on
+    first use.
 
     `endpoint_url=None` leaves the endpoint to botocore, which honours
     AWS_ENDPOINT_URL_IMAGEBUILDER and AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_LOGS for
     the log reads). A given `endpoint_url` serves both services: it is how ibwatch is
     pointed at the simulator, which answers Image Builder and CloudWatch Logs alike.
+
+    `accounts` (`[aws.accounts]`): the role or profile that reads each listed account;
+    `session` (the default chain's) reads every other one, and signs AssumeRole.
     """
 
     def __init__(
@@ -157,26 +180,43 @@ class AwsImageSource:
         connect_timeout: float = 5.0,
         read_timeout: float = 20.0,
         session: AioSession | None = None,
+        accounts: Mapping[str, AccountAccess] | None = None,
     ) -> None:
         self._clock = clock
         self._region = region
         self._endpoint_url = endpoint_url
-        self._session = session or get_session()
         self._config = AioConfig(
             retries={"total_max_attempts": 1},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_pool_connections=max(1, concurrency),
         )
-        self._clients: dict[str, Any] = {}
-        """Image Builder clients by region: the hot path reads this one directly."""
-        self._logs: dict[str, Any] = {}
-        """CloudWatch Logs clients by region, made when a first log tail is read."""
-        # Not the engine's limiter: a log read must neither spend Image Builder's
+        self.accounts = AccountSessions(
+            accounts or {},
+            base=session or get_session(),
+            clock=clock,
+            # botocore's retries are off for STS too: they sleep on the real clock,
+            # holding up the call being signed. A failed renewal is tried again by
+            # the next call (watcher.credentials paces those) or by the engine's retry.
+            sts_config=AioConfig(
+                retries={"total_max_attempts": 1},
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+            ),
+        )
+        self._clients: dict[ClientKey, Any] = {}
+        """Image Builder clients by (credentials, region): the hot path reads this one."""
+        self._logs: dict[ClientKey, Any] = {}
+        """CloudWatch Logs clients likewise, made when a first log tail is read."""
+        # Not the engine's limiters: a log read must neither spend Image Builder's
         # quota nor, when CloudWatch Logs throttles it, slow Image Builder's polls.
-        self._logs_limiter = CubicLimiter(LOGS_MAX_TPS, clock)
+        # Keyed like the clients: CloudWatch Logs' rate quotas are "TPS/account/
+        # Region" (CloudWatch Logs User Guide, "CloudWatch Logs quotas"), so one
+        # account's throttled reads must not slow another's.
+        self._log_limiters = LimiterPool(LOGS_MAX_TPS, clock)
         self._lock = anyio.Lock()
         self._stack = AsyncExitStack()
+        self._stack.push_async_callback(self.accounts.aclose)  # closed after the clients
 
     async def __aenter__(self) -> AwsImageSource:
         return self
@@ -191,24 +231,39 @@ class AwsImageSource:
         self._clients.clear()
         self._logs.clear()
 
+    def account_of(self, arn: str) -> str:
+        """The key of the credentials that read `arn`: its account when listed in
+        `accounts`, else `watcher.credentials.DEFAULT_ACCOUNT`. Labels metrics and
+        picks the rate limiter, since quotas are the caller's account's."""
+        return self.accounts.key_of(arn)
+
+    @property
+    def account_keys(self) -> tuple[str, ...]:
+        """Every value `account_of` can return: "default", then each listed account."""
+        return self.accounts.keys
+
     async def warm(self, arns: Iterable[str]) -> None:
         """Create the clients these (image or pipeline) ARNs need now rather than on
         their first call: loading models and TLS contexts happens once, before the
         clock matters."""
         # Image and pipeline ARNs alike: the region is the ARN's fourth field.
-        for region in sorted({arn.split(":")[3] for arn in arns}):
-            await self._client(region)
+        for key in sorted({self._key(arn) for arn in arns}):
+            await self._client(key)
+
+    def _key(self, arn: str, region: str | None = None) -> ClientKey:
+        return (self.accounts.key_of(arn), region or arn.split(":", 4)[3])
 
     async def get(self, arn: str, *, renew: bool = True) -> ImageSnapshot:
-        region = Arn.parse(arn).region  # the ARN's own region picks the client
-        client = self._clients.get(region) or await self._client(region)
+        # The ARN's own account and region pick the client.
+        key = (self.accounts.key_of(arn), Arn.parse(arn).region)
+        client = self._clients.get(key) or await self._client(key)
         try:
             response = await client.get_image(imageBuildVersionArn=arn)
         except Exception as exc:
             if (
                 renew
                 and isinstance(exc, botocore.exceptions.NoCredentialsError)
-                and await self._renew_if_credentials_came(region, client)
+                and await self._renew_if_credentials_came(key, client)
             ):
                 return await self.get(arn, renew=False)
             # classify_errors() as a plain except: this runs on every poll.
@@ -226,10 +281,12 @@ class AwsImageSource:
         version_arn: str | None = None,
         name: str | None = None,
         next_token: str | None = None,
+        account: str | None = None,
     ) -> Page[ImageSnapshot]:
         """One page of ListImageBuildVersions: the builds of exact version
         `version_arn`, or (without it) of every image named `name` in the region's
-        account. The model: imageVersionArn is optional and takes no wildcards."""
+        account (`account`'s credentials read it; None: the default chain's). The
+        model: imageVersionArn is optional and takes no wildcards."""
         request: dict[str, Any] = {"maxResults": 25}
         if version_arn is not None:
             request["imageVersionArn"] = version_arn
@@ -237,7 +294,12 @@ class AwsImageSource:
             request["filters"] = [{"name": "name", "values": [name]}]
         if next_token:
             request["nextToken"] = next_token
-        response = await self._call(region, "list_image_build_versions", version_arn or "", request)
+        key = (
+            self._key(version_arn, region)
+            if version_arn is not None
+            else (self.accounts.key_of_account(account), region)
+        )
+        response = await self._call(key, "list_image_build_versions", version_arn or "", request)
         return self._summaries(response, version_arn or name or "")
 
     async def list_pipeline_images(
@@ -247,25 +309,27 @@ class AwsImageSource:
         request: dict[str, Any] = {"imagePipelineArn": pipeline_arn, "maxResults": 25}
         if next_token:
             request["nextToken"] = next_token
-        region = PipelineArn.parse(pipeline_arn).region
-        response = await self._call(region, "list_image_pipeline_images", pipeline_arn, request)
+        key = self._key(pipeline_arn, PipelineArn.parse(pipeline_arn).region)
+        response = await self._call(key, "list_image_pipeline_images", pipeline_arn, request)
         return self._summaries(response, pipeline_arn)
 
     async def get_pipeline(self, pipeline_arn: str) -> PipelineInfo:
-        region = PipelineArn.parse(pipeline_arn).region
+        key = self._key(pipeline_arn, PipelineArn.parse(pipeline_arn).region)
         response = await self._call(
-            region, "get_image_pipeline", pipeline_arn, {"imagePipelineArn": pipeline_arn}
+            key, "get_image_pipeline", pipeline_arn, {"imagePipelineArn": pipeline_arn}
         )
         return _pipeline(response.get("imagePipeline"), pipeline_arn)
 
     async def list_pipelines(
-        self, region: str, *, next_token: str | None = None
+        self, region: str, *, next_token: str | None = None, account: str | None = None
     ) -> Page[PipelineInfo]:
-        """One page of ListImagePipelines: every pipeline of the region's account."""
+        """One page of ListImagePipelines: every pipeline of the region's account
+        (`account`'s credentials read it; None: the default chain's)."""
         request: dict[str, Any] = {"maxResults": 25}
         if next_token:
             request["nextToken"] = next_token
-        response = await self._call(region, "list_image_pipelines", "", request)
+        key = (self.accounts.key_of_account(account), region)
+        response = await self._call(key, "list_image_pipelines", "", request)
         items = response.get("imagePipelineList") or []
         return Page(
             [_pipeline(item, "") for item in items if isinstance(item, dict)],
@@ -275,9 +339,9 @@ class AwsImageSource:
     async def start_pipeline(self, pipeline_arn: str, client_token: str) -> str:
         """StartImagePipelineExecution; returns the new build's ARN. The same
         `client_token` returns the original build instead of starting another."""
-        region = PipelineArn.parse(pipeline_arn).region
+        key = self._key(pipeline_arn, PipelineArn.parse(pipeline_arn).region)
         response = await self._call(
-            region,
+            key,
             "start_image_pipeline_execution",
             pipeline_arn,
             {"imagePipelineArn": pipeline_arn, "clientToken": client_token},
@@ -294,7 +358,7 @@ class AwsImageSource:
     async def cancel_build(self, build_arn: str, client_token: str) -> None:
         """CancelImageCreation: asynchronous, the build moves to CANCELLED later."""
         await self._call(
-            Arn.parse(build_arn).region,
+            self._key(build_arn, Arn.parse(build_arn).region),
             "cancel_image_creation",
             build_arn,
             {"imageBuildVersionArn": build_arn, "clientToken": client_token},
@@ -310,8 +374,8 @@ class AwsImageSource:
         request: dict[str, Any] = {"imageBuildVersionArn": build_arn, "maxResults": 25}
         if next_token:
             request["nextToken"] = next_token
-        region = Arn.parse(build_arn).region
-        response = await self._call(region, "list_workflow_executions", build_arn, request)
+        key = self._key(build_arn, Arn.parse(build_arn).region)
+        response = await self._call(key, "list_workflow_executions", build_arn, request)
         with _read("ListWorkflowExecutions", build_arn):
             items = [
                 WorkflowExecution(
@@ -330,12 +394,12 @@ class AwsImageSource:
         self, build_arn: str, workflow_execution_id: str, *, next_token: str | None = None
     ) -> tuple[list[StepExecution], str | None]:
         """One page of ListWorkflowStepExecutions: the steps of one workflow run
-        (`build_arn` picks the region; the execution id names no region)."""
+        (`build_arn` picks the account and region; the execution id names neither)."""
         request: dict[str, Any] = {"workflowExecutionId": workflow_execution_id, "maxResults": 25}
         if next_token:
             request["nextToken"] = next_token
-        region = Arn.parse(build_arn).region
-        response = await self._call(region, "list_workflow_step_executions", build_arn, request)
+        key = self._key(build_arn, Arn.parse(build_arn).region)
+        response = await self._call(key, "list_workflow_step_executions", build_arn, request)
         with _read("ListWorkflowStepExecutions", build_arn):
             items = [_step(item) for item in response.get("steps") or []]
         return items, response.get("nextToken") or None
@@ -345,9 +409,9 @@ class AwsImageSource:
     ) -> StepExecution:
         """GetWorkflowStepExecution: one step by the id failureContext names; one call
         where listing would take two or more."""
-        region = Arn.parse(build_arn).region
+        key = self._key(build_arn, Arn.parse(build_arn).region)
         response = await self._call(
-            region,
+            key,
             "get_workflow_step_execution",
             build_arn,
             {"stepExecutionId": step_execution_id},
@@ -359,8 +423,8 @@ class AwsImageSource:
 
     async def log_tail(self, build_arn: str, group: str, stream: str, events: int) -> list[str]:
         """The messages of the last `events` events of log stream `stream` of `group`,
-        oldest first, read with GetLogEvents in the build ARN's region (its log is
-        there). Paced by its own limiter and retried on its own (`LOGS_MAX_TPS`);
+        oldest first, read with GetLogEvents in the build ARN's account and region (its
+        log is there). Paced by its own limiter and retried on its own (`LOGS_MAX_TPS`);
         raises a `watcher.errors.ApiError` once the retries are spent.
 
         The model: with startFromHead false (the default) "the latest log events are
@@ -370,7 +434,7 @@ class AwsImageSource:
         passed in"). So it pages back from the end until it holds `events` events or
         the token comes back unchanged: a stream shorter than `events` costs a
         second, empty call."""
-        region = Arn.parse(build_arn).region
+        key = self._key(build_arn, Arn.parse(build_arn).region)
         found: list[str] = []
         token: str | None = None
         for _ in range(_LOG_PAGES if events > 0 else 0):
@@ -383,8 +447,8 @@ class AwsImageSource:
             if token is not None:
                 request["nextToken"] = token
             response = await call_with_retry(
-                partial(self._call, region, "get_log_events", build_arn, request, service=LOGS),
-                limiter=self._logs_limiter,
+                partial(self._call, key, "get_log_events", build_arn, request, service=LOGS),
+                limiter=self._log_limiters.get(*key),
                 clock=self._clock,
                 policy=_LOG_RETRY,
             )
@@ -397,7 +461,7 @@ class AwsImageSource:
 
     async def _call(
         self,
-        region: str,
+        key: ClientKey,
         operation: str,
         arn: str,
         request: dict[str, Any],
@@ -406,40 +470,42 @@ class AwsImageSource:
         renew: bool = True,
     ) -> dict[str, Any]:
         clients = self._clients_of(service)
-        client = clients.get(region) or await self._client(region, service)
+        client = clients.get(key) or await self._client(key, service)
         with classify_errors(arn):
             try:
                 response: dict[str, Any] = await getattr(client, operation)(**request)
             except botocore.exceptions.NoCredentialsError:
-                if not (renew and await self._renew_if_credentials_came(region, client, clients)):
+                if not (renew and await self._renew_if_credentials_came(key, client, clients)):
                     raise
-                return await self._call(
-                    region, operation, arn, request, service=service, renew=False
-                )
+                return await self._call(key, operation, arn, request, service=service, renew=False)
         return response
 
-    def _clients_of(self, service: str) -> dict[str, Any]:
+    def _clients_of(self, service: str) -> dict[ClientKey, Any]:
         return self._logs if service == LOGS else self._clients
 
     async def _renew_if_credentials_came(
-        self, region: str, client: Any, clients: dict[str, Any] | None = None
+        self, key: ClientKey, client: Any, clients: dict[ClientKey, Any] | None = None
     ) -> bool:
         """A client keeps the credentials it was created with, so one created before
         any existed (an IRSA token or a secret mounted late) fails forever. Once the
         session finds credentials, drop it, so the call can be made again with a new
         one (True). Until then nothing is recreated, so a long outage builds no pile
-        of clients; a dropped one is closed with the others on exit."""
+        of clients; a dropped one is closed with the others on exit. An assumed role's
+        client needs none of this: its credentials ask the default chain anew at
+        each renewal."""
         clients = self._clients if clients is None else clients
+        if self.accounts.assumes_role(key[0]):
+            return False
         async with self._lock:
-            if clients.get(region) is not client:
+            if clients.get(key) is not client:
                 return True  # another call renewed it already
             try:
-                found = await self._session.get_credentials()
+                found = await self.accounts.session(*key).get_credentials()
             except Exception:  # still none usable; the caller reports its own failure
                 return False
             if found is None:
                 return False
-            del clients[region]
+            del clients[key]
             return True
 
     def _summaries(self, response: dict[str, Any], arn: str) -> Page[ImageSnapshot]:
@@ -450,22 +516,24 @@ class AwsImageSource:
             response.get("nextToken") or None,
         )
 
-    async def _client(self, region: str, service: str = IMAGEBUILDER) -> Any:
+    async def _client(self, key: ClientKey, service: str = IMAGEBUILDER) -> Any:
         clients = self._clients_of(service)
         async with self._lock:
-            if region not in clients:
+            if key not in clients:
+                account, region = key
+                region = region or self._region or ""
                 with classify_errors(""):
                     try:
-                        client = self._session.create_client(
+                        client = self.accounts.session(account, region).create_client(
                             service,
-                            region_name=region or self._region,
+                            region_name=region or None,
                             endpoint_url=self._endpoint_url,
                             config=self._config,
                         )
-                        clients[region] = await self._stack.enter_async_context(client)
+                        clients[key] = await self._stack.enter_async_context(client)
                     except ValueError as exc:  # botocore: "Invalid endpoint: notaurl"
                         raise Misconfigured(str(exc), code="InvalidEndpoint") from exc
-            return clients[region]
+            return clients[key]
 
 
 @contextmanager
@@ -477,6 +545,8 @@ def classify_errors(arn: str) -> Iterator[None]:
         raise
     except botocore.exceptions.ClientError as exc:
         raise _from_client_error(exc, arn) from exc
+    except AssumeRoleFailed as exc:
+        raise _from_assume_role(exc, arn) from exc.error
     except (
         botocore.exceptions.NoCredentialsError,
         botocore.exceptions.PartialCredentialsError,
@@ -511,6 +581,17 @@ def classify_errors(arn: str) -> Iterator[None]:
         raise Unavailable(f"{type(exc).__name__}: {exc}", code=type(exc).__name__, arn=arn) from exc
     except botocore.exceptions.ParamValidationError as exc:
         raise InvalidRequest(str(exc), code="ParamValidationError", arn=arn) from exc
+    except RuntimeError as exc:
+        # botocore's refreshable credentials raise a bare RuntimeError when keys just
+        # renewed already look expired by the clock they were given: that clock is
+        # ahead of STS's (our reading of RefreshableCredentials._protected_refresh).
+        if "refreshed credentials are still expired" not in str(exc):
+            raise
+        raise BadCredentials(
+            f"{exc} (is this machine's clock ahead of the real time?)",
+            code="ExpiredCredentials",
+            arn=arn,
+        ) from exc
     except (
         TimeoutError,
         # The rest of botocore's own errors are transport trouble: endpoint
@@ -525,6 +606,14 @@ def classify_errors(arn: str) -> Iterator[None]:
 
 
 def _from_client_error(exc: botocore.exceptions.ClientError, arn: str) -> ApiError:
+    kind, code, message = _client_error_parts(exc)
+    return kind(f"{code}: {message}", code=code, arn=arn)
+
+
+def _client_error_parts(
+    exc: botocore.exceptions.ClientError,
+) -> tuple[type[ApiError], str, str]:
+    """A ClientError's class in the tree, its code and its message."""
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     message = str(error.get("Message", "")) or code
@@ -542,7 +631,43 @@ def _from_client_error(exc: botocore.exceptions.ClientError, arn: str) -> ApiErr
         kind = AccessDenied
     else:
         kind = InvalidRequest
-    return kind(f"{code}: {message}", code=code, arn=arn)
+    return kind, code, message
+
+
+def _from_assume_role(failed: AssumeRoleFailed, arn: str) -> AssumeRoleError:
+    """An assumed role's renewal failed while signing a call: classified as any AWS
+    error, then as the renewal's own kind (`watcher.credentials.AssumeRoleError`), so
+    that neither the engine nor its limiter takes it for Image Builder's answer."""
+    where = f"STS AssumeRole of {failed.role_arn} in {failed.region}"
+    error = failed.error
+    if isinstance(error, botocore.exceptions.ClientError):
+        kind, code, message = _client_error_parts(error)
+        text = f"{code}: {where}: {message}"
+        if code == "RegionDisabledException":
+            # STS's model: "STS is not activated in the requested region for the
+            # account that is being asked to generate credentials."
+            text += " (an account administrator can activate STS in this Region in IAM)"
+    else:
+        try:
+            with classify_errors(arn):
+                try:
+                    raise error
+                except ValueError as exc:  # botocore: "Invalid endpoint: notaurl"
+                    raise Misconfigured(str(exc), code="InvalidEndpoint") from exc
+                except (KeyError, TypeError, AttributeError) as exc:  # no Credentials in it
+                    raise Unavailable(f"malformed response: {exc!r}", code="Malformed") from exc
+        except ApiError as found:
+            kind, code, text = type(found), found.code, f"{where}: {found}"
+    role_kind: type[AssumeRoleError]
+    if issubclass(kind, RetryableError):
+        role_kind = AssumeRoleUnavailable  # Throttled too: STS's quota, not Image Builder's
+    elif issubclass(kind, BadCredentials):
+        role_kind = AssumeRoleBadCredentials
+    elif issubclass(kind, Misconfigured):
+        role_kind = AssumeRoleMisconfigured
+    else:
+        role_kind = AssumeRoleDenied  # AccessDenied, and what STS names no better
+    return role_kind(text, code=code, arn=arn)
 
 
 def snapshot_from_response(

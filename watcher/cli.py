@@ -391,12 +391,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _unexpected(exc: BaseException, *, debug: bool) -> int:
     """An error no command handled. A damaged state file found mid-run (inside a task
-    group, so wrapped) is the user's to fix: exit 2. Anything else is a bug: one
-    line and exit 70; the traceback only at --log-level debug."""
+    group, so wrapped), or AWS settings no call can be made with (a profile of
+    [aws.accounts] in no AWS file), is the user's to fix: exit 2. Anything else is a
+    bug: one line and exit 70; the traceback only at --log-level debug."""
+    from watcher.errors import Misconfigured
     from watcher.store import StoreError
 
     leaf = _first_leaf(exc)
-    if isinstance(leaf, StoreError):
+    if isinstance(leaf, StoreError | Misconfigured):
         print(f"ibwatch: {leaf}", file=sys.stderr)
         return EXIT_USAGE
     if debug:

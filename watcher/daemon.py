@@ -7,6 +7,14 @@ file: added and removed ARNs and sinks take effect; a file that fails to load or
 to build is refused whole and the running configuration stays. SIGHUP also polls
 at once every ARN paused on credentials or access (otherwise retried on a backoff
 of up to five minutes): the way to say "the role is fixed now".
+
+With PostgreSQL state several replicas run on one database and only the leader
+watches and delivers (`watcher.leadership`): each term of leadership builds its
+engine, discovery, push consumer and dispatcher afresh, from what the store holds
+when it begins, and the term's end cancels them. The HTTP endpoint and the signals
+serve every replica, leader or standby. Deliveries and polls first ask the
+leadership's lease (`Leadership.check_lease`), so a leader paused past it acts on
+nothing it held in memory. Once SIGTERM is received no new term is taken.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import signal
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +36,22 @@ from aiobotocore.session import AioSession, get_session
 from watcher import server
 from watcher._validation import FileError
 from watcher._version import __version__
-from watcher.aws import AwsImageSource
+from watcher.aws import AwsImageSource, ImageSource
 from watcher.clock import Clock
 from watcher.config import Config, WatchConfig, load
 from watcher.config.events import queue_region
 from watcher.delivery import DeliveryPolicy, Dispatcher
 from watcher.discovery import Discovery, Sources
 from watcher.engine import Engine, Recovery, Schedule
+from watcher.leadership import LeaderMetrics, Leadership, Sole
 from watcher.metrics import MeteredSource, Metrics, Readiness
+from watcher.model import ImageSnapshot
 from watcher.push import PushConsumer, PushHealth, Queue, visibility_for
 from watcher.push_sources import PushSources
-from watcher.ratelimit import CubicLimiter
+from watcher.ratelimit import LimiterPool
 from watcher.retry import RetryPolicy
 from watcher.sinks.http import HttpPoster
-from watcher.store import SqliteStore
+from watcher.store import Fenced, PostgresStore, StateStore, StoreError, open_store
 from watcher.store.base import Pruned
 from watcher.wiring import build_routes
 
@@ -60,7 +71,7 @@ class Service:
     """Everything a running daemon owns."""
 
     config: Config
-    store: SqliteStore
+    store: StateStore
     source: AwsImageSource
     poster: HttpPoster
     dispatcher: Dispatcher
@@ -71,6 +82,23 @@ class Service:
     readiness: Readiness | None = None
     push: PushConsumer | None = None
     """Reads `[events] queue_url`, when one is set."""
+    leadership: Leadership = field(default_factory=Sole)
+    """Whether this replica acts: always, on an SQLite state file."""
+    build_term: Callable[[Config], TermParts] | None = None
+    """Builds what one term of leadership runs, from the current config."""
+    term_ended: anyio.Event | None = None
+    """Set when the current (or last) term ends; None before the first."""
+
+    def renew(self) -> None:
+        """Fresh term parts (dispatcher, engine, discovery, push), built from the
+        current config: a new term starts from what the store holds now, never from
+        what this replica remembered of an earlier term."""
+        assert self.build_term is not None
+        self.dispatcher, self.engine, self.discovery, self.push = self.build_term(self.config)
+
+
+TermParts = tuple[Dispatcher, Engine, Discovery, PushConsumer | None]
+"""What one term of leadership runs, besides the stores and clients the service keeps."""
 
 
 @asynccontextmanager
@@ -82,9 +110,12 @@ async def open_service(
     source_session: AioSession | None = None,
 ) -> AsyncIterator[Service]:
     """Open the store, the AWS clients and the HTTP session; close them after."""
-    store = await SqliteStore.open(config.state.path, exclusive=True)
+    store = await open_store(config.state, exclusive=True)
     metrics = Metrics()
     readiness = Readiness(clock)
+    leadership = _leadership_of(config, store, clock, metrics)
+    # Asked before each delivery and each poll; a sole daemon always may.
+    lease = leadership.check_lease if leadership.shared else None
     session = source_session or get_session()
     try:
         async with (
@@ -97,75 +128,84 @@ async def open_service(
                 connect_timeout=config.aws.connect_timeout,
                 read_timeout=config.aws.read_timeout,
                 session=session,
+                accounts=config.aws.accounts,
             ) as source,
             HttpPoster(user_agent=f"ibwatch/{__version__}", clock=clock) as poster,
         ):
-            delivery = config.delivery
-            dispatcher = Dispatcher(
-                store=store,
-                clock=clock,
-                policy=DeliveryPolicy(
-                    base=delivery.backoff_base,
-                    cap=delivery.backoff_cap,
-                    retry_after_cap=delivery.retry_after_cap,
-                    max_age=delivery.max_age,
-                ),
-                routes=build_routes(config.sinks, poster=poster, clock=clock),
-                metrics=metrics,
-            )
-            watch = config.watch
-            engine = Engine(
-                source=MeteredSource(source, metrics, readiness, clock),
-                workflows=source,
-                store=store,
-                clock=clock,
-                limiter=CubicLimiter(watch.max_tps, clock),
-                schedule=Schedule(
-                    interval_for=watch.interval_for,
-                    jitter=watch.jitter,
-                    failed_recheck_interval=watch.failed_recheck_interval,
-                    failed_recheck_window=watch.failed_recheck_window,
-                    not_found_grace=watch.not_found_grace,
-                ),
-                retry=RetryPolicy(
-                    attempts=watch.retry.attempts, base=watch.retry.base, cap=watch.retry.cap
-                ),
-                concurrency=watch.concurrency,
-                rng=random.Random(),
-                outbox=dispatcher,
-                metrics=metrics,
-                recovery=Recovery(cap=watch.paused_retry_cap),
-                progress_share=config.diagnostics.progress_share,
-                log_lines=config.diagnostics.log_lines,
-            )
-            discovery = Discovery(
-                edge=source,
-                engine=engine,
-                store=store,
-                clock=clock,
-                interval=watch.discovery_interval,
-                sources=sources_of(config),
-                metrics=metrics,
-                readiness=readiness,
-                history_horizon=config.state.keep_events,
-            )
-            push = None
-            if sqs is not None and config.events.queue_url is not None:
-                push = PushConsumer(
-                    queue=Queue(sqs, config.events.queue_url),
-                    engine=engine,
-                    get=lambda arn: engine.call(lambda: source.get(arn), urgent=True),
-                    sources=push_sources_of(config),
+
+            def build_term(config: Config) -> TermParts:
+                # Each term's parts are new (Service.renew); the clients above last.
+                delivery = config.delivery
+                dispatcher = Dispatcher(
+                    store=store,
                     clock=clock,
-                    safety_interval=config.events.safety_interval,
-                    wait_time=config.events.wait_time,
-                    visibility_timeout=config.events.visibility_timeout
-                    or visibility_for(watch.max_tps),
-                    rng=random.Random(),
+                    policy=DeliveryPolicy(
+                        base=delivery.backoff_base,
+                        cap=delivery.backoff_cap,
+                        retry_after_cap=delivery.retry_after_cap,
+                        max_age=delivery.max_age,
+                    ),
+                    routes=build_routes(config.sinks, poster=poster, clock=clock),
                     metrics=metrics,
-                    follow_all=config.events.follow_all,
-                    keep_malformed=config.events.malformed == "keep",
+                    lease=lease,
                 )
+                watch = config.watch
+                metered: ImageSource = MeteredSource(source, metrics, readiness, clock)
+                engine = Engine(
+                    source=metered if lease is None else _Leased(metered, lease),
+                    workflows=source,
+                    store=store,
+                    clock=clock,
+                    limiter=LimiterPool(watch.max_tps, clock, account_of=source.account_of),
+                    schedule=Schedule(
+                        interval_for=watch.interval_for,
+                        jitter=watch.jitter,
+                        failed_recheck_interval=watch.failed_recheck_interval,
+                        failed_recheck_window=watch.failed_recheck_window,
+                        not_found_grace=watch.not_found_grace,
+                    ),
+                    retry=RetryPolicy(
+                        attempts=watch.retry.attempts, base=watch.retry.base, cap=watch.retry.cap
+                    ),
+                    concurrency=watch.concurrency,
+                    rng=random.Random(),
+                    outbox=dispatcher,
+                    metrics=metrics,
+                    recovery=Recovery(cap=watch.paused_retry_cap),
+                    progress_share=config.diagnostics.progress_share,
+                    log_lines=config.diagnostics.log_lines,
+                )
+                discovery = Discovery(
+                    edge=source,
+                    engine=engine,
+                    store=store,
+                    clock=clock,
+                    interval=watch.discovery_interval,
+                    sources=sources_of(config),
+                    metrics=metrics,
+                    readiness=readiness,
+                    history_horizon=config.state.keep_events,
+                )
+                push = None
+                if sqs is not None and config.events.queue_url is not None:
+                    push = PushConsumer(
+                        queue=Queue(sqs, config.events.queue_url),
+                        engine=engine,
+                        get=lambda arn: engine.call(lambda: source.get(arn), urgent=True, arn=arn),
+                        sources=push_sources_of(config),
+                        clock=clock,
+                        safety_interval=config.events.safety_interval,
+                        wait_time=config.events.wait_time,
+                        visibility_timeout=config.events.visibility_timeout
+                        or visibility_for(watch.max_tps),
+                        rng=random.Random(),
+                        metrics=metrics,
+                        follow_all=config.events.follow_all,
+                        keep_malformed=config.events.malformed == "keep",
+                    )
+                return dispatcher, engine, discovery, push
+
+            dispatcher, engine, discovery, push = build_term(config)
             yield Service(
                 config,
                 store,
@@ -178,6 +218,8 @@ async def open_service(
                 metrics,
                 readiness,
                 push,
+                leadership=leadership,
+                build_term=build_term,
             )
     finally:
         await store.close()
@@ -206,25 +248,51 @@ async def _sqs_client(config: Config, session: AioSession) -> AsyncIterator[Any]
         yield sqs
 
 
+class _Leased:
+    """An image source that polls only while this replica's lease lasts: a leader
+    paused past it must not spend the API's rate on a term that is over."""
+
+    def __init__(self, source: ImageSource, lease: Callable[[], None]) -> None:
+        self._source = source
+        self._lease = lease
+
+    async def get(self, arn: str) -> ImageSnapshot:
+        self._lease()  # raises LeaseExpired, which ends the term
+        return await self._source.get(arn)
+
+
 def probes_of(service: Service) -> server.Probes:
     """What /healthz, /readyz and /metrics read of a running daemon."""
     assert service.readiness is not None
+    # Read through the service at each request: a new term brings new parts.
     return server.Probes(
-        service.engine,
-        service.dispatcher,
+        lambda: service.engine,
+        lambda: service.dispatcher,
         service.store,
         service.metrics,
         service.readiness,
         service.clock,
         store_open=lambda: service.store.is_open,
-        push=_push_health(service.push),
+        push=lambda: _push_health(service.push),
+        leadership=service.leadership,
     )
 
 
-def _push_health(push: PushConsumer | None) -> Callable[[], PushHealth | None]:
-    if push is None:
-        return lambda: None
-    return lambda: push.health
+def _push_health(push: PushConsumer | None) -> PushHealth | None:
+    return None if push is None else push.health
+
+
+def _leadership_of(config: Config, store: StateStore, clock: Clock, metrics: Metrics) -> Leadership:
+    """Always the leader on an SQLite file; elected among the replicas of a database."""
+    counted = LeaderMetrics(metrics.registry)
+    url = config.state.database_url
+    if url is None or not isinstance(store, PostgresStore):
+        return Sole(counted)
+    from watcher.leadership.postgres import PostgresLeadership  # psycopg: only now
+
+    return PostgresLeadership(
+        url, store=store, clock=clock, failover=config.ha.failover, metrics=counted
+    )
 
 
 async def run_daemon(config: Config, *, clock: Clock, config_path: Path | None = None) -> int:
@@ -232,6 +300,8 @@ async def run_daemon(config: Config, *, clock: Clock, config_path: Path | None =
     async with open_service(config, clock=clock) as service:
         app = server.create_app(probes_of(service))
         http = await server.start(app, config.server.host, config.server.port)
+        # The address bound, so that `listen = "127.0.0.1:0"` says which port it got.
+        listen = server.bound_address(http) or config.server.listen
         try:
             with anyio.open_signal_receiver(
                 signal.SIGTERM, signal.SIGINT, signal.SIGHUP
@@ -244,29 +314,48 @@ async def run_daemon(config: Config, *, clock: Clock, config_path: Path | None =
                     arns=len(config.watch.arns),
                     pipelines=len(config.watch.pipelines),
                     sinks=len(config.sinks),
-                    listen=config.server.listen,
+                    listen=listen,
                     config=config.redacted(),
                 )
                 await serve(service, signals, config_path)
         finally:
             await http.cleanup()
-        left = sum(s.pending for s in (await service.store.outbox_stats()).values())
+        left = await _undelivered(service)
+        after = "by the leader" if service.leadership.shared else "after the next start"
         log.info(
             "ibwatch.stopped",
-            undelivered=left,
-            note="kept in the outbox; sent after the next start" if left else "",
+            undelivered="unknown" if left is None else left,
+            note=f"kept in the outbox; sent {after}" if left != 0 else "",
         )
     return 0
+
+
+UNDELIVERED_WITHIN = 1.0
+"""Seconds the count of undelivered events at exit may take (a quarter of the grace
+period at most): the database may be down, and exiting matters more."""
+
+
+async def _undelivered(service: Service) -> int | None:
+    """How many deliveries are left in the outbox; None when the store cannot say
+    quickly (the database is down): exiting matters more than the count."""
+    with service.clock.move_on_after(min(UNDELIVERED_WITHIN, service.config.shutdown.grace / 4)):
+        try:
+            return sum(s.pending for s in (await service.store.outbox_stats()).values())
+        except StoreError as exc:
+            log.warning("state.unreadable_at_exit", error=str(exc))
+    return None
 
 
 async def serve(service: Service, signals: AsyncIterable[int], config_path: Path | None) -> None:
     """Watch and deliver, acting on each signal as it comes, until SIGTERM/SIGINT.
     SIGHUP reloads the config file and polls every parked ARN that can recover now:
-    whoever fixed the credentials or the policy says so with it."""
+    whoever fixed the credentials or the policy says so with it.
+
+    Only while this replica leads: a standby waits, and takes over with a term of
+    its own when it may (`watcher.leadership`)."""
+    stopping = anyio.Event()
     async with anyio.create_task_group() as group:
-        polling = anyio.CancelScope()
-        group.start_soon(_watch, service, polling)
-        group.start_soon(service.dispatcher.run)
+        group.start_soon(service.leadership.run, partial(_term, service, stopping))
         async for signum in signals:
             if signum == signal.SIGHUP:
                 await _reload(service, config_path)
@@ -277,13 +366,39 @@ async def serve(service: Service, signals: AsyncIterable[int], config_path: Path
                 signal=signal.Signals(signum).name,
                 grace_s=service.config.shutdown.grace,
             )
-            polling.cancel()
+            stopping.set()
+            # No new term from now on. A leader keeps its term, lock and heartbeat
+            # through the drain (a standby takes over once it exits): its deliveries
+            # stay fenced, and handing over mid-drain would only send them twice.
+            service.leadership.retire()
             await _drain(service)
             group.cancel_scope.cancel()
             break
 
 
+async def _term(service: Service, stopping: anyio.Event) -> None:
+    """One term as the leader: watch (until `stopping`) and deliver, until cancelled,
+    when the term or the daemon ends."""
+    shared = service.leadership.shared
+    if shared:
+        service.renew()  # the state as the store holds it now
+    ended = service.term_ended = anyio.Event()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_watch, service, stopping)
+            await service.dispatcher.run()
+    finally:
+        ended.set()
+        # What only a leader knows of now: a past term's values must not linger.
+        service.metrics.rate.clear()
+        service.metrics.push_healthy.set(0)
+        if shared:
+            service.renew()  # a standby shows none of a past term's builds
+
+
 def _retry_now(service: Service) -> None:
+    if service.leadership.role != "leader":
+        return  # a standby polls nothing: its next term starts afresh
     retried = service.engine.retry_parked()
     service.discovery.relist()
     if retried:
@@ -312,20 +427,27 @@ def sources_of(config: Config) -> Sources:
     return Sources(versions=config.watch.version_arns, pipelines=config.watch.pipelines)
 
 
-async def _watch(service: Service, scope: anyio.CancelScope) -> None:
-    with scope:
-        async with anyio.create_task_group() as group:
-            group.start_soon(service.discovery.run)
-            group.start_soon(_prune, service)
-            if service.push is not None:
-                group.start_soon(service.push.run)
-            await service.engine.run(service.config.watch.build_arns)
-            group.cancel_scope.cancel()
+async def _watch(service: Service, stopping: anyio.Event) -> None:
+    """Poll, discover and read the push queue until `stopping` is set."""
+    async with anyio.create_task_group() as group:
+        group.start_soon(_cancel_when_set, stopping, group.cancel_scope)
+        group.start_soon(service.discovery.run)
+        group.start_soon(_prune, service)
+        if service.push is not None:
+            group.start_soon(service.push.run)
+        await service.engine.run(service.config.watch.build_arns)
+        group.cancel_scope.cancel()
+
+
+async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 async def _prune(service: Service) -> None:
     """Keep the state file to `[state] keep_events` of history: at start, then hourly.
-    A failure is logged and tried again next time; it never stops the daemon."""
+    A failure is logged and tried again next time; it never stops the daemon. A
+    refusal by the fence ends the term, as every write's does."""
     while True:
         config = service.config
         try:
@@ -333,6 +455,8 @@ async def _prune(service: Service) -> None:
                 before=service.clock.now().timestamp() - config.state.keep_events,
                 keep=config.watch.build_arns,
             )
+        except Fenced:
+            raise
         except Exception as exc:  # the store's, or a bug: either way, polling goes on
             log.error(
                 "state.prune_failed",
@@ -351,9 +475,18 @@ async def _prune(service: Service) -> None:
 
 
 async def _drain(service: Service) -> None:
-    """Let pending deliveries finish, for the grace period at most (on the clock)."""
+    """Let pending deliveries finish, for the grace period at most (on the clock),
+    or until the term ends (its dispatcher then delivers nothing more). A standby has
+    none: the leader delivers."""
+    if service.leadership.role != "leader":
+        return
+    dispatcher, ended = service.dispatcher, service.term_ended
     with service.clock.move_on_after(service.config.shutdown.grace):
-        await service.dispatcher.drained()
+        async with anyio.create_task_group() as group:
+            if ended is not None:
+                group.start_soon(_cancel_when_set, ended, group.cancel_scope)
+            await dispatcher.drained()
+            group.cancel_scope.cancel()
 
 
 async def _reload(service: Service, config_path: Path | None) -> None:
@@ -365,7 +498,7 @@ async def _reload(service: Service, config_path: Path | None) -> None:
     try:
         new = load(config_path)
         routes = build_routes(new.sinks, poster=service.poster, clock=service.clock)
-        added_arns, removed_arns = await service.engine.watch_arns(new.watch.build_arns)
+        added_arns, removed_arns = await _rewatch(service, new)
     except FileError as exc:
         _refused(config_path, exc.problems)
         return
@@ -386,6 +519,7 @@ async def _reload(service: Service, config_path: Path | None) -> None:
         "server": new.server == old.server,
         "diagnostics": new.diagnostics == old.diagnostics,
         "events": new.events == old.events,
+        "ha": new.ha == old.ha,
     }
     service.config = old.model_copy(
         update={
@@ -409,6 +543,23 @@ async def _reload(service: Service, config_path: Path | None) -> None:
             keys=_changed_keys(old, new, needs_restart),
             note="only ARNs, pipelines, sinks and the shutdown grace change on reload",
         )
+
+
+async def _rewatch(service: Service, new: Config) -> tuple[list[str], list[str]]:
+    """Have the leader's engine watch `new`'s ARNs: (added, removed). A standby's
+    engine stays idle: its next term starts from the config, swapped in right after.
+    A term can end or begin during the await: the engine of the term running then is
+    asked in turn, so that none is left on the old list (the config is swapped with
+    no await after this, so a term that begins later starts from the new one)."""
+    old = service.config.watch.build_arns
+    added = [arn for arn in new.watch.build_arns if arn not in old]
+    removed = [arn for arn in old if arn not in new.watch.build_arns]
+    while service.leadership.role == "leader":
+        engine = service.engine
+        added, removed = await engine.watch_arns(new.watch.build_arns)
+        if service.engine is engine:
+            break
+    return added, removed
 
 
 def _refused(config_path: Path, problems: list[str]) -> None:

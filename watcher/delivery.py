@@ -6,6 +6,8 @@ row only once the receiver acknowledged it. A failure is judged by the
 `DeliveryPolicy`: try again later (full-jitter backoff, or as long as Retry-After
 says, capped), dead-letter it (a permanent refusal, or older than `max_age`), or
 disable the sink (410 Gone). Backoff times are stored, so they survive restarts.
+With replicas (`watcher.leadership`), the leadership's lease is asked right before
+each send: a leader paused past it sends nothing it held, it steps down instead.
 """
 
 from __future__ import annotations
@@ -84,8 +86,12 @@ class Dispatcher:
         rng: random.Random | None = None,
         recheck: float = 30.0,
         metrics: Metrics | None = None,
+        lease: Callable[[], None] | None = None,
     ) -> None:
+        """`lease`: raises when this replica may no longer act (the leadership's
+        `check_lease`); what it raises ends `run()`. None: always may."""
         self._store = store
+        self._lease = lease
         self._recheck = recheck
         self._routes = {route.name: route for route in routes}
         self._clock = clock
@@ -190,6 +196,10 @@ class Dispatcher:
         wait = delivery.next_attempt_at - self._now()
         if wait > 0:
             await self._clock.sleep(wait)
+        if self._lease is not None:
+            # After every wait, right before the send: outside the `try` below, so
+            # that it ends the loop instead of counting as a failed attempt.
+            self._lease()
         try:
             await route.sink.send(delivery.event)
         except DeliveryError as error:

@@ -149,7 +149,7 @@ async def _run(
                     result = await service.engine.run(arns)
                     await service.dispatcher.drained()
                     group.cancel_scope.cancel()
-                calls = _sample(service, "ibwatch_api_calls_total", "ok")
+                calls = service.metrics.calls_total("ok")
                 matched = _sample(service, "ibwatch_push_events_total", "matched")
     # Discovery finds builds in no set order: list them by image and build.
     watches = sorted(result.watches.values(), key=_by_image)

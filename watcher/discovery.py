@@ -49,7 +49,7 @@ class DiscoveryEdge(BuildLister, Protocol):
     async def get_pipeline(self, pipeline_arn: str) -> PipelineInfo: ...
 
     async def list_pipelines(
-        self, region: str, *, next_token: str | None = None
+        self, region: str, *, next_token: str | None = None, account: str | None = None
     ) -> Page[PipelineInfo]: ...
 
     async def list_pipeline_images(
@@ -198,7 +198,7 @@ class Discovery:
 
     async def _version(self, source: str, since: datetime, gate: anyio.CapacityLimiter) -> None:
         async with gate:
-            builds = await builds_of_version(self._edge, self._engine.call, source)
+            builds = await builds_of_version(self._edge, self._engine.call_for(source), source)
         await self._add(source, builds, since)
 
     async def _pipelines(self, source: str, since: datetime, gate: anyio.CapacityLimiter) -> None:
@@ -208,13 +208,15 @@ class Discovery:
         wanted = PipelineArn.parse(source)
         if not wanted.is_wildcard:
             async with gate:
-                pipeline = await self._engine.call(lambda: self._edge.get_pipeline(source))
+                pipeline = await self._engine.call(
+                    lambda: self._edge.get_pipeline(source), arn=source
+                )
                 await self._pipeline(pipeline, since)
             return
         async with gate:
             found = await all_pages(
-                self._engine.call,
-                functools.partial(self._list_pipelines, wanted.region),
+                self._engine.call_for(source),
+                functools.partial(self._list_pipelines, wanted.region, wanted.account),
                 f"pipelines of {source}",
             )
         for pipeline in found:
@@ -230,8 +232,10 @@ class Discovery:
                 continue
             self._recovered(pipeline.arn)
 
-    def _list_pipelines(self, region: str, token: str | None) -> Awaitable[Page[PipelineInfo]]:
-        return self._edge.list_pipelines(region, next_token=token)
+    def _list_pipelines(
+        self, region: str, account: str, token: str | None
+    ) -> Awaitable[Page[PipelineInfo]]:
+        return self._edge.list_pipelines(region, next_token=token, account=account)
 
     async def _pipeline(self, pipeline: PipelineInfo, since: datetime) -> None:
         """List the pipeline's builds if it ran since they were last listed; the
@@ -241,7 +245,7 @@ class Discovery:
         if last_run is None or self._last_run.get(pipeline.arn) == last_run:
             return  # never ran, or no run since its builds were listed
         builds = await all_pages(
-            self._engine.call,
+            self._engine.call_for(pipeline.arn),
             functools.partial(self._list_pipeline_images, pipeline.arn),
             f"builds of {pipeline.arn}",
         )

@@ -26,7 +26,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from watcher.aws import ImageSource
 from watcher.build_progress import BuildProgress, ProgressListener, ProgressLookups
 from watcher.clock import Clock
-from watcher.diagnostics import WorkflowEdge, gather
+from watcher.credentials import DEFAULT_ACCOUNT
+from watcher.diagnostics import Call, WorkflowEdge, gather
 from watcher.errors import (
     AccessDenied,
     ApiError,
@@ -36,7 +37,7 @@ from watcher.errors import (
     RetryableError,
 )
 from watcher.model import Arn, ImageSnapshot, ImageStatus, Transition
-from watcher.ratelimit import CubicLimiter
+from watcher.ratelimit import CubicLimiter, LimiterPool
 from watcher.retry import RetryPolicy, call_with_retry
 from watcher.sinks.base import Sink
 from watcher.store.base import Store
@@ -188,7 +189,7 @@ class Engine:
         source: ImageSource,
         store: Store,
         clock: Clock,
-        limiter: CubicLimiter,
+        limiter: CubicLimiter | LimiterPool,
         schedule: Schedule,
         retry: RetryPolicy,
         concurrency: int = 16,
@@ -213,7 +214,8 @@ class Engine:
         running step of a build in progress within `progress_share` of the limiter's
         rate (0: never; `progress_head_start` lets the first polls of that many builds
         look theirs up, as a one-shot wait wants); `log_lines` of a failed build's log
-        join its diagnostics."""
+        join its diagnostics. `limiter`: a pool paces each (account, region) on its
+        own; a single limiter paces every call."""
         self._source = source
         self._store = store
         self._listeners: list[Sink] = list(listeners)
@@ -221,7 +223,9 @@ class Engine:
         self._metrics = metrics
         self.running = False
         self._clock = clock
-        self._limiter = limiter
+        self._limiters = (
+            limiter if isinstance(limiter, LimiterPool) else LimiterPool.sharing(limiter)
+        )
         self._schedule = schedule
         self._retry = retry
         self._concurrency = max(1, concurrency)
@@ -244,22 +248,28 @@ class Engine:
         # carry no diagnostics. A wrapped source (the daemon's MeteredSource) is given.
         self._workflows = workflows or (source if isinstance(source, WorkflowEdge) else None)
         self._log_lines = log_lines
-        self._progress = (
-            ProgressLookups(
-                self._workflows,
-                limiter=limiter,
-                clock=clock,
-                share=progress_share,
-                head_start=progress_head_start,
-                counted=(
-                    (lambda outcome: metrics.progress_lookups.labels(outcome).inc())
-                    if metrics is not None
-                    else None
-                ),
+        workflows = self._workflows
+        # One budget per limiter: a share of its own (account, region)'s rate, and a
+        # pause after a refusal that holds in that account only.
+        self._progress_of: Callable[[CubicLimiter], ProgressLookups] | None = (
+            (
+                lambda limiter: ProgressLookups(
+                    workflows,
+                    limiter=limiter,
+                    clock=clock,
+                    share=progress_share,
+                    head_start=progress_head_start,
+                    counted=(
+                        (lambda outcome: metrics.progress_lookups.labels(outcome).inc())
+                        if metrics is not None
+                        else None
+                    ),
+                )
             )
-            if self._workflows is not None and progress_share > 0
+            if workflows is not None and progress_share > 0
             else None
         )
+        self._progress: dict[CubicLimiter, ProgressLookups] = {}
         self._progress_listeners = [x for x in listeners if isinstance(x, ProgressListener)]
         self._safety: float | None = None
         self._safety_regions: set[str] = set()
@@ -463,17 +473,35 @@ class Engine:
             if watch.due < moved:  # never sooner than it was due
                 self._push(watch.arn, moved)
 
-    async def call(self, fn: Callable[[], Awaitable[T]], *, urgent: bool = False) -> T:
-        """Run one API call as polls run: paced by the shared limiter, retried;
-        `urgent` (a push event's): before the calls waiting their turn."""
+    async def call(
+        self, fn: Callable[[], Awaitable[T]], *, urgent: bool = False, arn: str | None = None
+    ) -> T:
+        """Run one API call as polls run: paced by the limiter of `arn`'s account and
+        region (the ARN the call is about), retried; `urgent` (a push event's): before
+        the calls waiting their turn. Without `arn`, paced by a limiter of its own
+        (with a single limiter, that one)."""
+        limiter = (
+            self._limiters.for_arn(arn)
+            if arn is not None
+            else self._limiters.get(DEFAULT_ACCOUNT, "")
+        )
         return await call_with_retry(
             fn,
-            limiter=self._limiter,
+            limiter=limiter,
             clock=self._clock,
             policy=self._retry,
             rng=self._random,
             urgent=urgent,
         )
+
+    def call_for(self, arn: str) -> Call:
+        """`call`, paced by the limiter of `arn`'s account and region: what to hand to
+        the listing and diagnostics helpers, which take a plain call."""
+
+        async def call(fn: Callable[[], Awaitable[T]]) -> T:
+            return await self.call(fn, arn=arn)
+
+        return call
 
     def finish_when_ended(self) -> None:
         """From now on, stop once every watched build has ended (the demo, which
@@ -516,8 +544,9 @@ class Engine:
         )
 
     @property
-    def limiter(self) -> CubicLimiter:
-        return self._limiter
+    def limiter(self) -> LimiterPool:
+        """The limiters, one per (account, region) (a single shared one if so built)."""
+        return self._limiters
 
     def add_listener(self, listener: Sink) -> None:
         """Tell `listener` of every event after its commit, and of every change of a
@@ -527,8 +556,18 @@ class Engine:
             self._progress_listeners.append(listener)
 
     @property
-    def progress_lookups(self) -> ProgressLookups | None:
-        return self._progress
+    def progress_lookups(self) -> Mapping[CubicLimiter, ProgressLookups] | None:
+        """The running-step look-ups of each limiter used so far; None when off."""
+        return None if self._progress_of is None else self._progress
+
+    def _progress_for(self, build_arn: str) -> ProgressLookups | None:
+        if self._progress_of is None:
+            return None
+        limiter = self._limiters.for_arn(build_arn)
+        found = self._progress.get(limiter)
+        if found is None:
+            found = self._progress[limiter] = self._progress_of(limiter)
+        return found
 
     async def run(
         self, arns: Sequence[str], *, stop_when_ended: bool = False, time_limit: float | None = None
@@ -712,7 +751,7 @@ class Engine:
         try:
             snapshot = await call_with_retry(
                 get,
-                limiter=self._limiter,
+                limiter=self._limiters.for_arn(build_arn),
                 clock=self._clock,
                 policy=self._retry,
                 on_failure=watch.failed_attempt,
@@ -759,10 +798,11 @@ class Engine:
         # Before the commit, so the event is stored and delivered with them; in this
         # worker, so only this build waits for the look-ups.
         shown = progress = watch.progress
-        if self._progress is not None:
+        lookups = self._progress_for(build_arn)
+        if lookups is not None:
             # An event waits for its look-up only so long: a busy limiter must not
             # hold a notification back for a nice-to-have field.
-            progress = await self._progress.refresh(
+            progress = await lookups.refresh(
                 build_arn,
                 snapshot.status,
                 shown,
@@ -803,7 +843,9 @@ class Engine:
             return event if progress is None else event.model_copy(update={"progress": progress})
         if self._workflows is None:
             return event
-        diagnostics = await gather(self._workflows, self.call, snapshot, log_lines=self._log_lines)
+        diagnostics = await gather(
+            self._workflows, self.call_for(snapshot.arn), snapshot, log_lines=self._log_lines
+        )
         return event.model_copy(update={"diagnostics": diagnostics})
 
     async def _resolve(self, watch: Watch) -> None:

@@ -39,6 +39,7 @@ class BuildLister(Protocol):
         version_arn: str | None = None,
         name: str | None = None,
         next_token: str | None = None,
+        account: str | None = None,
     ) -> Page[ImageSnapshot]: ...
 
 
@@ -86,7 +87,9 @@ async def builds_of_version(
     else:
 
         def by_name(token: str | None) -> Awaitable[Page[ImageSnapshot]]:
-            return edge.list_build_versions(wanted.region, name=wanted.name, next_token=token)
+            return edge.list_build_versions(
+                wanted.region, name=wanted.name, next_token=token, account=wanted.account
+            )
 
         builds = await all_pages(call, by_name, f"builds of {version_arn}")
     return [b for b in builds if wanted.matches(Arn.parse(b.arn))]

@@ -1,22 +1,41 @@
 """Prometheus metrics of one running watcher, and the readiness verdict.
 
-Labels are bounded: outcomes, statuses, sink names from the config. Never an ARN
-(thousands of them would explode the series count) and never a URL or secret.
-Counters are bumped where things happen; gauges are computed when scraped.
+Labels are bounded: outcomes, statuses, sink names from the config, account ids
+from the config (`[aws.accounts]`, else "default") and the regions of the watched
+ARNs. Never an ARN (thousands of them would explode the series count) and never a
+URL or secret. Counters are bumped where things happen; gauges are computed when
+scraped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from watcher.aws import ImageSource
 from watcher.clock import Clock
+from watcher.credentials import DEFAULT_ACCOUNT
 from watcher.errors import AccessDenied, BadCredentials, FinalError, Throttled, Unavailable
 from watcher.model import ImageSnapshot
 
 OUTCOMES = ("ok", "throttled", "unavailable", "final")
+
+
+@runtime_checkable
+class AccountAware(Protocol):
+    """A source that knows which credentials read each ARN (`AwsImageSource`)."""
+
+    def account_of(self, arn: str) -> str:
+        """The `account` label of calls about `arn`: its account id when listed in
+        [aws.accounts], else "default"."""
+        ...
+
+    @property
+    def account_keys(self) -> tuple[str, ...]:
+        """Every `account` label its calls can have."""
+        ...
 
 
 class Metrics:
@@ -24,10 +43,14 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.calls = Counter(
-            "ibwatch_api_calls", "GetImage calls by outcome.", ["outcome"], registry=r
+            "ibwatch_api_calls",
+            "GetImage calls by outcome, and by the account whose credentials made them "
+            '(its id when listed in [aws.accounts], else "default").',
+            ["outcome", "account"],
+            registry=r,
         )
         for outcome in OUTCOMES:
-            self.calls.labels(outcome)
+            self.calls.labels(outcome, DEFAULT_ACCOUNT)
         self.poll_seconds = Histogram(
             "ibwatch_poll_duration_seconds",
             "Time one GetImage call took.",
@@ -36,7 +59,8 @@ class Metrics:
         )
         self.rate = Gauge(
             "ibwatch_rate_limit_requests_per_second",
-            "The shared limiter's current allowed rate.",
+            "The current allowed rate of the limiter of each account and region.",
+            ["account", "region"],
             registry=r,
         )
         self.images = Gauge(
@@ -107,6 +131,20 @@ class Metrics:
             "ibwatch_dead_letters", "Dead letters per sink.", ["sink"], registry=r
         )
 
+    def calls_total(self, outcome: str) -> float:
+        """GetImage calls with `outcome`, every account together."""
+        return sum(
+            sample.value
+            for metric in self.calls.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total") and sample.labels["outcome"] == outcome
+        )
+
+    def set_rates(self, rates: Mapping[tuple[str, str], float]) -> None:
+        """The rate each (account, region) limiter allows now (`LimiterPool.rates`)."""
+        for (account, region), rate in rates.items():
+            self.rate.labels(account, region).set(rate)
+
     def set_images(self, statuses: Iterable[str]) -> None:
         counts: dict[str, int] = {}
         for status in statuses:
@@ -149,8 +187,8 @@ class Readiness:
 
 
 class MeteredSource:
-    """Wraps an image source: counts each call by outcome, times it, and tells the
-    readiness verdict whether the API was reached."""
+    """Wraps an image source: counts each call by outcome and account, times it, and
+    tells the readiness verdict whether the API was reached."""
 
     def __init__(
         self, source: ImageSource, metrics: Metrics, readiness: Readiness, clock: Clock
@@ -159,29 +197,49 @@ class MeteredSource:
         self._metrics = metrics
         self._readiness = readiness
         self._clock = clock
-        # Looked up once: a labelled child per outcome, not a lookup per call.
-        self._counters = {outcome: metrics.calls.labels(outcome) for outcome in OUTCOMES}
+        self._account_of: Callable[[str], str] = _default_account
+        accounts: tuple[str, ...] = (DEFAULT_ACCOUNT,)
+        if isinstance(source, AccountAware):
+            self._account_of, accounts = source.account_of, source.account_keys
+        # A labelled child per (outcome, account), made once (every series shows from
+        # the start), then found in a dict rather than by `labels()` on each call.
+        self._counters: dict[tuple[str, str], Counter] = {}
+        for account in accounts:
+            for outcome in OUTCOMES:
+                self._counter(outcome, account)
 
     async def get(self, arn: str) -> ImageSnapshot:
         started = self._clock.monotonic()
         try:
             snapshot = await self._source.get(arn)
         except Throttled:
-            self._count("throttled", started, reached=True, why="")
+            self._count("throttled", arn, started, reached=True, why="")
             raise
         except Unavailable as exc:
-            self._count("unavailable", started, reached=False, why=f"API unavailable: {exc.code}")
+            why = f"API unavailable: {exc.code}"
+            self._count("unavailable", arn, started, reached=False, why=why)
             raise
         except (AccessDenied, BadCredentials) as exc:
-            self._count("final", started, reached=False, why=f"{type(exc).__name__}: {exc.code}")
+            why = f"{type(exc).__name__}: {exc.code}"
+            self._count("final", arn, started, reached=False, why=why)
             raise
         except FinalError:
-            self._count("final", started, reached=True, why="")  # a 404 still reached the API
+            self._count("final", arn, started, reached=True, why="")  # a 404 reached the API
             raise
-        self._count("ok", started, reached=True, why="")
+        self._count("ok", arn, started, reached=True, why="")
         return snapshot
 
-    def _count(self, outcome: str, started: float, *, reached: bool, why: str) -> None:
-        self._counters[outcome].inc()
+    def _counter(self, outcome: str, account: str) -> Counter:
+        found = self._counters.get((outcome, account))
+        if found is None:
+            found = self._counters[outcome, account] = self._metrics.calls.labels(outcome, account)
+        return found
+
+    def _count(self, outcome: str, arn: str, started: float, *, reached: bool, why: str) -> None:
+        self._counter(outcome, self._account_of(arn)).inc()
         self._metrics.poll_seconds.observe(self._clock.monotonic() - started)
         self._readiness.record(reached, why)
+
+
+def _default_account(_arn: str) -> str:
+    return DEFAULT_ACCOUNT

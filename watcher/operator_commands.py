@@ -18,7 +18,7 @@ from watcher.config import Config
 from watcher.model import Ami, ImageSnapshot, ImageStatus, Outputs, Transition
 from watcher.sinks.base import DeliveryError
 from watcher.sinks.http import HttpPoster
-from watcher.store import SqliteStore
+from watcher.store import open_store
 from watcher.store.base import DeadLetter
 from watcher.tracker import observe
 from watcher.wiring import build_sink
@@ -28,10 +28,15 @@ SAMPLE_ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image/ibwatch-notify-t
 
 def check_config(config: Config, out: TextIO, err: TextIO | None = None) -> int:
     """Print the effective config (secrets redacted); exit 2 if `run` could not
-    use it: its state file cannot be created or written where it says."""
-    problems = state_path_problems(config.state.path)
+    use it: its state file cannot be created or written where it says, or a profile
+    of `[aws.accounts]` is in neither AWS file."""
+    from watcher.credentials import profile_problems  # brings botocore: only here
+
+    # A database is not checked here: that takes a connection (`run` reports it).
+    paths = [] if config.state.database_url else state_path_problems(config.state.path)
+    problems = [f"state.path: {p}" for p in paths] + profile_problems(config.aws.accounts)
     for problem in problems:
-        print(f"ibwatch: state.path: {problem}", file=err or sys.stderr)
+        print(f"ibwatch: {problem}", file=err or sys.stderr)
     if problems:
         return 2
     out.write(json.dumps(config.redacted(), indent=2, default=str, ensure_ascii=False) + "\n")
@@ -119,7 +124,7 @@ async def notify_test(config: Config, *, sink_name: str | None, clock: Clock, ou
 
 
 async def list_deliveries(config: Config, out: TextIO) -> int:
-    store = await SqliteStore.open(config.state.path)
+    store = await open_store(config.state, migrate=False)
     try:
         out.write("pending:\n")
         any_pending = False
@@ -158,7 +163,7 @@ async def replay_deliveries(
 ) -> int:
     """Put dead letters back in the outbox. A sink or number that names nothing is
     a typo, not an empty replay: exit 2, and nothing is moved."""
-    store = await SqliteStore.open(config.state.path)
+    store = await open_store(config.state, migrate=False)
     try:
         problems = _replay_problems(config, await store.dead_letters(), seqs, sink)
         if problems:

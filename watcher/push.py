@@ -31,6 +31,7 @@ from watcher.errors import ApiError, FinalError, RetryableError
 from watcher.model import Arn, ImageSnapshot
 from watcher.push_messages import MalformedMessage, parse_message
 from watcher.push_sources import PushSources
+from watcher.store.errors import Fenced
 
 if TYPE_CHECKING:
     import random
@@ -230,6 +231,8 @@ class PushConsumer:
         back, and the dead-letter queue ends it), never the daemon."""
         try:
             await self._handle(message, received_at)
+        except Fenced:
+            raise  # a newer leader took over: this replica's term ends (watcher.leadership)
         except Exception as exc:
             log.error(
                 "push.handling_failed",

@@ -1,4 +1,6 @@
-"""The one request-rate limiter that every worker shares for calls to Image Builder.
+"""The request-rate limiters that workers share for calls to Image Builder: one per
+(account, region), since Image Builder's quotas are per account and Region
+(`LimiterPool`), each a `CubicLimiter`.
 
 A token bucket of capacity 1 paces requests smoothly at `rate` per second, serving
 waiters first come, first served, urgent ones first (see `CubicLimiter`). The rate
@@ -12,13 +14,19 @@ bursts, and never let one congestion episode cut the rate more than once.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import anyio
 from botocore.retries.throttling import CubicCalculator
 
 from watcher.clock import Clock
+from watcher.credentials import DEFAULT_ACCOUNT
 
-__all__ = ["CubicLimiter"]
+__all__ = ["CubicLimiter", "LimiterKey", "LimiterPool"]
+
+LimiterKey = tuple[str, str]
+"""(account, region): the account whose credentials make the calls (its id when
+listed in [aws.accounts], else `DEFAULT_ACCOUNT`), and the ARN's region."""
 
 # CUBIC rather than a linear additive increase: after a halving, a linear ramp
 # saws between R/2 and R and averages only 0.75 R of the server's limit R. CUBIC
@@ -168,3 +176,66 @@ class CubicLimiter:
 
     def _set_rate(self, rate: float) -> None:
         self._rate = min(self._max, max(self._min, rate))
+
+
+class LimiterPool:
+    """One `CubicLimiter` per (account, region), each made on first use with the same
+    settings (`max_tps` applies to each).
+
+    AWS General Reference, "EC2 Image Builder endpoints and quotas": service quotas
+    are "the maximum number of service resources or operations for your AWS
+    account", and each Region has its own endpoint; that an account's rate is
+    counted per Region is our reading (as for AWS's quotas generally). So a throttle
+    from one account in one region says nothing of another pair, and each pair is
+    paced and slowed on its own. `account_of(arn)` names the account whose
+    credentials read `arn` (`AwsImageSource.account_of`): the quota is the caller's,
+    so an ARN of an account not listed in [aws.accounts] counts against the default
+    credentials' account, whoever owns the image."""
+
+    def __init__(
+        self,
+        max_tps: float,
+        clock: Clock,
+        *,
+        account_of: Callable[[str], str] | None = None,
+        min_tps: float | None = None,
+        start_tps: float | None = None,
+    ) -> None:
+        CubicLimiter(max_tps, clock, min_tps=min_tps, start_tps=start_tps)  # checked now
+        self._make: Callable[[], CubicLimiter] = lambda: CubicLimiter(
+            max_tps, clock, min_tps=min_tps, start_tps=start_tps
+        )
+        self._account_of = account_of or (lambda _arn: DEFAULT_ACCOUNT)
+        self._limiters: dict[LimiterKey, CubicLimiter] = {}
+
+    @classmethod
+    def sharing(cls, limiter: CubicLimiter) -> LimiterPool:
+        """A pool that gives `limiter` to every key: one pace for every account and
+        region (a caller that built a single limiter, as before pools)."""
+        pool = cls.__new__(cls)
+        pool._make = lambda: limiter
+        pool._account_of = lambda _arn: DEFAULT_ACCOUNT
+        pool._limiters = {}
+        return pool
+
+    def for_arn(self, arn: str) -> CubicLimiter:
+        """The limiter of the calls about `arn` (an image, version or pipeline ARN):
+        its account's credentials, its own region (the ARN's fourth field)."""
+        parts = arn.split(":", 4)
+        return self.get(self._account_of(arn), parts[3] if len(parts) > 3 else "")
+
+    def get(self, account: str, region: str) -> CubicLimiter:
+        key = (account, region)
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            limiter = self._limiters[key] = self._make()
+        return limiter
+
+    def rates(self) -> dict[LimiterKey, float]:
+        """Each (account, region) seen so far, and the rate its limiter allows now."""
+        return {key: limiter.rate for key, limiter in self._limiters.items()}
+
+    @property
+    def queued(self) -> bool:
+        """Whether a request waits for its turn at any limiter."""
+        return any(limiter.queued for limiter in self._limiters.values())

@@ -1,24 +1,29 @@
 """The daemon's HTTP endpoint: /healthz, /readyz, /metrics and /status.
 
 Reads the running service's state; changes nothing. Never shows a URL or secret.
+A standby replica (`watcher.leadership`) is healthy and ready while it can take
+over (and someone leads); it reports no builds, no outbox and none of the leader's
+gauges (rate limits, push health), which are the leader's to report.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from watcher.clock import Clock
 from watcher.delivery import Dispatcher
 from watcher.engine import Engine, Watch
 from watcher.errors import ApiError
+from watcher.leadership import Leadership, Sole
 from watcher.metrics import Metrics, Readiness
 from watcher.push import PushHealth
 from watcher.quiet_disconnects import quiet_client_disconnects
@@ -30,8 +35,9 @@ from watcher.urls import redact_url
 class Probes:
     """What the endpoint looks at."""
 
-    engine: Engine
-    dispatcher: Dispatcher
+    engine: Callable[[], Engine]
+    """The current term's engine (a standby's is idle)."""
+    dispatcher: Callable[[], Dispatcher]
     store: Store
     metrics: Metrics
     readiness: Readiness
@@ -39,6 +45,7 @@ class Probes:
     store_open: Callable[[], bool]
     push: Callable[[], PushHealth | None] = lambda: None
     """The push path's health, None when no `[events] queue_url` is set."""
+    leadership: Leadership = field(default_factory=Sole)
 
 
 def create_app(probes: Probes) -> web.Application:
@@ -62,8 +69,8 @@ def _handler(probes: Probes, handler: Handler) -> Callable[[web.Request], Awaita
 
 async def _healthz(probes: Probes) -> web.Response:
     # Answering at all shows the event loop is alive; the engine's flag shows its
-    # task group still runs.
-    if not probes.engine.running:
+    # task group still runs. A standby runs none.
+    if probes.leadership.role == "leader" and not probes.engine().running:
         return web.json_response(
             {"status": "stopped", "why": "the watch engine is not running"}, status=503
         )
@@ -72,20 +79,30 @@ async def _healthz(probes: Probes) -> web.Response:
 
 async def _readyz(probes: Probes) -> web.Response:
     problems = []
+    leadership = probes.leadership
+    body: dict[str, Any] = {"status": "ready"}
+    if leadership.shared:
+        body["role"] = leadership.role
     if not probes.store_open():
         problems.append("the state store is not open")
+    if leadership.role == "standby":
+        # Ready to take over: what a standby is for. The API is the leader's to reach.
+        # Its problem: the database is out of reach, or nobody has led for two
+        # failovers (the lock is held by a session that neither leads nor ends).
+        if leadership.problem is not None:
+            problems.append(leadership.problem)
+        return _ready_or_not(body, problems)
     if not probes.readiness.ready:
         problems.append(
             f"the Image Builder API was not reached recently: {probes.readiness.reason}"
         )
     # Said even while other calls succeed: one role denied on some images is not
     # the API being unreachable, yet those builds are not being watched.
-    for cause, count in sorted(probes.engine.paused().items()):
+    for cause, count in sorted(probes.engine().paused().items()):
         problems.append(
             f"{count} watched ARN{'s' if count != 1 else ''} paused on {cause}: "
             "polled again with backoff, and at once on SIGHUP"
         )
-    body: dict[str, Any] = {"status": "ready"}
     push = probes.push()
     if push is not None:
         # Not a reason to be unready: polling at the status intervals stands in.
@@ -94,6 +111,10 @@ async def _readyz(probes: Probes) -> web.Response:
             if push.healthy
             else f"falling back to polling at the status intervals: {push.reason}"
         )
+    return _ready_or_not(body, problems)
+
+
+def _ready_or_not(body: dict[str, Any], problems: list[str]) -> web.Response:
     if problems:
         return web.json_response({**body, "status": "not ready", "why": problems}, status=503)
     return web.json_response(body)
@@ -101,46 +122,79 @@ async def _readyz(probes: Probes) -> web.Response:
 
 async def _metrics(probes: Probes) -> web.Response:
     metrics = probes.metrics
-    metrics.rate.set(probes.engine.limiter.rate)
+    engine = probes.engine()
     metrics.set_images(
-        w.tracked.snapshot.status.value if w.tracked else "UNKNOWN"
-        for w in probes.engine.watches.values()
+        w.tracked.snapshot.status.value if w.tracked else "UNKNOWN" for w in engine.watches.values()
     )
-    now = probes.clock.now().timestamp()
-    stats = await probes.store.outbox_stats()
-    for sink in probes.dispatcher.sinks:
-        sink_stats = stats.get(sink)
-        pending = sink_stats.pending if sink_stats else 0
-        oldest = sink_stats.oldest_created_at if sink_stats else None
-        metrics.outbox_pending.labels(sink).set(pending)
-        metrics.outbox_oldest.labels(sink).set(max(0.0, now - oldest) if oldest else 0.0)
-        metrics.dead_letters.labels(sink).set(sink_stats.dead_letters if sink_stats else 0)
-    body = generate_latest(metrics.registry)
+    if probes.leadership.role == "leader":
+        metrics.set_rates(engine.limiter.rates())
+        await _outbox_metrics(probes)
+        body = generate_latest(metrics.registry)
+    else:
+        # The outbox is the shared database's and the rates and push health the
+        # running term's: the leader reports them. A standby's copy would count the
+        # outbox twice in a sum over replicas, and a past term's would linger.
+        body = generate_latest(_Without(metrics.registry, _leader_only(metrics)))
     response = web.Response(body=body)
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     response.charset = "utf-8"
     return response
 
 
+def _leader_only(metrics: Metrics) -> frozenset[str]:
+    """The families only the leader exports."""
+    gauges = (
+        metrics.rate,
+        metrics.push_healthy,
+        metrics.outbox_pending,
+        metrics.outbox_oldest,
+        metrics.dead_letters,
+    )
+    return frozenset(family.name for gauge in gauges for family in gauge.describe())
+
+
+class _Without:
+    """A registry's metrics but for some families, for `generate_latest`."""
+
+    def __init__(self, registry: CollectorRegistry, names: frozenset[str]) -> None:
+        self._registry = registry
+        self._names = names
+
+    def collect(self) -> Iterable[Metric]:
+        return (family for family in self._registry.collect() if family.name not in self._names)
+
+
+async def _outbox_metrics(probes: Probes) -> None:
+    metrics = probes.metrics
+    now = probes.clock.now().timestamp()
+    stats = await probes.store.outbox_stats()
+    for sink in probes.dispatcher().sinks:
+        sink_stats = stats.get(sink)
+        pending = sink_stats.pending if sink_stats else 0
+        oldest = sink_stats.oldest_created_at if sink_stats else None
+        metrics.outbox_pending.labels(sink).set(pending)
+        metrics.outbox_oldest.labels(sink).set(max(0.0, now - oldest) if oldest else 0.0)
+        metrics.dead_letters.labels(sink).set(sink_stats.dead_letters if sink_stats else 0)
+
+
 async def _status(probes: Probes, request: web.Request) -> web.Response:
     """For operators: the watched builds still in progress (or parked on an error),
     with their status and running workflow step; `?all=1` lists ended ones too."""
     everything = request.query.get("all", "").lower() in ("1", "true", "yes")
+    engine = probes.engine()
     watches = [
-        w
-        for w in probes.engine.watches.values()
-        if everything or w.error is not None or not w.ended
+        w for w in engine.watches.values() if everything or w.error is not None or not w.ended
     ]
     builds = [_build_status(w) for w in sorted(watches, key=lambda w: w.arn)]
-    return web.json_response(
-        {
-            "builds": builds,
-            "count": len(builds),
-            "watched": len(probes.engine.watches),
-            "all": everything,
-        },
-        dumps=_dumps,
-    )
+    body: dict[str, Any] = {
+        "builds": builds,
+        "count": len(builds),
+        "watched": len(engine.watches),
+        "all": everything,
+    }
+    if probes.leadership.shared:
+        body["role"] = probes.leadership.role  # a standby watches nothing
+    return web.json_response(body, dumps=_dumps)
 
 
 def _build_status(watch: Watch) -> dict[str, Any]:
@@ -175,6 +229,15 @@ _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, indent=1)
+
+
+def bound_address(runner: web.AppRunner) -> str | None:
+    """host:port the endpoint listens on (port 0 asks the kernel for a free one)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            host, port = str(address[0]), int(address[1])
+            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return None
 
 
 async def start(app: web.Application, host: str, port: int) -> web.AppRunner:

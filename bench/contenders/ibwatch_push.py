@@ -84,10 +84,8 @@ async def main(job: Job) -> None:
                     await service.engine.run(config.watch.build_arns, time_limit=job.duration)
                     group.cancel_scope.cancel()
             metrics = service.metrics
-    result.ok = int(metrics.calls.labels("ok")._value.get())
-    result.errors = int(
-        sum(metrics.calls.labels(o)._value.get() for o in ("throttled", "unavailable", "final"))
-    )
+    result.ok = int(metrics.calls_total("ok"))
+    result.errors = int(sum(metrics.calls_total(o) for o in ("throttled", "unavailable", "final")))
     result.cpu_seconds, result.wall_seconds = stopwatch.cpu, stopwatch.wall
     push = {
         outcome: int(metrics.push_events.labels(outcome)._value.get())

@@ -33,9 +33,20 @@ class LineReader:
             self._changed = anyio.Event()
 
     async def until(self, condition: Callable[[list[str]], bool], seconds: float = 30) -> None:
-        with anyio.fail_after(seconds):
-            while not condition(self.lines):
-                await self._changed.wait()
+        """Wait for `condition`; past `seconds`, kill the process and fail with what it
+        printed: leaving the `open_process` block would otherwise wait for a process
+        that never exits, and the test would hang to the bare pytest timeout."""
+        try:
+            with anyio.fail_after(seconds):
+                while not condition(self.lines):
+                    await self._changed.wait()
+        except TimeoutError:
+            if self.process.returncode is None:
+                self.process.kill()
+            shown = "\n".join(self.lines[-60:])
+            raise AssertionError(
+                f"condition not met within {seconds} s; the last lines:\n{shown}"
+            ) from None
 
     def json_lines(self) -> list[dict[str, Any]]:
         return self.parse(self.lines)

@@ -106,7 +106,9 @@ async def test_probes_and_metrics_match_what_the_simulator_served(tmp_path: Path
         for s in family.samples
     }
     calls = {
-        outcome: samples[("ibwatch_api_calls_total", (("outcome", outcome),))]
+        outcome: samples[
+            ("ibwatch_api_calls_total", (("account", "default"), ("outcome", outcome)))
+        ]
         for outcome in ("ok", "throttled", "unavailable", "final")
     }
     assert calls["ok"] == simulator.counters.outcome("ok") == len(watched)
@@ -117,7 +119,11 @@ async def test_probes_and_metrics_match_what_the_simulator_served(tmp_path: Path
     assert samples[
         ("ibwatch_transitions_total", (("from_status", "none"), ("to_status", "AVAILABLE")))
     ] == len(watched)
-    assert samples[("ibwatch_rate_limit_requests_per_second", ())] > 0
+    rate = (
+        "ibwatch_rate_limit_requests_per_second",
+        (("account", "default"), ("region", "us-east-1")),
+    )
+    assert samples[rate] > 0
     assert ("ibwatch_outbox_pending", (("sink", "log"),)) in samples
     assert samples[("ibwatch_poll_duration_seconds_count", ())] == sum(calls.values())
     assert not any(a in text for a in watched), "no ARN is a label"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,11 +41,15 @@ def changes(lines: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [line for line in lines if line.get("event") == "image.state_changed"]
 
 
-def shows(*wanted: tuple[int, str]) -> Any:
+Condition = Callable[[list[str]], bool]
+
+
+def shows(*wanted: tuple[int, str]) -> Condition:
     def check(lines: list[str]) -> bool:
         seen = {(c["arn"], c["status"]) for c in changes(LineReader.parse(lines))}
         return all((f"{VERSION}/{build}", status) in seen for build, status in wanted)
 
+    check.__doc__ = "logged: " + ", ".join(f"build {b} {status}" for b, status in wanted)
     return check
 
 
@@ -53,6 +57,24 @@ def found_twice(lines: list[str]) -> bool:
     """Discovery found builds a second time: build 2, after build 1 at start."""
     found = [line for line in LineReader.parse(lines) if line.get("event") == "discovery.found"]
     return len(found) >= 2
+
+
+async def wait_for(
+    reader: LineReader, condition: Condition, *, earlier: Sequence[str] = (), seconds: float = 30
+) -> None:
+    """Wait until `condition` holds on the lines a previous daemon wrote (`earlier`)
+    and this one's so far, for `seconds` at most. Else (`until` kills this one, since
+    leaving its process block would wait for it to exit forever) fail with every line
+    seen, the previous daemon's included."""
+    try:
+        await reader.until(lambda lines: condition([*earlier, *lines]), seconds)
+    except AssertionError:  # `until` timed out, and killed the daemon
+        seen = "\n".join(
+            [*earlier, "-- the daemon now:", *reader.lines] if earlier else reader.lines
+        )
+        raise AssertionError(
+            f"not {condition.__doc__} within {seconds} s; the log so far:\n{seen}"
+        ) from None
 
 
 @pytest.mark.timeout(90)
@@ -80,12 +102,13 @@ async def test_scheduled_builds_survive_sigkill_during_discovery_and_restart(
         async with await anyio.open_process(command) as first, anyio.create_task_group() as group:
             reader = LineReader(first)
             group.start_soon(reader.pump)
-            await reader.until(shows((1, "BUILDING")))
-            clock.advance(100)  # the schedule starts build 2
-            await reader.until(found_twice)
+            await wait_for(reader, shows((1, "BUILDING")))
+            clock.advance(100)  # build 1 is AVAILABLE; the schedule starts build 2
+            await wait_for(reader, found_twice)
             # Discovery lists every 50 ms: the kill lands while it is at work.
             first.send_signal(signal.SIGKILL)
             assert await first.wait() == -signal.SIGKILL
+        first_lines = reader.lines
         first_run = changes(reader.json_lines())
 
         clock.advance(100)  # while the daemon is down: both AVAILABLE, build 3 starts
@@ -93,9 +116,16 @@ async def test_scheduled_builds_survive_sigkill_during_discovery_and_restart(
         async with await anyio.open_process(command) as second, anyio.create_task_group() as group:
             reader = LineReader(second)
             group.start_soon(reader.pump)
-            await reader.until(shows((1, "AVAILABLE"), (2, "AVAILABLE"), (3, "BUILDING")))
+            # Build 1's AVAILABLE is told by whichever daemon saw it first: the first
+            # one may poll it between the advance and the kill, and then this one,
+            # carrying on from the store, rightly never tells it again.
+            await wait_for(
+                reader,
+                shows((1, "AVAILABLE"), (2, "AVAILABLE"), (3, "BUILDING")),
+                earlier=first_lines,
+            )
             clock.advance(50)
-            await reader.until(shows((3, "AVAILABLE")))
+            await wait_for(reader, shows((3, "AVAILABLE")))
             second.send_signal(signal.SIGTERM)
             with anyio.fail_after(20):
                 assert await second.wait() == 0

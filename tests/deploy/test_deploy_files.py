@@ -634,7 +634,14 @@ def test_dockerfile_ignore_file_admits_what_the_dockerfile_copies() -> None:
 
 
 def test_compose_has_simulator_receiver_and_watcher() -> None:
-    assert set(_compose()["services"]) == {"simulator", "receiver", "watcher"}
+    """And, in profile "ha" only (tests/deploy/test_ha_deploy.py), a database and
+    two watchers sharing it."""
+    services = _compose()["services"]
+    assert {name for name, service in services.items() if "profiles" not in service} == {
+        "simulator",
+        "receiver",
+        "watcher",
+    }
 
 
 def test_compose_watcher_outlasts_the_shutdown_grace() -> None:

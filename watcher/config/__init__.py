@@ -9,7 +9,7 @@ nothing from `watcher.sinks`: turning a validated sink entry into a sink is
 `watcher.wiring`'s job.
 
 One module per concern: `aws`, `watch`, `state`, `sinks`, `service` (delivery,
-server, shutdown), `diagnostics`, `events` are the sections; `document` is the
+server, shutdown), `diagnostics`, `events`, `ha` are the sections; `document` is the
 whole; `environment` the `IBWATCH_*` overrides; `loading` reads and validates a file.
 """
 
@@ -19,6 +19,7 @@ from watcher.config.diagnostics import DiagnosticsConfig
 from watcher.config.document import Config
 from watcher.config.environment import ENV_OVERRIDES
 from watcher.config.events import EventsConfig
+from watcher.config.ha import HaConfig
 from watcher.config.loading import from_mapping, load
 from watcher.config.service import DeliveryConfig, ServerConfig, ShutdownConfig
 from watcher.config.sinks import (
@@ -46,6 +47,7 @@ __all__ = [
     "DiscordSinkConfig",
     "EventsConfig",
     "GChatSinkConfig",
+    "HaConfig",
     "LogSinkConfig",
     "RetryConfig",
     "ServerConfig",

@@ -11,6 +11,7 @@ from watcher.config._base import Strict, problems_error
 from watcher.config.aws import AwsConfig
 from watcher.config.diagnostics import DiagnosticsConfig
 from watcher.config.events import EventsConfig
+from watcher.config.ha import HaConfig
 from watcher.config.service import DeliveryConfig, ServerConfig, ShutdownConfig
 from watcher.config.sinks import AnySink, LogSinkConfig, SinkConfig
 from watcher.config.state import MIN_KEEP_EVENTS, StateConfig
@@ -28,6 +29,8 @@ class Config(Strict):
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    ha: HaConfig = Field(default_factory=HaConfig)
+    """Used only with a PostgreSQL `[state]`, whose replicas elect a leader."""
     sinks: tuple[SinkConfig, ...] = (LogSinkConfig(),)
 
     @model_validator(mode="before")

@@ -1,5 +1,5 @@
 """`IBWATCH_SECTION_KEY` environment variables: each overrides one scalar key of
-`[aws]`, `[watch]`, `[state]`, `[diagnostics]` or `[events]`, and errors name the
+`[aws]`, `[watch]`, `[state]`, `[diagnostics]`, `[events]` or `[ha]`, and errors name the
 variable it came from."""
 
 from __future__ import annotations
@@ -17,22 +17,27 @@ from watcher.config._base import ENV_PREFIX
 from watcher.config.aws import AwsConfig
 from watcher.config.diagnostics import DiagnosticsConfig
 from watcher.config.events import EventsConfig
+from watcher.config.ha import HaConfig
 from watcher.config.state import StateConfig
 from watcher.config.watch import WatchConfig
+
+_SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
+    ("aws", AwsConfig),
+    ("watch", WatchConfig),
+    ("state", StateConfig),
+    ("diagnostics", DiagnosticsConfig),
+    ("events", EventsConfig),
+    ("ha", HaConfig),
+)
+"""The sections whose scalar keys environment variables override: the one list that
+the variables, their prefixes and the error text are all made from."""
 
 
 def _env_overrides() -> Mapping[str, tuple[str, str]]:
     """`IBWATCH_SECTION_KEY` -> (section, key) for every scalar key of the sections
     that can be overridden; tables ([watch.intervals], [watch.retry]) cannot."""
     found = {}
-    sections: tuple[tuple[str, type[BaseModel]], ...] = (
-        ("aws", AwsConfig),
-        ("watch", WatchConfig),
-        ("state", StateConfig),
-        ("diagnostics", DiagnosticsConfig),
-        ("events", EventsConfig),
-    )
-    for section, model in sections:
+    for section, model in _SECTIONS:
         for key, field in model.model_fields.items():
             annotation = field.annotation
             origin = typing.get_origin(annotation)
@@ -48,9 +53,9 @@ ENV_OVERRIDES: Mapping[str, tuple[str, str]] = _env_overrides()
 """Each environment variable that overrides a key, and the (section, key) it sets.
 A list key (`watch.arns`) takes a comma-separated value."""
 
-_ENV_SECTIONS = tuple(
-    f"{ENV_PREFIX}{name}_" for name in ("AWS", "WATCH", "STATE", "DIAGNOSTICS", "EVENTS")
-)
+_ENV_SECTIONS = tuple(f"{ENV_PREFIX}{section.upper()}_" for section, _ in _SECTIONS)
+_SECTION_NAMES = ", ".join(f"[{section}]" for section, _ in _SECTIONS[:-1])
+_SECTION_NAMES += f" and [{_SECTIONS[-1][0]}]"
 _LIST_KEYS = frozenset({("watch", "arns"), ("watch", "pipelines")})
 NO_ENV: Mapping[str, str] = MappingProxyType({})
 
@@ -71,7 +76,7 @@ def apply_env(document: Any, env: Mapping[str, str]) -> tuple[Any, dict[str, str
                 problems.append(
                     f"{variable} (environment): not a setting"
                     f"{did_you_mean(variable, ENV_OVERRIDES, cutoff=0.85)}; only scalar keys "
-                    "of [aws], [watch] and [state] can come from the environment: "
+                    f"of {_SECTION_NAMES} can come from the environment: "
                     f"{', '.join(ENV_OVERRIDES)}"
                 )
             continue

@@ -23,7 +23,7 @@ from watcher.simulator import (
 )
 from watcher.simulator.faults import Decision
 from watcher.simulator.scenario import OPERATIONS
-from watcher.simulator.signature import signature_problem
+from watcher.simulator.signature import access_key_id, signature_problem
 from watcher.simulator.wire import ApiError, error_response
 from watcher.simulator.world import Handler, World
 
@@ -57,6 +57,9 @@ def _operation(name: str, world: World) -> Callable[[web.Request], Awaitable[web
 
     async def serve(request: web.Request) -> web.StreamResponse:
         world.counters.requests[name] += 1
+        key = access_key_id(request)
+        if key is not None:
+            world.counters.access_keys[key, name] += 1
         decision = world.plan.decide(name, world.scenario_time())
         refused = _signature_problem(request, decision.request_id)
         if refused is not None:

@@ -66,11 +66,27 @@ class Counters:
     `dropped` or `malformed`; `injected[(operation, kind)]` counts only what the
     fault plan caused (`rate_limit`, an error code, `dropped`, `malformed`), so
     natural errors such as a not-found ARN can be told apart.
+    `access_keys[(access key id, operation)]` counts requests by the key that signed
+    them (the SigV4 Credential's), refused ones included: which credentials a client
+    used for what.
     """
 
     requests: Counter[str] = field(default_factory=Counter)
     responses: Counter[tuple[str, str]] = field(default_factory=Counter)
     injected: Counter[tuple[str, str]] = field(default_factory=Counter)
+    access_keys: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def signed_with(self, access_key: str, operation: str | None = None) -> int:
+        """Requests (to `operation`, or to any) signed with `access_key`."""
+        return sum(
+            n
+            for (key, op), n in self.access_keys.items()
+            if key == access_key and operation in (None, op)
+        )
+
+    def keys_used(self, operation: str | None = None) -> set[str]:
+        """Every access key id that signed a request (to `operation`, or to any)."""
+        return {key for (key, op), n in self.access_keys.items() if n and operation in (None, op)}
 
     def outcome(self, outcome: str, operation: str | None = None) -> int:
         return sum(

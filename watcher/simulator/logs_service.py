@@ -53,7 +53,7 @@ from watcher.simulator import build_logs
 from watcher.simulator.catalog import Build
 from watcher.simulator.inputs import violations
 from watcher.simulator.scenario import COMMON_AUTH_ERRORS, LOGS_OPERATIONS
-from watcher.simulator.signature import signature_problem, signed_region
+from watcher.simulator.signature import access_key_id, signature_problem, signed_region
 from watcher.simulator.wire import ApiError
 from watcher.simulator.world import World
 
@@ -87,6 +87,9 @@ def handler(world: World) -> Callable[[web.Request], Awaitable[web.Response]]:
                 "00000000-0000-4000-8000-000000000000",
             )
         world.counters.requests[operation] += 1
+        key = access_key_id(request)
+        if key is not None:
+            world.counters.access_keys[key, operation] += 1
         request_id = _request_id(operation, world.counters.requests[operation])
         problem = signature_problem(request, SERVICE)
         try:

@@ -51,6 +51,15 @@ def signature_problem(request: web.Request, service: str) -> ApiError | None:
     return None
 
 
+def access_key_id(request: web.Request) -> str | None:
+    """The access key id the request was signed with: the first field of its
+    Authorization header's `Credential=AKID/date/region/service/aws4_request` (AWS
+    General Reference, "Elements of an AWS API request signature"); None if it
+    carries none."""
+    found = _CREDENTIAL.search(request.headers.get("Authorization", ""))
+    return None if found is None else found.group(1)
+
+
 def signed_region(request: web.Request) -> str | None:
     """The region of the request's credential scope (the region the client was
     created for); None if the request carries none."""

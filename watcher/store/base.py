@@ -60,6 +60,15 @@ class Pruned:
     """Tracked states of ended builds forgotten."""
 
 
+def ended_build(tracked: str) -> bool:
+    """Whether a stored tracked state (JSON) is of a build that ended; a row that
+    cannot be read counts as not ended, so that pruning keeps it."""
+    try:
+        return Tracked.model_validate_json(tracked).snapshot.status.terminal
+    except ValueError:  # pydantic's ValidationError
+        return False
+
+
 class Store(Protocol):
     async def load_all(self) -> dict[str, Tracked]:
         """The tracked state of every watched ARN the store knows."""

@@ -17,7 +17,8 @@ import anyio
 import anyio.to_thread
 
 from watcher.model import Transition
-from watcher.store.base import DeadLetter, Delivery, OutboxStats, Pruned
+from watcher.store.base import DeadLetter, Delivery, OutboxStats, Pruned, ended_build
+from watcher.store.errors import StoreError
 from watcher.store.writer_lock import LockHeld, WriterLock
 from watcher.tracker import Tracked
 
@@ -70,19 +71,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 
-def _ended(tracked: str) -> bool:
-    try:
-        return Tracked.model_validate_json(tracked).snapshot.status.terminal
-    except ValueError:  # pydantic's ValidationError: a row we cannot read is kept
-        return False
-
-
 class _Damaged(sqlite3.DatabaseError):
     """The file is an SQLite database whose pages are broken."""
-
-
-class StoreError(Exception):
-    """The state file cannot be used; the message names the file and why."""
 
 
 class SqliteStore:
@@ -312,7 +302,7 @@ class SqliteStore:
                         "WHERE (julianday(updated_at) - 2440587.5) * 86400.0 < ?",
                         (before,),
                     )
-                    if arn not in kept and _ended(tracked)
+                    if arn not in kept and ended_build(tracked)
                 ]
                 self._db.executemany("DELETE FROM watched WHERE arn = ?", ended)
             if events or ended:
