@@ -40,11 +40,14 @@ $(RUNTIME): pyproject.toml | $(BIN)/python
 	if [ ! $(DEV) -nt pyproject.toml ]; then $(BIN)/pip install --quiet -e .; fi
 	touch $@
 
-# Compiled at install (pip's default), not skipped: where PYTHONDONTWRITEBYTECODE is
-# set, as on these machines, nothing compiled at import is kept, and every test
-# process would compile botocore and the rest again (a second more per process).
+# Not compiled at install (--no-compile): the dev extra's tools (moto, cfn-lint, the
+# AWS CLI, ...) are large, and compiling all of them took 104 s against 58 s here.
+# `make test` runs the tests with bytecode kept (above), so what they import is
+# compiled once, by the first process that imports it. The runtime install (the
+# demo's) is compiled: where PYTHONDONTWRITEBYTECODE is set, as on these machines,
+# nothing compiled at import is kept, and every run would compile botocore again.
 $(DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
 	touch $@
 
 clean:
