@@ -34,6 +34,7 @@ from typing import Any
 
 import anyio
 
+from bench import postgres_state
 from watcher.config import DEFAULT_INTERVALS, WatchConfig
 from watcher.simulator import Scenario, Simulator
 
@@ -938,6 +939,7 @@ BENCHMARKS = {
     "ci": ci_latency,
     "discovery": discovery,
     "push": push,
+    "postgres": lambda sizes: postgres_state.measure(quick=sizes is QUICK),
 }
 
 
@@ -1114,6 +1116,8 @@ def render(results: dict[str, Any], sizes: Sizes, quick: bool) -> str:
         lines += _render_discovery(results["discovery"], measured(results["discovery"]))
     if "push" in results:
         lines += _render_push(results["push"], measured(results["push"]))
+    if "postgres" in results:
+        lines += postgres_state.render(results["postgres"], measured(results["postgres"]))
     return "\n".join(lines)
 
 
