@@ -151,8 +151,9 @@ async def open_service(
                 )
                 watch = config.watch
                 metered: ImageSource = MeteredSource(source, metrics, readiness, clock)
+                leased = metered if lease is None else _Leased(metered, lease)
                 engine = Engine(
-                    source=metered if lease is None else _Leased(metered, lease),
+                    source=leased,
                     workflows=source,
                     store=store,
                     clock=clock,
@@ -174,6 +175,7 @@ async def open_service(
                     recovery=Recovery(cap=watch.paused_retry_cap),
                     progress_share=config.diagnostics.progress_share,
                     log_lines=config.diagnostics.log_lines,
+                    lease=lease,
                 )
                 discovery = Discovery(
                     edge=source,
@@ -191,7 +193,8 @@ async def open_service(
                     push = PushConsumer(
                         queue=Queue(sqs, config.events.queue_url),
                         engine=engine,
-                        get=lambda arn: engine.call(lambda: source.get(arn), urgent=True, arn=arn),
+                        # Through the leased source: an adoption is a poll like any other.
+                        get=lambda arn: engine.call(lambda: leased.get(arn), urgent=True, arn=arn),
                         sources=push_sources_of(config),
                         clock=clock,
                         safety_interval=config.events.safety_interval,
@@ -481,12 +484,17 @@ async def _drain(service: Service) -> None:
     if service.leadership.role != "leader":
         return
     dispatcher, ended = service.dispatcher, service.term_ended
-    with service.clock.move_on_after(service.config.shutdown.grace):
-        async with anyio.create_task_group() as group:
-            if ended is not None:
-                group.start_soon(_cancel_when_set, ended, group.cancel_scope)
-            await dispatcher.drained()
-            group.cancel_scope.cancel()
+    try:
+        with service.clock.move_on_after(service.config.shutdown.grace):
+            async with anyio.create_task_group() as group:
+                if ended is not None:
+                    group.start_soon(_cancel_when_set, ended, group.cancel_scope)
+                await dispatcher.drained()
+                group.cancel_scope.cancel()
+    except StoreError as exc:
+        # The database gone (a pool timeout can outlast the term): what is left stays
+        # in the outbox for the next leader, under the same ids. Exit as planned.
+        log.warning("shutdown.drain_stopped", error=str(exc))
 
 
 async def _reload(service: Service, config_path: Path | None) -> None:

@@ -203,6 +203,7 @@ class Engine:
         progress_share: float = 0.0,
         progress_head_start: int = 0,
         log_lines: int = 0,
+        lease: Callable[[], None] | None = None,
     ) -> None:
         """`outbox` routes each committed event to the sinks that want it (durable
         delivery rows in the same transaction); `listeners` are in-process observers
@@ -248,6 +249,9 @@ class Engine:
         # carry no diagnostics. A wrapped source (the daemon's MeteredSource) is given.
         self._workflows = workflows or (source if isinstance(source, WorkflowEdge) else None)
         self._log_lines = log_lines
+        self._lease = lease
+        """Raises while this replica may not act (watcher.leadership): asked before
+        each attempt of a `call`, such as discovery's lists and a push event's poll."""
         workflows = self._workflows
         # One budget per limiter: a share of its own (account, region)'s rate, and a
         # pause after a refusal that holds in that account only.
@@ -485,6 +489,15 @@ class Engine:
             if arn is not None
             else self._limiters.get(DEFAULT_ACCOUNT, "")
         )
+        lease = self._lease
+        if lease is not None:
+            unleased = fn
+
+            async def leased() -> T:
+                lease()  # before each attempt: a retry's backoff may outlast the lease
+                return await unleased()
+
+            fn = leased
         return await call_with_retry(
             fn,
             limiter=limiter,

@@ -28,6 +28,7 @@ import structlog
 from watcher.backoff import full_jitter
 from watcher.clock import Clock
 from watcher.errors import ApiError, FinalError, RetryableError
+from watcher.leadership import LeaseExpired
 from watcher.model import Arn, ImageSnapshot
 from watcher.push_messages import MalformedMessage, parse_message
 from watcher.push_sources import PushSources
@@ -231,8 +232,8 @@ class PushConsumer:
         back, and the dead-letter queue ends it), never the daemon."""
         try:
             await self._handle(message, received_at)
-        except Fenced:
-            raise  # a newer leader took over: this replica's term ends (watcher.leadership)
+        except (Fenced, LeaseExpired):
+            raise  # a newer leader took over, or may have: this replica's term ends
         except Exception as exc:
             log.error(
                 "push.handling_failed",
