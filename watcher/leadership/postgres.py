@@ -536,6 +536,14 @@ class PostgresLeadership:
             left = self._valid_until - sent
             if left <= 0:  # paused past the lease: a standby may be leading already
                 raise LeaseExpired(self._lapsed(-left))
+            # A query cut off by this deadline does not hold the term past it, even
+            # under a partition: psycopg, interrupted, asks the server to cancel it
+            # and waits for the query up to 5 s twice (connection_async.py, `wait`),
+            # but anyio's cancel scopes stay cancelled until left (level-triggered),
+            # so each of those waits is cancelled at once, and psycopg closes the
+            # connection instead. An edge-triggered `asyncio.timeout` here would let
+            # both waits run: the term would end ~10 s late. tests/ha/test_partition.py
+            # holds this to the lease.
             with self._clock.move_on_after(left) as deadline:
                 await self._beat_once(beat, epoch)
             if deadline.cancelled_caught:
