@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import anyio
 import pytest
 from anyio.abc import ByteStream, SocketStream
-from psycopg.conninfo import conninfo_to_dict
 from structlog.testing import capture_logs
 
 from tests.ha.leaders import replica, until
+from tests.pg_proxy import Connect, pg_proxy
 from watcher.clock import SystemClock
 
 FAILOVER = 2.0
@@ -37,16 +37,7 @@ class Partition:
 
 @asynccontextmanager
 async def partitionable(url: str) -> AsyncIterator[Partition]:
-    """A loopback proxy to the database `url` names, which the test can cut off (the
-    approach of tests/store/lossy_proxy.py, without reading the protocol)."""
-    target = conninfo_to_dict(url)
-    host = str(target.get("host") or "/tmp")
-    port = int(target.get("port") or 5432)
-
-    async def connect() -> SocketStream:
-        if host.startswith("/"):
-            return await anyio.connect_unix(f"{host}/.s.PGSQL.{port}")
-        return await anyio.connect_tcp(host, port)
+    """A loopback proxy to the database `url` names, which the test can cut off."""
 
     async def forward(source: ByteStream, sink: ByteStream) -> None:
         with contextlib.suppress(anyio.EndOfStream):
@@ -55,32 +46,19 @@ async def partitionable(url: str) -> AsyncIterator[Partition]:
                 if not partition.cut:  # cut: read and dropped, so the sender never blocks
                     await sink.send(data)
 
-    async def handle(client: SocketStream) -> None:
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            async with client:
-                if partition.cut:  # a new connection's packets go nowhere either
-                    await forward(client, client)
-                    return
-                async with await connect() as server, anyio.create_task_group() as pipes:
-                    pipes.start_soon(forward, client, server)
-                    await forward(server, client)
-                    pipes.cancel_scope.cancel()
+    async def handle(client: SocketStream, connect: Connect) -> None:
+        if partition.cut:  # a new connection's packets go nowhere either
+            await forward(client, client)
+            return
+        async with await connect() as server, anyio.create_task_group() as pipes:
+            pipes.start_soon(forward, client, server)
+            await forward(server, client)
+            pipes.cancel_scope.cancel()
 
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    listening_port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    partition = Partition(
-        url=(
-            f"postgresql://{target['user']}:{target.get('password', '')}@127.0.0.1:"
-            f"{listening_port}/{target['dbname']}?sslmode=disable&gssencmode=disable"
-        )
-    )
-    async with listener, anyio.create_task_group() as group:
-        group.start_soon(listener.serve, handle)
-        partition.shut = group.cancel_scope.cancel
-        try:
-            yield partition
-        finally:
-            group.cancel_scope.cancel()
+    partition = Partition(url="")
+    async with pg_proxy(url, handle) as (partition.url, scope):
+        partition.shut = scope.cancel
+        yield partition
 
 
 async def test_a_partitioned_leader_ends_its_term_when_its_lease_runs_out(

@@ -3,8 +3,8 @@ a COMMIT: the server has committed, and the client sees its connection end inste
 of the acknowledgement, as when a network or a failover cuts it at that moment.
 
 It reads the server's side of the protocol as frames (a type byte, then a 4-byte
-length that counts itself; PostgreSQL docs, "Message Formats"), so the URL it gives
-turns SSL and GSS encryption off: their one-byte answers at startup are unframed.
+length that counts itself; PostgreSQL docs, "Message Formats"); the proxy's URL turns
+SSL and GSS encryption off for it (tests/pg_proxy.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import anyio
 from anyio.abc import ByteStream, SocketStream
-from psycopg.conninfo import conninfo_to_dict
+
+from tests.pg_proxy import Connect, pg_proxy
 
 _COMMITTED = b"C" + (4 + len(b"COMMIT\x00")).to_bytes(4, "big") + b"COMMIT\x00"
 """CommandComplete for a COMMIT: the server's word that the transaction is durable."""
@@ -36,36 +37,16 @@ class LossyProxy:
 @asynccontextmanager
 async def lossy_proxy(url: str) -> AsyncIterator[LossyProxy]:
     """A proxy to the database `url` names, listening on 127.0.0.1 while open."""
-    target = conninfo_to_dict(url)
-    host = str(target.get("host") or "/tmp")
-    port = int(target.get("port") or 5432)
 
-    async def connect() -> SocketStream:
-        if host.startswith("/"):
-            return await anyio.connect_unix(f"{host}/.s.PGSQL.{port}")
-        return await anyio.connect_tcp(host, port)
+    async def handle(client: SocketStream, connect: Connect) -> None:
+        async with await connect() as server, anyio.create_task_group() as pipes:
+            pipes.start_soon(_copy, client, server)
+            await _answers(server, client, proxy)
+            pipes.cancel_scope.cancel()
 
-    async def handle(client: SocketStream) -> None:
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            async with client, await connect() as server, anyio.create_task_group() as pipes:
-                pipes.start_soon(_copy, client, server)
-                await _answers(server, client, proxy)
-                pipes.cancel_scope.cancel()
-
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    listening_port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    proxy = LossyProxy(
-        url=(
-            f"postgresql://{target['user']}:{target.get('password', '')}@127.0.0.1:"
-            f"{listening_port}/{target['dbname']}?sslmode=disable&gssencmode=disable"
-        )
-    )
-    async with listener, anyio.create_task_group() as group:
-        group.start_soon(listener.serve, handle)
-        try:
-            yield proxy
-        finally:
-            group.cancel_scope.cancel()
+    proxy = LossyProxy(url="")
+    async with pg_proxy(url, handle) as (proxy.url, _):
+        yield proxy
 
 
 async def _copy(source: ByteStream, sink: ByteStream) -> None:
