@@ -218,6 +218,7 @@ class _CountingExecutor(ThreadPoolExecutor):
         super().__init__(thread_name_prefix="virtual-clock")
         self.running = 0
         self._count_lock = threading.Lock()
+        self._loop = asyncio.get_running_loop()
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         with self._count_lock:
@@ -227,6 +228,18 @@ class _CountingExecutor(ThreadPoolExecutor):
         return future
 
     def _done(self, _: object) -> None:
+        """A job counts as running until its result is back on the loop. Counting it
+        done here, in the worker thread, left a moment (before asyncio's own done
+        callback, added after this one, wakes the loop) in which `drive()` could see
+        nothing running and jump time over the rest of the awaiting task's work. Two
+        hops on the loop put the release after asyncio's hand-over of the result, so
+        the awaiting task is already scheduled when the count drops."""
+        try:
+            self._loop.call_soon_threadsafe(self._loop.call_soon, self._release)
+        except RuntimeError:  # the loop is closed: nobody is left to count for
+            self._release()
+
+    def _release(self) -> None:
         with self._count_lock:
             self.running -= 1
 
