@@ -150,7 +150,14 @@ async def open_service(
                     lease=lease,
                 )
                 watch = config.watch
-                metered: ImageSource = MeteredSource(source, metrics, readiness, clock)
+                metered: ImageSource = MeteredSource(
+                    source,
+                    metrics,
+                    readiness,
+                    clock,
+                    region=config.aws.region,
+                    arns=(*config.watch.arns, *config.watch.pipelines),
+                )
                 leased = metered if lease is None else _Leased(metered, lease)
                 engine = Engine(
                     source=leased,

@@ -22,7 +22,7 @@ from anyio.abc import TaskGroup
 
 from watcher.backoff import full_jitter
 from watcher.clock import Clock
-from watcher.metrics import Metrics
+from watcher.metrics import DeliveryOutcome, Metrics
 from watcher.model import Transition
 from watcher.sinks.base import DeliveryError, Sink
 from watcher.store.base import Delivery, Store
@@ -102,6 +102,8 @@ class Dispatcher:
         """Sinks switched off by a 410 Gone, with why."""
         self._moved = anyio.Event()
         self._metrics = metrics
+        if metrics is not None:
+            metrics.count_deliveries_to(self._routes)
         self._group: TaskGroup | None = None
         self._loops: dict[str, anyio.CancelScope] = {}
 
@@ -156,6 +158,8 @@ class Dispatcher:
             self._wakeups.pop(name, None)
             self.disabled.pop(name, None)
         self._routes = new
+        if self._metrics is not None:
+            self._metrics.count_deliveries_to(added)
         for name in added:
             self._wakeups[name] = anyio.Event()
             if self._group is not None:
@@ -255,7 +259,7 @@ class Dispatcher:
         log.warning("delivery.retrying", **fields, retry_in_s=round(delay, 3))
         return False
 
-    def _count(self, sink: str, outcome: str) -> None:
+    def _count(self, sink: str, outcome: DeliveryOutcome) -> None:
         if self._metrics is not None:
             self._metrics.deliveries.labels(sink, outcome).inc()
 

@@ -834,8 +834,7 @@ class Engine:
         watch.tracked, watch.progress = tracked, progress
         for event in events:
             if self._metrics is not None:
-                previous = event.previous.status.value if event.previous else "none"
-                self._metrics.transitions.labels(previous, event.current.status.value).inc()
+                self._metrics.count_transition(event)
             await self._tell_listeners(event)
         if progress is not None and not _same_step(progress, shown):
             self._tell_progress(watch.arn, progress)

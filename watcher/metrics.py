@@ -5,12 +5,19 @@ from the config (`[aws.accounts]`, else "default") and the regions of the watche
 ARNs. Never an ARN (thousands of them would explode the series count) and never a
 URL or secret. Counters are bumped where things happen; gauges are computed when
 scraped.
+
+A labelled counter's child exists only once made, and Prometheus's `increase()` and
+`rate()` count nothing for a series' first sample: a child made by its first `inc()`
+starts at 1, and that first event is never counted. So every child that can be
+foreseen is made at 0 beforehand (statuses here, sinks and (account, region) pairs
+where the config is known); only what the config cannot name (a status AWS adds, a
+region first seen through a reload or a push event) starts at its first event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -18,9 +25,19 @@ from watcher.aws import ImageSource
 from watcher.clock import Clock
 from watcher.credentials import DEFAULT_ACCOUNT
 from watcher.errors import AccessDenied, BadCredentials, FinalError, Throttled, Unavailable
-from watcher.model import ImageSnapshot
+from watcher.model import ImageSnapshot, ImageStatus, Transition
 
 OUTCOMES = ("ok", "throttled", "unavailable", "final")
+"""`outcome` of `ibwatch_api_calls_total`."""
+STATUSES = tuple(status.value for status in ImageStatus)
+"""The statuses AWS documents (an unknown one shows under its own name)."""
+FIRST_SIGHTING = "none"
+"""`from_status` of a build's first transition: nothing was seen of it before."""
+NOT_POLLED = "UNKNOWN"
+"""`status` of `ibwatch_images_watched` for a watched ARN not polled yet."""
+DeliveryOutcome = Literal["delivered", "retryable", "refused", "gone"]
+DELIVERY_OUTCOMES: tuple[DeliveryOutcome, ...] = get_args(DeliveryOutcome)
+"""`outcome` of `ibwatch_deliveries_total`."""
 
 
 @runtime_checkable
@@ -42,15 +59,15 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # Made at 0 by `MeteredSource`, which knows the accounts and regions.
         self.calls = Counter(
             "ibwatch_api_calls",
-            "GetImage calls by outcome, and by the account whose credentials made them "
-            '(its id when listed in [aws.accounts], else "default").',
-            ["outcome", "account"],
+            "GetImage calls by outcome, by the account whose credentials made them "
+            '(its id when listed in [aws.accounts], else "default") and by the region '
+            "called: AWS's request quotas are per account and Region.",
+            ["outcome", "account", "region"],
             registry=r,
         )
-        for outcome in OUTCOMES:
-            self.calls.labels(outcome, DEFAULT_ACCOUNT)
         self.poll_seconds = Histogram(
             "ibwatch_poll_duration_seconds",
             "Time one GetImage call took.",
@@ -75,6 +92,12 @@ class Metrics:
             ["from_status", "to_status"],
             registry=r,
         )
+        # Every pair polling can show: statuses can be missed between two polls, and
+        # retries and lifecycle rules move builds back, so any change is possible.
+        for previous in (FIRST_SIGHTING, *STATUSES):
+            for current in STATUSES:
+                if current != previous:
+                    self.transitions.labels(previous, current)
         self.deliveries = Counter(
             "ibwatch_deliveries",
             "Delivery attempts by sink and outcome.",
@@ -130,6 +153,22 @@ class Metrics:
         self.dead_letters = Gauge(
             "ibwatch_dead_letters", "Dead letters per sink.", ["sink"], registry=r
         )
+        # /readyz is a probe, not a series: Prometheus sees readiness only through this.
+        self.ready = Gauge(
+            "ibwatch_ready",
+            "1 while /readyz answers 200 (ready), 0 while it answers 503 (it says why).",
+            registry=r,
+        )
+
+    def count_transition(self, event: Transition) -> None:
+        previous = event.previous.status.value if event.previous else FIRST_SIGHTING
+        self.transitions.labels(previous, event.current.status.value).inc()
+
+    def count_deliveries_to(self, sinks: Iterable[str]) -> None:
+        """Make each of these sinks' delivery counters at 0 (see the module's docstring)."""
+        for sink in sinks:
+            for outcome in DELIVERY_OUTCOMES:
+                self.deliveries.labels(sink, outcome)
 
     def calls_total(self, outcome: str) -> float:
         """GetImage calls with `outcome`, every account together."""
@@ -187,12 +226,22 @@ class Readiness:
 
 
 class MeteredSource:
-    """Wraps an image source: counts each call by outcome and account, times it, and
-    tells the readiness verdict whether the API was reached."""
+    """Wraps an image source: counts each call by outcome, account and region, times
+    it, and tells the readiness verdict whether the API was reached."""
 
     def __init__(
-        self, source: ImageSource, metrics: Metrics, readiness: Readiness, clock: Clock
+        self,
+        source: ImageSource,
+        metrics: Metrics,
+        readiness: Readiness,
+        clock: Clock,
+        *,
+        region: str | None = None,
+        arns: Iterable[str] = (),
     ) -> None:
+        """`region` (the default one, `[aws] region`) and `arns` (the configured image
+        and pipeline ARNs): the counters of every account in `region`, and of each
+        ARN's account in its own region, are made at 0 now."""
         self._source = source
         self._metrics = metrics
         self._readiness = readiness
@@ -201,12 +250,14 @@ class MeteredSource:
         accounts: tuple[str, ...] = (DEFAULT_ACCOUNT,)
         if isinstance(source, AccountAware):
             self._account_of, accounts = source.account_of, source.account_keys
-        # A labelled child per (outcome, account), made once (every series shows from
-        # the start), then found in a dict rather than by `labels()` on each call.
-        self._counters: dict[tuple[str, str], Counter] = {}
-        for account in accounts:
+        keys = {(account, region) for account in accounts if region is not None}
+        keys |= {(self._account_of(arn), _region_of(arn)) for arn in arns}
+        # A labelled child per (outcome, account, region), made once, then found in a
+        # dict rather than by `labels()` on each call.
+        self._counters: dict[tuple[str, str, str], Counter] = {}
+        for account, called in sorted(keys):
             for outcome in OUTCOMES:
-                self._counter(outcome, account)
+                self._counter(outcome, account, called)
 
     async def get(self, arn: str) -> ImageSnapshot:
         started = self._clock.monotonic()
@@ -229,17 +280,24 @@ class MeteredSource:
         self._count("ok", arn, started, reached=True, why="")
         return snapshot
 
-    def _counter(self, outcome: str, account: str) -> Counter:
-        found = self._counters.get((outcome, account))
+    def _counter(self, outcome: str, account: str, region: str) -> Counter:
+        key = (outcome, account, region)
+        found = self._counters.get(key)
         if found is None:
-            found = self._counters[outcome, account] = self._metrics.calls.labels(outcome, account)
+            found = self._counters[key] = self._metrics.calls.labels(*key)
         return found
 
     def _count(self, outcome: str, arn: str, started: float, *, reached: bool, why: str) -> None:
-        self._counter(outcome, self._account_of(arn)).inc()
+        self._counter(outcome, self._account_of(arn), _region_of(arn)).inc()
         self._metrics.poll_seconds.observe(self._clock.monotonic() - started)
         self._readiness.record(reached, why)
 
 
 def _default_account(_arn: str) -> str:
     return DEFAULT_ACCOUNT
+
+
+def _region_of(arn: str) -> str:
+    """An ARN's region (its fourth field), as `LimiterPool.for_arn` reads it."""
+    parts = arn.split(":", 4)
+    return parts[3] if len(parts) > 3 else ""

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -24,11 +25,20 @@ from watcher.delivery import Dispatcher
 from watcher.engine import Engine, Watch
 from watcher.errors import ApiError
 from watcher.leadership import Leadership, Sole
-from watcher.metrics import Metrics, Readiness
+from watcher.metrics import NOT_POLLED, Metrics, Readiness
 from watcher.push import PushHealth
 from watcher.quiet_disconnects import quiet_client_disconnects
-from watcher.store.base import Store
+from watcher.store import StoreError
+from watcher.store.base import OutboxStats, Store
 from watcher.urls import redact_url
+
+log = structlog.get_logger("ibwatch")
+
+OUTBOX_READ_WITHIN = 2.0
+"""Seconds a scrape waits for the outbox's counts. With the database down, the store
+waits 30 s for a connection (`watcher.store.postgres.WAIT_FOR_DATABASE`), longer than
+Prometheus's default scrape_timeout (10 s): the whole scrape would fail, and with it
+`ibwatch_ready`, the one series that says something is wrong."""
 
 
 @dataclass
@@ -52,7 +62,7 @@ def create_app(probes: Probes) -> web.Application:
     app = web.Application()
     app.router.add_get("/healthz", _handler(probes, _healthz))
     app.router.add_get("/readyz", _handler(probes, _readyz))
-    app.router.add_get("/metrics", _handler(probes, _metrics))
+    app.router.add_get("/metrics", _handler(probes, partial(_metrics, outbox=_OutboxGauges())))
     app.router.add_get("/status", partial(_status, probes))
     return app
 
@@ -78,6 +88,11 @@ async def _healthz(probes: Probes) -> web.Response:
 
 
 async def _readyz(probes: Probes) -> web.Response:
+    return _ready_or_not(*_readiness(probes))
+
+
+def _readiness(probes: Probes) -> tuple[dict[str, Any], list[str]]:
+    """/readyz's body and its problems (none: ready); `ibwatch_ready` says the same."""
     problems = []
     leadership = probes.leadership
     body: dict[str, Any] = {"status": "ready"}
@@ -91,7 +106,7 @@ async def _readyz(probes: Probes) -> web.Response:
         # failovers (the lock is held by a session that neither leads nor ends).
         if leadership.problem is not None:
             problems.append(leadership.problem)
-        return _ready_or_not(body, problems)
+        return body, problems
     if not probes.readiness.ready:
         problems.append(
             f"the Image Builder API was not reached recently: {probes.readiness.reason}"
@@ -111,7 +126,7 @@ async def _readyz(probes: Probes) -> web.Response:
             if push.healthy
             else f"falling back to polling at the status intervals: {push.reason}"
         )
-    return _ready_or_not(body, problems)
+    return body, problems
 
 
 def _ready_or_not(body: dict[str, Any], problems: list[str]) -> web.Response:
@@ -120,15 +135,17 @@ def _ready_or_not(body: dict[str, Any], problems: list[str]) -> web.Response:
     return web.json_response(body)
 
 
-async def _metrics(probes: Probes) -> web.Response:
+async def _metrics(probes: Probes, *, outbox: _OutboxGauges) -> web.Response:
     metrics = probes.metrics
     engine = probes.engine()
     metrics.set_images(
-        w.tracked.snapshot.status.value if w.tracked else "UNKNOWN" for w in engine.watches.values()
+        w.tracked.snapshot.status.value if w.tracked else NOT_POLLED
+        for w in engine.watches.values()
     )
+    metrics.ready.set(0 if _readiness(probes)[1] else 1)  # every replica's own verdict
     if probes.leadership.role == "leader":
         metrics.set_rates(engine.limiter.rates())
-        await _outbox_metrics(probes)
+        await outbox.update(probes)
         body = generate_latest(metrics.registry)
     else:
         # The outbox is the shared database's and the rates and push health the
@@ -164,10 +181,46 @@ class _Without:
         return (family for family in self._registry.collect() if family.name not in self._names)
 
 
-async def _outbox_metrics(probes: Probes) -> None:
+class _OutboxGauges:
+    """The leader's outbox gauges, read from the store at each scrape. When the store
+    cannot answer (the database is down while this replica still leads), they are
+    left out of that scrape rather than failing it, so that `ibwatch_ready` and the
+    rest still reach Prometheus; the log says so once when it starts and once when
+    it ends, not at every scrape."""
+
+    def __init__(self) -> None:
+        self._failing = False
+
+    async def update(self, probes: Probes) -> None:
+        metrics = probes.metrics
+        gauges = (metrics.outbox_pending, metrics.outbox_oldest, metrics.dead_letters)
+        why = f"no answer within {OUTBOX_READ_WITHIN:g}s"
+        stats = None
+        with probes.clock.move_on_after(OUTBOX_READ_WITHIN):
+            try:
+                stats = await probes.store.outbox_stats()
+            except StoreError as exc:
+                why = str(exc)
+        if stats is None:
+            for gauge in gauges:
+                gauge.clear()  # no stale values: the series pause until the store answers
+            if not self._failing:
+                log.warning(
+                    "metrics.outbox_unreadable",
+                    error=why,
+                    note="the outbox gauges are left out of /metrics until the store answers",
+                )
+            self._failing = True
+            return
+        if self._failing:
+            log.info("metrics.outbox_readable", note="the outbox gauges are back in /metrics")
+            self._failing = False
+        _set_outbox_gauges(probes, stats)
+
+
+def _set_outbox_gauges(probes: Probes, stats: Mapping[str, OutboxStats]) -> None:
     metrics = probes.metrics
     now = probes.clock.now().timestamp()
-    stats = await probes.store.outbox_stats()
     for sink in probes.dispatcher().sinks:
         sink_stats = stats.get(sink)
         pending = sink_stats.pending if sink_stats else 0

@@ -92,7 +92,8 @@ async def test_the_daemon_reads_each_account_with_its_role_and_counts_calls_by_a
     }
 
     def calls(account: str, outcome: str) -> float:
-        return samples[("ibwatch_api_calls_total", (("account", account), ("outcome", outcome)))]
+        labels = (("account", account), ("outcome", outcome), ("region", "us-east-1"))
+        return samples[("ibwatch_api_calls_total", labels)]
 
     # What was counted per account is what the simulator saw signed by its keys.
     assert calls(A, "ok") == simulator.counters.signed_with(role_a.access_key, "GetImage") > 0

@@ -138,6 +138,11 @@ async def test_of_two_replicas_one_polls_and_the_other_stands_by_ready(
             1,
             0,
         )
+        # What /readyz answers, for Prometheus: a standby that could take over is ready.
+        assert (await leader.metric("ibwatch_ready"), await standby.metric("ibwatch_ready")) == (
+            1,
+            1,
+        )
         assert await standby.metric("ibwatch_outbox_pending") == 0, "the leader reports it"
         _, status = await body(standby, "/status")
         assert (status["role"], status["watched"]) == ("standby", 0)
@@ -261,6 +266,9 @@ async def test_a_database_restart_ends_the_term_and_the_next_one_misses_nothing(
         await anyio.to_thread.run_sync(database.stop)
         await first.until_logged("ibwatch.leader.lost")
         await eventually(lambda: _not_ready(first))
+        # The standby cannot take over without its database: unready, and says so.
+        await eventually(lambda: _standby_unready(second))
+        assert await first.metric("ibwatch_ready") == 0
         code, took = await first.stop()
         world.clock.advance(150)  # TESTING, while no one can store it
         await anyio.to_thread.run_sync(database.start)
@@ -288,3 +296,10 @@ async def test_a_database_restart_ends_the_term_and_the_next_one_misses_nothing(
 async def _not_ready(one: Replica) -> bool:
     status, text = await one.get("/readyz")
     return status == 503 and "was not reached" in text
+
+
+async def _standby_unready(one: Replica) -> bool:
+    """/readyz says the database is out of reach, and ibwatch_ready says the same."""
+    status, text = await one.get("/readyz")
+    unready = status == 503 and '"role": "standby"' in text and "database" in text
+    return unready and await one.metric("ibwatch_ready") == 0
