@@ -27,15 +27,17 @@ import anyio
 from watcher._version import __version__
 from watcher.clock import SystemClock
 from watcher.durations import parse_duration
+from watcher.exit_codes import EXIT_INTERNAL, EXIT_SIGINT, EXIT_USAGE, MEANINGS
 from watcher.model import Arn, InvalidArn, PipelineArn
+from watcher.result_files import ResultFiles, no_result
 
 if TYPE_CHECKING:
     from watcher.wait import WaitRequest
 
 EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 128 + 2  # SIGINT, as a shell reports it
-EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug, not a build that failed
+EXIT_INTERRUPTED = EXIT_SIGINT  # Ctrl-C before a command could catch it itself
+ONE_SHOT = ("wait-until-available", "start")
+"""The commands that wait for builds and hand their result on to CI."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,11 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     wait = commands.add_parser(
         "wait-until-available",
         help="wait until builds are AVAILABLE (for CI); exit code says how they ended",
-        description="Poll until every build has ended. Exit codes: 0 all AVAILABLE; 1 a build "
-        "ended otherwise (FAILED, CANCELLED, DELETED, DEPRECATED, DISABLED); 2 usage or "
-        "configuration error, nothing called; 3 timeout; 4 an API error retrying will not heal "
-        "(access denied, not found, bad credentials). Result on stdout, progress on stderr; "
-        "with GITHUB_OUTPUT set, step outputs are appended to it.",
+        description="Poll until every build has ended. Exit codes: "
+        + "; ".join(f"{code} {text}" for code, text in MEANINGS.items())
+        + ". Result on stdout, progress on stderr; with GITHUB_OUTPUT set, step outputs are "
+        "appended to it, whatever the outcome.",
     )
     wait.add_argument(
         "arns",
@@ -247,6 +248,17 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
         help="result format on stdout (default: text)",
     )
     parser.add_argument(
+        "--summary",
+        type=_writable_file,
+        metavar="PATH",
+        help="append a Markdown summary of the result to PATH, e.g. $GITHUB_STEP_SUMMARY: "
+        "the builds, why one failed (step, message, links, log lines), the AMIs per region; "
+        f"with no result (exit 2, 4, {EXIT_INTERNAL}, 130 or 143 before the wait), the exit "
+        "code and what it means. Written whatever the outcome, except when the command line "
+        "itself is refused (exit 2 with a usage line); a file that cannot be written is a "
+        "warning, never a change of exit code",
+    )
+    parser.add_argument(
         "--max-tps",
         type=_rate,
         default=5.0,
@@ -261,6 +273,41 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
         f"needs logs:GetLogEvents), secrets-looking strings redacted; 0 to {MAX_LOG_LINES} "
         "(default: 0, none)",
     )
+    parser.add_argument(
+        "--dotenv",
+        type=_writable_file,
+        metavar="PATH",
+        help="also write the result to PATH (replaced) as a GitLab CI dotenv report "
+        "(artifacts:reports:dotenv): IBWATCH_STATUS, IBWATCH_EXIT_CODE, IBWATCH_BUILD_ARN, "
+        "IBWATCH_FAILED_STEP, IBWATCH_LOG_GROUP, IBWATCH_CONSOLE_URL, IBWATCH_AMIS ({} when "
+        "none), IBWATCH_CONTAINER_URIS ([] when none) and IBWATCH_AMI_<REGION>. Written "
+        "whatever the outcome (with no result: status ERROR or INTERRUPTED and the exit code), "
+        "except when the command line itself is refused (exit 2 with a usage line: a file "
+        "left by an earlier run is then left as it was); a file that cannot be written is a "
+        "warning, never a change of exit code",
+    )
+
+
+def _writable_file(text: str) -> Path:
+    """A file this run will write (`--dotenv`, replaced through a file beside it) or
+    append to (`--summary`), checked before anything runs: its directory exists and
+    can be written, and so can the file if it is there. A path that cannot be is a
+    usage error naming it now, not a warning at the end of a two-hour wait."""
+    path = Path(text)
+    try:
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} is a directory; name a file in it")
+        if not path.parent.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r}: no directory {str(path.parent)!r}")
+        if not os.access(path.parent, os.W_OK):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: cannot write in directory {str(path.parent)!r}"
+            )
+        if path.exists() and not os.access(path, os.W_OK):
+            raise argparse.ArgumentTypeError(f"{text!r}: the file cannot be written")
+    except OSError as exc:  # a name too long, a loop of links
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc.strerror or exc}") from None
+    return path
 
 
 def _endpoint_url(text: str) -> str:
@@ -357,6 +404,41 @@ def _port(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.own_process = argv is None  # the `ibwatch` program itself, not a caller's call
+    if args.command in ONE_SHOT:
+        return _with_result_files(args)
+    return _dispatch(args)
+
+
+def _with_result_files(args: argparse.Namespace) -> int:
+    """A one-shot command hands its result on to CI whatever the outcome
+    ($GITHUB_OUTPUT, `--dotenv`, `--summary`): the wait writes its report; when the
+    command ended without one (a pipeline that could not be started, an internal
+    error, a signal before the wait, a usage error found after parsing), the files
+    get the exit code and the status alone (`watcher.result_files.no_result`). A
+    dotenv report left by an earlier run never passes for this run's: it is removed
+    first. `start --no-wait` has no result to hand on: GITHUB_OUTPUT gets its build
+    ARNs (`watcher.start`), and --dotenv and --summary are refused with it."""
+    github_output = os.environ.get("GITHUB_OUTPUT")
+    no_wait = getattr(args, "no_wait", False)
+    files = ResultFiles(
+        github_output=Path(github_output) if github_output and not no_wait else None,
+        dotenv=args.dotenv,
+        summary=args.summary,
+    )
+    if files.dotenv is not None:
+        try:
+            files.dotenv.unlink(missing_ok=True)
+        except OSError as exc:
+            print(f"ibwatch: --dotenv {files.dotenv}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
+    args.result_files = files
+    code = _dispatch(args)
+    if not files.reported:
+        files.write(no_result(code), sys.stderr)
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     handlers = {
         "run": _run,
         "wait-until-available": _wait,
@@ -466,14 +548,9 @@ def _wait(args: argparse.Namespace) -> int:
     )  # exit 2 before any call
     # Human lines, never JSON: they land between the progress lines a person reads.
     configure(sys.stderr, log_format="human", level=args.log_level)
-    github_output = os.environ.get("GITHUB_OUTPUT")
     return anyio.run(
         lambda: wait_until_available(
-            _wait_request(args, arns),
-            clock=SystemClock(),
-            stdout=sys.stdout,
-            stderr=sys.stderr,
-            github_output=Path(github_output) if github_output else None,
+            _wait_request(args, arns), clock=SystemClock(), stdout=sys.stdout, stderr=sys.stderr
         )
     )
 
@@ -484,6 +561,14 @@ def _start(args: argparse.Namespace) -> int:
         from watcher.start import StartRequest, check_client_token, start_pipelines
 
     pipelines = tuple(dict.fromkeys(args.pipelines))
+    reports = [name for name in ("dotenv", "summary") if getattr(args, name) is not None]
+    if args.no_wait and reports:
+        print(
+            f"ibwatch: --{reports[0]} says how the builds ended, and --no-wait does not wait "
+            "for that (it prints the new build ARNs)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if args.client_token is not None:
         problem = check_client_token(args.client_token, len(pipelines))
         if problem:
@@ -522,6 +607,7 @@ def _wait_request(args: argparse.Namespace, arns: tuple[str, ...]) -> WaitReques
         max_tps=args.max_tps,
         not_found_grace=args.not_found_grace,
         log_lines=args.log_lines,
+        files=getattr(args, "result_files", None),
     )
 
 

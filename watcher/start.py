@@ -20,9 +20,10 @@ from watcher.aws import AwsImageSource
 from watcher.clock import Clock
 from watcher.engine import Engine, RunResult
 from watcher.errors import ApiError
+from watcher.exit_codes import EXIT_AVAILABLE
 from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy, call_with_retry
-from watcher.wait import EXIT_AVAILABLE, WaitRequest, exit_for_error, wait_with
+from watcher.wait import WaitRequest, exit_for_error, wait_with
 
 MAX_TOKEN = 64
 """The model's `ClientToken`: 1 to 64 characters."""
@@ -119,7 +120,6 @@ async def start_pipelines(
             clock=clock,
             stdout=stdout,
             stderr=stderr,
-            github_output=github_output,
             on_timeout=cancel_running if request.cancel_on_timeout else None,
         )
 

@@ -1,9 +1,9 @@
 """`ibwatch wait-until-available`: block a CI job until builds are AVAILABLE.
 
 Runs the same engine as the daemon (in-memory store) and stops once every build
-has ended. Exit codes are a contract: 0 all AVAILABLE; 1 a build ended otherwise
-(FAILED, CANCELLED, ...); 2 usage error, nothing called; 3 timeout; 4 an API
-error retrying will not heal.
+has ended. Exit codes are a contract (`watcher.exit_codes`): 0 all AVAILABLE; 1 a
+build ended otherwise (FAILED, CANCELLED, ...); 2 usage error, nothing called; 3
+timeout; 4 an API error retrying will not heal.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import re
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, TextIO
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import anyio
 
@@ -25,6 +24,13 @@ from watcher.clock import Clock
 from watcher.diagnostics import Diagnostics
 from watcher.engine import Engine, RunResult, Schedule, Watch
 from watcher.errors import ApiError, Misconfigured
+from watcher.exit_codes import (
+    EXIT_API_ERROR,
+    EXIT_AVAILABLE,
+    EXIT_FAILED,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+)
 from watcher.listing import newest_build
 from watcher.model import ImageStatus, Transition
 from watcher.progress import Progress
@@ -32,11 +38,8 @@ from watcher.ratelimit import CubicLimiter
 from watcher.retry import RetryPolicy
 from watcher.store import MemoryStore
 
-EXIT_AVAILABLE = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_TIMEOUT = 3
-EXIT_API_ERROR = 4
+if TYPE_CHECKING:
+    from watcher.result_files import ResultFiles
 
 
 OnTimeout = Callable[[Engine, RunResult], Awaitable[None]]
@@ -58,6 +61,11 @@ class WaitRequest:
     log_lines: int = 0
     """On FAILED, this many last lines of the build's log join the result (redacted;
     `--log-lines`, 0..1000). Needs logs:GetLogEvents; without it they are left out."""
+    files: ResultFiles | None = field(default=None, compare=False)
+    """Where the result goes besides stdout ($GITHUB_OUTPUT, `--dotenv`, `--summary`);
+    carried here so that `ibwatch start` passes it on untouched, and marked as
+    written when the wait writes its report (the CLI writes the no-result files
+    otherwise)."""
 
 
 async def wait_until_available(
@@ -66,10 +74,9 @@ async def wait_until_available(
     clock: Clock,
     stdout: TextIO,
     stderr: TextIO,
-    github_output: Path | None = None,
     source: ImageSource | None = None,
 ) -> int:
-    """Wait, print the result, write GitHub outputs; return the exit code."""
+    """Wait, print the result, write the result files; return the exit code."""
     async with AwsImageSource(
         clock=clock,
         region=request.region,
@@ -82,7 +89,6 @@ async def wait_until_available(
             clock=clock,
             stdout=stdout,
             stderr=stderr,
-            github_output=github_output,
             source=source,
         )
 
@@ -94,7 +100,6 @@ async def wait_with(
     clock: Clock,
     stdout: TextIO,
     stderr: TextIO,
-    github_output: Path | None = None,
     source: ImageSource | None = None,
     on_timeout: OnTimeout | None = None,
 ) -> int:
@@ -137,9 +142,8 @@ async def wait_with(
         json.dumps(report, indent=2) + "\n" if request.output == "json" else render_text(report)
     )
     stdout.flush()
-    if github_output is not None:
-        for warning in write_github_output(github_output, report):
-            stderr.write(f"ibwatch: warning: {warning}\n")
+    if request.files is not None:
+        request.files.write(report, stderr)
     return int(report["exit_code"])
 
 
@@ -384,83 +388,3 @@ def _printable(line: str) -> str:
     """A log line as text may show it: without escape sequences or control characters
     (JSON carries the line as it was read, bar redaction)."""
     return _CONTROL.sub("", _ANSI.sub("", line))
-
-
-def write_github_output(path: Path, report: dict[str, Any]) -> list[str]:
-    """Append step outputs a workflow can use: `steps.<id>.outputs.status`, ...
-    Returns warnings for the person reading the log (an ambiguous `ami_<region>`)."""
-    by_region: dict[str, set[str]] = {}
-    uris: list[str] = []
-    builds = [image["build_arn"] for image in report["images"] if image["build_arn"]]
-    for image in report["images"]:
-        for ami in image["amis"]:
-            by_region.setdefault(ami["region"], set()).add(ami["image"])
-        uris += [u for c in image["containers"] for u in c["image_uris"]]
-    # Two images built in one region make `ami_<region>` ambiguous: left out, with a
-    # warning, rather than silently the last one; `images` has every AMI per image.
-    amis = {region: next(iter(ids)) for region, ids in by_region.items() if len(ids) == 1}
-    warnings = [
-        f"ami_{region} is not set: {len(ids)} images have an AMI there "
-        f"({', '.join(sorted(ids))}); read them per image from the `images` output"
-        for region, ids in by_region.items()
-        if len(ids) > 1
-    ]
-    images = [
-        {key: image[key] for key in ("arn", "build_arn", "status", "amis", "containers")}
-        for image in report["images"]
-    ]
-    errors = [
-        {"arn": image["arn"], "message": (image["error"] or image["last_error"])["message"]}
-        for image in report["images"]
-        if image["error"] or image["last_error"]
-    ]
-    # Why the first FAILED build failed; any other's is in `result`.
-    failed = next(
-        (i for i in report["images"] if i["status"] == ImageStatus.FAILED.value), None
-    ) or dict.fromkeys(("failed_workflow_step", "log_group", "console_url"))
-    lines = [
-        f"status={report['status']}",
-        f"exit_code={report['exit_code']}",
-        # The build each ARN was resolved to: a version ARN names its newest build.
-        f"build_arn={builds[0] if len(builds) == 1 else ''}",
-        f"build_arns={_compact(builds)}",
-        f"images={_compact(images)}",
-        f"amis={_compact(amis)}",
-        f"container_uris={_compact(uris)}",
-        f"errors={_compact(errors)}",
-        f"failed_step={_one_line(_step_name(failed['failed_workflow_step']))}",
-        f"log_group={_one_line(failed['log_group'])}",
-        f"console_url={_one_line(failed['console_url'])}",
-        *(f"ami_{region}={ami}" for region, ami in amis.items()),
-        f"result={_compact(_without_log_tails(report))}",
-    ]
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    return warnings
-
-
-def _without_log_tails(report: dict[str, Any]) -> dict[str, Any]:
-    """The report without its log lines: GITHUB_OUTPUT is no place for a log (GitHub's
-    "Passing information between jobs": "Outputs can be a maximum of 1 MB per job",
-    which a thousand long lines would pass); the text and JSON results have them."""
-    images = [{k: v for k, v in image.items() if k != "log_tail"} for image in report["images"]]
-    return {**report, "images": images}
-
-
-def _step_name(step: dict[str, Any] | None) -> str | None:
-    """`TEST/RunImageTests`: the workflow and step, never the step's message."""
-    if step is None:
-        return None
-    return f"{step['workflow']}/{step['name']}" if step["workflow"] else str(step["name"])
-
-
-def _one_line(value: str | None) -> str:
-    """A `key=value` line holds one line: a value with a line break is left empty,
-    never allowed to end the line early and write a key of its own."""
-    if not value or "\n" in value or "\r" in value:
-        return ""
-    return value
-
-
-def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
