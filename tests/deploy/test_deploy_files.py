@@ -42,7 +42,6 @@ from watcher.durations import parse_duration
 from watcher.operator_commands import sample_event
 from watcher.sinks.http import json_body
 from watcher.testing import FakeClock
-from watcher.wait import write_github_output
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -204,18 +203,6 @@ def _host_path(service: Mapping[str, Any], container_path: str) -> Path | None:
         if inner == PurePosixPath(target) or PurePosixPath(target) in inner.parents:
             return source / inner.relative_to(target)
     return None
-
-
-def _github_steps() -> list[dict[str, Any]]:
-    workflow = _yaml(GITHUB_WORKFLOW)
-    [job] = workflow["jobs"].values()
-    steps: list[dict[str, Any]] = job["steps"]
-    return steps
-
-
-def _step_index(steps: list[dict[str, Any]], step_id: str) -> int:
-    [index] = [i for i, step in enumerate(steps) if step.get("id") == step_id]
-    return index
 
 
 def _load_receiver() -> ModuleType:
@@ -800,79 +787,8 @@ def test_sample_receiver_summary_names_container_images() -> None:
 # ---------------------------------------------------------------------- CI examples
 
 
-def test_github_workflow_waits_in_a_step_with_id_wait() -> None:
-    steps = _github_steps()
-    wait = steps[_step_index(steps, "wait")]
-    assert _shell_commands(wait["run"])[0].startswith("ibwatch wait-until-available ")
-    assert "--timeout 90m" in wait["run"]
-    assert "--log-lines" in wait["run"], "a failed build shows its log's end in the job log"
-    later = json.dumps(steps[_step_index(steps, "wait") + 1 :])
-    assert "steps.wait.outputs" in later
-
-
-def test_github_workflow_starts_the_pipeline_with_oidc_credentials() -> None:
-    workflow = _yaml(GITHUB_WORKFLOW)
-    steps = _github_steps()
-    assert workflow["permissions"]["id-token"] == "write"
-    [credentials] = [s for s in steps if "configure-aws-credentials" in s.get("uses", "")]
-    assert "role-to-assume" in credentials["with"]
-    start = next(s for s in steps if "start-image-pipeline-execution" in s.get("run", ""))
-    assert "--query imageBuildVersionArn --output text" in " ".join(start["run"].split())
-    wait = steps[_step_index(steps, "wait")]
-    assert f"steps.{start['id']}.outputs" in json.dumps(wait)
-    assert steps.index(credentials) < steps.index(start) < steps.index(wait)
-
-
-def test_github_workflow_reads_only_outputs_ibwatch_writes(tmp_path: Path) -> None:
-    """Every steps.wait.outputs.X it uses is one `wait-until-available` appends."""
-    report = {
-        "status": "AVAILABLE",
-        "exit_code": 0,
-        "timed_out": False,
-        "images": [
-            {
-                "arn": "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.0.0",
-                "build_arn": "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.0.0/1",
-                "status": "AVAILABLE",
-                "error": None,
-                "last_error": None,
-                "amis": [
-                    {"region": "us-east-1", "image": "ami-1"},
-                    {"region": "eu-west-1", "image": "ami-2"},
-                ],
-                "containers": [],
-            }
-        ],
-    }
-    output = tmp_path / "github_output"
-    write_github_output(output, report)
-    written = {line.split("=", 1)[0] for line in output.read_text().splitlines()}
-
-    text = GITHUB_WORKFLOW.read_text(encoding="utf-8")
-    used = {
-        dotted or bracketed
-        for dotted, bracketed in re.findall(
-            r"steps\.wait\.outputs(?:\.([\w-]+)|\['([^']+)'\])", text
-        )
-    }
-    assert {"status", "ami_us-east-1", "amis"} <= used
-    assert used <= written
-
-
-def test_gitlab_job_waits_with_json_output_and_hands_the_ami_on() -> None:
-    pipeline = _yaml(GITLAB_CI)
-    [job] = [
-        job
-        for job in pipeline.values()
-        if isinstance(job, dict) and "wait-until-available" in json.dumps(job.get("script", []))
-    ]
-    script = "\n".join(job["script"])
-    assert "--query imageBuildVersionArn --output text" in " ".join(script.split())
-    [wait] = [line for line in job["script"] if "ibwatch wait-until-available" in line]
-    assert "--output json > result.json" in wait
-    assert "--log-lines" in wait
-    assert "jq" in script
-    assert "AMI_US_EAST_1=" in script
-    assert job["artifacts"]["reports"]["dotenv"] == "build.env"
-    assert job["artifacts"]["when"] == "always"
-    assert "AWS_ID_TOKEN" in job["id_tokens"]
+# The GitHub example uses the action in deploy/github-action:
+# tests/deploy/test_github_action.py checks both (schemas, the OIDC role before the
+# action, the outputs the example reads) and runs the action's steps.
+# The GitLab example includes the ibwatch component: tests/deploy/test_gitlab_component.py
+# checks it (schema, inputs, the variables its later jobs read) and runs the job.
