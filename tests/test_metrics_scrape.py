@@ -72,10 +72,12 @@ async def test_a_closed_store_leaves_the_outbox_gauges_out_and_the_scrape_whole(
         if reopened is not None:
             await reopened.close()
     assert set(healthy) >= OUTBOX, "the leader's scrape has them while the store answers"
+    assert healthy["ibwatch_outbox_readable"] == back["ibwatch_outbox_readable"] == 1
     for status, samples in closed:
         assert status == 200
         assert samples["ibwatch_ready"] == 0, "the store is closed: /readyz says 503"
         assert not OUTBOX & set(samples), "no stale value stands in for the store's"
+        assert samples["ibwatch_outbox_readable"] == 0, "what an alert can fire on"
     assert set(back) >= OUTBOX
     assert [line["event"] for line in logs] == [
         "metrics.outbox_unreadable",
@@ -117,3 +119,53 @@ async def test_a_database_out_of_reach_holds_the_scrape_back_for_a_bounded_time(
     assert status == 200
     assert "ibwatch_ready" in samples
     assert not OUTBOX & set(samples)
+    assert samples["ibwatch_outbox_readable"] == 0
+
+
+class SlowOutbox:
+    """A real store whose outbox counts come only when the test says: a slow but
+    healthy database (a count over many dead letters)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self.asked = anyio.Event()
+        self.answer = anyio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def outbox_stats(self) -> Any:
+        self.asked.set()
+        await self.answer.wait()
+        return await self._store.outbox_stats()
+
+
+async def test_a_slow_but_healthy_store_answers_a_scrape_within_half_its_timeout(
+    tmp_path: Path,
+) -> None:
+    """3 s of the probes' clock pass before the counts come: within the wait (5 s,
+    half Prometheus's default scrape_timeout), so the gauges are in the scrape."""
+    clock = FakeClock()
+    store = await SqliteStore.open(tmp_path / "outbox.db")
+    slow = SlowOutbox(store)
+    answer: list[tuple[int, dict[str, float]]] = []
+    try:
+        async with (
+            endpoint(tmp_path, clock, slow) as (_, http),  # type: ignore[arg-type]
+            anyio.create_task_group() as group,
+        ):
+
+            async def scraped() -> None:
+                answer.append(await scrape(http))
+
+            group.start_soon(scraped)
+            with anyio.fail_after(10):
+                await slow.asked.wait()
+            clock.advance(3.0)
+            slow.answer.set()
+    finally:
+        await store.close()
+    [(status, samples)] = answer
+    assert status == 200
+    assert set(samples) >= OUTBOX
+    assert samples["ibwatch_outbox_readable"] == 1

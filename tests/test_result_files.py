@@ -6,6 +6,7 @@ never the result or the exit code."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,33 @@ async def test_a_file_that_cannot_be_written_costs_a_warning_not_the_result(tmp_
     assert code == 0
     assert f"ibwatch: warning: --dotenv {gone}: No such file or directory\n" in stderr.getvalue()
     assert (tmp_path / "summary.md").read_text().startswith("### Image Builder: AVAILABLE\n")
+
+
+def test_a_writer_that_raises_costs_its_own_file_only(tmp_path: Path) -> None:
+    """Not an OSError (a path with a NUL byte: ValueError from open()): a warning
+    naming the file and the error's type, the other files written, nothing raised."""
+    files = ResultFiles(
+        github_output=tmp_path / "github_output",
+        dotenv=tmp_path / "ibwatch.env",
+        summary=tmp_path / "summary\0.md",
+    )
+    stderr = io.StringIO()
+    files.write(report(image(WEB)), stderr)
+    assert stderr.getvalue() == (
+        f"ibwatch: warning: --summary {tmp_path}/summary\0.md: not written: "
+        "ValueError: embedded null byte\n"
+    )
+    assert "status=AVAILABLE" in (tmp_path / "github_output").read_text()
+    assert gitlab_dotenv.parse((tmp_path / "ibwatch.env").read_bytes())["IBWATCH_STATUS"] == (
+        "AVAILABLE"
+    )
+
+
+def test_aws_text_that_utf8_cannot_hold_reaches_every_file(tmp_path: Path) -> None:
+    """AWS's JSON may carry a lone surrogate (`"\\ud800"` parses): each file gets `?`
+    in its place, never a UnicodeEncodeError in place of the file."""
+    odd = json.loads('"Step\\ud800Name"')
+    failed = image(WEB, status="FAILED", reason=odd, failed_step=odd)
+    outputs, dotenv, summary = write_all(tmp_path, report(failed, status="FAILED", code=1))
+    assert outputs["failed_step"] == dotenv["IBWATCH_FAILED_STEP"] == "Step?Name"
+    assert "| FAILED | `Step?Name` |" in summary

@@ -16,8 +16,8 @@ import math
 import os
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -27,9 +27,10 @@ import anyio
 from watcher._version import __version__
 from watcher.clock import SystemClock
 from watcher.durations import parse_duration
-from watcher.exit_codes import EXIT_INTERNAL, EXIT_SIGINT, EXIT_USAGE, MEANINGS
+from watcher.exit_codes import EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, MEANINGS
 from watcher.model import Arn, InvalidArn, PipelineArn
 from watcher.result_files import ResultFiles, no_result
+from watcher.termination import Terminated, sigterm_raises
 
 if TYPE_CHECKING:
     from watcher.wait import WaitRequest
@@ -95,7 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
         "pipelines",
         nargs="+",
         metavar="PIPELINE_ARN",
-        type=_pipeline_arn,
         help="image pipeline ARN (.../image-pipeline/NAME)",
     )
     start.add_argument(
@@ -249,7 +249,7 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--summary",
-        type=_writable_file,
+        type=_appended_file,
         metavar="PATH",
         help="append a Markdown summary of the result to PATH, e.g. $GITHUB_STEP_SUMMARY: "
         "the builds, why one failed (step, message, links, log lines), the AMIs per region; "
@@ -275,7 +275,7 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dotenv",
-        type=_writable_file,
+        type=_replaced_file,
         metavar="PATH",
         help="also write the result to PATH (replaced) as a GitLab CI dotenv report "
         "(artifacts:reports:dotenv): IBWATCH_STATUS, IBWATCH_EXIT_CODE, IBWATCH_BUILD_ARN, "
@@ -288,23 +288,37 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _writable_file(text: str) -> Path:
-    """A file this run will write (`--dotenv`, replaced through a file beside it) or
-    append to (`--summary`), checked before anything runs: its directory exists and
-    can be written, and so can the file if it is there. A path that cannot be is a
-    usage error naming it now, not a warning at the end of a two-hour wait."""
+def _replaced_file(text: str) -> Path:
+    """A file this run will replace (`--dotenv`, through a file written beside it and
+    renamed over it), checked before anything runs: its directory exists and can be
+    written, and so can the file if it is there. A path that cannot be is a usage error
+    naming it now, not a warning at the end of a two-hour wait."""
+    return _writable_file(text, in_directory=True)
+
+
+def _appended_file(text: str) -> Path:
+    """A file this run will append to (`--summary`): the file itself when it is there
+    (a FIFO, /dev/stderr, a file in a directory this run cannot write in), else as
+    `_replaced_file`, since appending creates it."""
+    return _writable_file(text, in_directory=False)
+
+
+def _writable_file(text: str, *, in_directory: bool) -> Path:
     path = Path(text)
     try:
         if path.is_dir():
             raise argparse.ArgumentTypeError(f"{text!r} is a directory; name a file in it")
+        exists = path.exists()
+        if exists and not os.access(path, os.W_OK):
+            raise argparse.ArgumentTypeError(f"{text!r}: the file cannot be written")
+        if exists and not in_directory:
+            return path
         if not path.parent.is_dir():
             raise argparse.ArgumentTypeError(f"{text!r}: no directory {str(path.parent)!r}")
         if not os.access(path.parent, os.W_OK):
             raise argparse.ArgumentTypeError(
                 f"{text!r}: cannot write in directory {str(path.parent)!r}"
             )
-        if path.exists() and not os.access(path, os.W_OK):
-            raise argparse.ArgumentTypeError(f"{text!r}: the file cannot be written")
     except OSError as exc:  # a name too long, a loop of links
         raise argparse.ArgumentTypeError(f"{text!r}: {exc.strerror or exc}") from None
     return path
@@ -320,13 +334,33 @@ def _endpoint_url(text: str) -> str:
 
 
 def _pipeline_arn(text: str) -> str:
-    try:
-        found = PipelineArn.parse(text)
-    except InvalidArn as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    """The pipeline `text` names, for `start`; InvalidArn says what is wrong. Checked
+    after parsing, as the image ARNs of `wait-until-available` are, so that the result
+    files name each one refused."""
+    found = PipelineArn.parse(text)
     if found.is_wildcard:
-        raise argparse.ArgumentTypeError(f"{text!r}: name one pipeline to start, not all of them")
+        raise InvalidArn(f"{text!r}: name one pipeline to start, not all of them")
     return str(found)
+
+
+def _checked_arns(
+    args: argparse.Namespace, texts: Sequence[str], check: Callable[[str], str]
+) -> tuple[str, ...] | None:
+    """The ARNs `texts` name, each once, in order; None when any is refused: then each
+    refusal is printed and goes to the result files' errors (exit 2, before any call)."""
+    arns: dict[str, None] = {}
+    refused = []
+    for text in texts:
+        try:
+            arns[check(text)] = None
+        except InvalidArn as exc:
+            refused.append((text, str(exc)))
+    files = getattr(args, "result_files", None)
+    for text, message in refused:
+        print(f"ibwatch: {message}", file=sys.stderr)
+        if files is not None:
+            files.so_far.error(text, message)
+    return None if refused else tuple(arns)
 
 
 def _log_options(parser: argparse.ArgumentParser, default: str = "auto") -> None:
@@ -432,9 +466,17 @@ def _with_result_files(args: argparse.Namespace) -> int:
             print(f"ibwatch: --dotenv {files.dotenv}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_USAGE
     args.result_files = files
-    code = _dispatch(args)
-    if not files.reported:
-        files.write(no_result(code), sys.stderr)
+    # The program itself only: a signal handler is the process's, not a caller's.
+    guard = (
+        sigterm_raises(unless=lambda: files.reported)
+        if args.own_process
+        else nullcontext(lambda: None)
+    )
+    with guard as disarm:
+        code = _dispatch(args)
+        disarm()  # the run ends now, with `code`, and writes its files whole
+        if not files.reported:
+            files.write(no_result(code, files.so_far), sys.stderr)
     return code
 
 
@@ -451,6 +493,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     }
     try:
         return handlers[args.command](args)
+    except Terminated:
+        # SIGTERM before the wait could catch it itself (`watcher.termination`).
+        print("ibwatch: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_SIGTERM
     except KeyboardInterrupt:
         # Ctrl-C before the command could catch it itself: never a pass (0).
         print("ibwatch: interrupted", file=sys.stderr)
@@ -543,14 +589,17 @@ def _wait(args: argparse.Namespace) -> int:
         from watcher.logs import configure
         from watcher.wait import wait_until_available
 
-    arns = tuple(
-        dict.fromkeys(str(Arn.parse(text)) for text in args.arns)
-    )  # exit 2 before any call
+    arns = _checked_arns(args, args.arns, lambda text: str(Arn.parse(text)))
+    if arns is None:
+        return EXIT_USAGE
     # Human lines, never JSON: they land between the progress lines a person reads.
     configure(sys.stderr, log_format="human", level=args.log_level)
     return anyio.run(
         lambda: wait_until_available(
-            _wait_request(args, arns), clock=SystemClock(), stdout=sys.stdout, stderr=sys.stderr
+            _wait_request(args, arns),
+            clock=SystemClock(),
+            stdout=sys.stdout,
+            stderr=sys.stderr,
         )
     )
 
@@ -560,7 +609,9 @@ def _start(args: argparse.Namespace) -> int:
         from watcher.logs import configure
         from watcher.start import StartRequest, check_client_token, start_pipelines
 
-    pipelines = tuple(dict.fromkeys(args.pipelines))
+    pipelines = _checked_arns(args, args.pipelines, _pipeline_arn)
+    if pipelines is None:
+        return EXIT_USAGE
     reports = [name for name in ("dotenv", "summary") if getattr(args, name) is not None]
     if args.no_wait and reports:
         print(

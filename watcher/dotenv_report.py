@@ -72,12 +72,12 @@ def dotenv_lines(outputs: StepOutputs) -> tuple[list[str], list[str]]:
     """The lines of the file, and why any value was left out."""
     warnings: list[str] = []
     values = {
-        STATUS: outputs.status,
+        STATUS: _utf8(outputs.status),
         EXIT_CODE: str(outputs.exit_code),
-        BUILD_ARN: outputs.build_arn or "",
-        FAILED_STEP: outputs.failed_step or "",
-        LOG_GROUP: outputs.log_group or "",
-        CONSOLE_URL: outputs.console_url or "",
+        BUILD_ARN: _utf8(outputs.build_arn or ""),
+        FAILED_STEP: _utf8(outputs.failed_step or ""),
+        LOG_GROUP: _utf8(outputs.log_group or ""),
+        CONSOLE_URL: _utf8(outputs.console_url or ""),
         AMIS: _compact(dict(outputs.amis)),
         CONTAINER_URIS: _compact(list(outputs.container_uris)),
     }
@@ -99,7 +99,8 @@ def dotenv_lines(outputs: StepOutputs) -> tuple[list[str], list[str]]:
         f"({', '.join(sorted(ids))}); the job log lists each image's AMIs"
         for region, ids in outputs.ambiguous_amis.items()
     ]
-    for region, ami in outputs.amis.items():
+    for region, text in outputs.amis.items():
+        ami = _utf8(text)
         key = ami_key(region)
         line = f"{key}={ami}"
         if not _REGION.fullmatch(region) or not _KEY.fullmatch(key) or not _keeps(ami):
@@ -118,6 +119,12 @@ def _keeps(value: str) -> bool:
     """Whether GitLab reads `value` back as it is: one line, nothing its parser strips
     (it strips spaces, and control characters are refused here), no `$`."""
     return not _UNSAFE.search(value) and value == value.strip(" ")
+
+
+def _utf8(value: str) -> str:
+    """`value` as UTF-8 can hold it: AWS's JSON may carry a lone surrogate (`"\ud800"`
+    parses), which no UTF-8 file can; `?` stands in for it."""
+    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def ami_key(region: str) -> str:

@@ -37,7 +37,7 @@ def write_github_output(path: Path, report: Mapping[str, Any]) -> list[str]:
         {"arn": image["arn"], "message": (image["error"] or image["last_error"])["message"]}
         for image in report["images"]
         if image["error"] or image["last_error"]
-    ]
+    ] + list(report.get("errors", ()))  # a run without a result: what stopped it
     lines = [
         f"status={report['status']}",
         f"exit_code={report['exit_code']}",
@@ -56,7 +56,9 @@ def write_github_output(path: Path, report: Mapping[str, Any]) -> list[str]:
         f"result={_compact(_without_log_tails(report))}",
     ]
     try:
-        with path.open("a", encoding="utf-8") as handle:
+        # `replace`: AWS's JSON may hold a lone surrogate (`"\ud800"` parses), which
+        # UTF-8 cannot encode; `?` in its place rather than no outputs at all.
+        with path.open("a", encoding="utf-8", errors="replace") as handle:
             handle.write("\n".join(lines) + "\n")
     except OSError as exc:
         return [*warnings, f"GITHUB_OUTPUT {path}: {exc.strerror or exc}"]

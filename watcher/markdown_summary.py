@@ -3,7 +3,8 @@ $GITHUB_STEP_SUMMARY): a table of the builds; for each build that did not end
 AVAILABLE, why (its reason, its failed step and that step's message, links to its
 console page and log stream, the end of its log); the AMIs and container images per
 region. A run that ended before it had a result (`watcher.result_files.no_result`: no
-image in it) gets its exit code and what that means, from `watcher.exit_codes`.
+image in it) gets its exit code and what that means, from `watcher.exit_codes`, and
+what it had done: the builds it started, the errors it met.
 
 Rendered from the report `--output json` prints (`watcher.wait.build_report`). Text
 from AWS (reasons, step and error messages, log lines) is untrusted: it reaches the
@@ -14,10 +15,11 @@ own, and reasons and messages are redacted as the log lines already are. Pure bu
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from watcher.diagnostics import console_url
 from watcher.exit_codes import meaning
@@ -53,12 +55,21 @@ def append_summary(path: Path, report: Mapping[str, Any]) -> list[str]:
     that cannot be written costs the summary, never the exit code)."""
     try:
         with path.open("a", encoding="utf-8") as handle:
-            if handle.tell() > 0:
+            if _position(handle) > 0:
                 handle.write("\n")  # a block of its own after what the step wrote
             handle.write(render_summary(report))
     except OSError as exc:
         return [f"--summary {path}: {exc.strerror or exc}"]
     return []
+
+
+def _position(handle: TextIO) -> int:
+    """Where appending starts; 0 in a pipe or a terminal (`/dev/stderr`, a FIFO), which
+    cannot say and holds nothing of this step's to keep apart from."""
+    try:
+        return handle.tell()
+    except io.UnsupportedOperation:
+        return 0
 
 
 def render_summary(report: Mapping[str, Any], *, budget: int = BUDGET) -> str:
@@ -88,12 +99,38 @@ def render_summary(report: Mapping[str, Any], *, budget: int = BUDGET) -> str:
 
 
 def _no_result(report: Mapping[str, Any]) -> str:
+    """The exit code and its meaning; then what the run had done before it stopped
+    (`watcher.result_files.SoFar`): the builds it started, which nothing now waits
+    for, the token that gets them back, and the errors it met."""
     code = int(report["exit_code"])
-    return (
-        "### Image Builder: no result\n\n"
+    lines = [
+        "### Image Builder: no result",
+        "",
         f"ibwatch exit code {code}: {meaning(code)}. It stopped before it had a result; "
-        "the job log says why.\n"
-    )
+        "the job log says why.",
+    ]
+    started: Sequence[str] = report.get("started") or ()
+    if started:
+        lines += ["", "Started before it stopped, and not waited for:", ""]
+        lines += [f"- {_build_link(build)}" for build in started]
+    token = report.get("client_token")
+    if token and started:
+        lines += [
+            "",
+            f"`ibwatch start --client-token` {_code(token)} gets the same "
+            f"build{'s' if len(started) > 1 else ''} back instead of starting new ones.",
+        ]
+    for error in report.get("errors") or ():
+        lines += ["", f"#### {_code(error['arn'])}", "", *_block(_message(error["message"]))]
+    return "\n".join(lines) + "\n"
+
+
+def _build_link(build: str) -> str:
+    """A build as a list item: its name, linked to its console page when it has one."""
+    label = _code(_label({"build_arn": build, "arn": build}))
+    page = _console_url(build)
+    url = link_url(page) if page else None
+    return f"[{label}]({url})" if url else label
 
 
 def _head(report: Mapping[str, Any]) -> str:

@@ -153,6 +153,14 @@ class Metrics:
         self.dead_letters = Gauge(
             "ibwatch_dead_letters", "Dead letters per sink.", ["sink"], registry=r
         )
+        # Without it, a store that cannot answer a scrape (its outbox gauges left out)
+        # would silence every alert on the outbox rather than raise one.
+        self.outbox_readable = Gauge(
+            "ibwatch_outbox_readable",
+            "1 when this scrape read the outbox from the state store, 0 when it could not "
+            "(an error, or no answer in time): the outbox gauges are then left out.",
+            registry=r,
+        )
         # /readyz is a probe, not a series: Prometheus sees readiness only through this.
         self.ready = Gauge(
             "ibwatch_ready",

@@ -34,11 +34,14 @@ from watcher.urls import redact_url
 
 log = structlog.get_logger("ibwatch")
 
-OUTBOX_READ_WITHIN = 2.0
+OUTBOX_READ_WITHIN = 5.0
 """Seconds a scrape waits for the outbox's counts. With the database down, the store
 waits 30 s for a connection (`watcher.store.postgres.WAIT_FOR_DATABASE`), longer than
 Prometheus's default scrape_timeout (10 s): the whole scrape would fail, and with it
-`ibwatch_ready`, the one series that says something is wrong."""
+`ibwatch_ready`, the one series that says something is wrong. Half that timeout, so
+that a slow but healthy database (counting many dead letters) still answers in time
+and the rest of the scrape has the other half; `ibwatch_outbox_readable` says when
+it did not."""
 
 
 @dataclass
@@ -166,6 +169,7 @@ def _leader_only(metrics: Metrics) -> frozenset[str]:
         metrics.outbox_pending,
         metrics.outbox_oldest,
         metrics.dead_letters,
+        metrics.outbox_readable,
     )
     return frozenset(family.name for gauge in gauges for family in gauge.describe())
 
@@ -185,8 +189,8 @@ class _OutboxGauges:
     """The leader's outbox gauges, read from the store at each scrape. When the store
     cannot answer (the database is down while this replica still leads), they are
     left out of that scrape rather than failing it, so that `ibwatch_ready` and the
-    rest still reach Prometheus; the log says so once when it starts and once when
-    it ends, not at every scrape."""
+    rest still reach Prometheus, and `ibwatch_outbox_readable` is 0 (1 when read);
+    the log says so once when it starts and once when it ends, not at every scrape."""
 
     def __init__(self) -> None:
         self._failing = False
@@ -201,6 +205,7 @@ class _OutboxGauges:
                 stats = await probes.store.outbox_stats()
             except StoreError as exc:
                 why = str(exc)
+        metrics.outbox_readable.set(0 if stats is None else 1)
         if stats is None:
             for gauge in gauges:
                 gauge.clear()  # no stale values: the series pause until the store answers

@@ -3,8 +3,11 @@
 
 StartImagePipelineExecution is idempotent on its `clientToken` (botocore's model:
 "If you retry a request with the same client token, Image Builder returns the
-original response without running the operation again"). The token is printed,
-so a retried CI job given `--client-token` gets the same build, not a second one.
+original response without running the operation again"). The token is printed (and
+written to GITHUB_OUTPUT before the first start), so a retried CI job given
+`--client-token` gets the same build, not a second one. A run that stops partway
+records what it started and why it stopped in `ResultFiles.so_far`, for the result
+files: a build started and then left unwatched must not go unmentioned.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from watcher.engine import Engine, RunResult
 from watcher.errors import ApiError
 from watcher.exit_codes import EXIT_AVAILABLE
 from watcher.ratelimit import CubicLimiter
+from watcher.result_files import SoFar
 from watcher.retry import RetryPolicy, call_with_retry
 from watcher.wait import WaitRequest, exit_for_error, wait_with
 
@@ -73,11 +77,16 @@ async def start_pipelines(
 ) -> int:
     token = request.client_token or str(uuid.uuid4())
     count = len(request.pipelines)
+    so_far = request.wait.files.so_far if request.wait.files is not None else SoFar()
+    so_far.client_token = token
     _say(
         stderr,
         f"ibwatch: client token {token}: run again with --client-token {token} "
         "to get the same build(s) rather than start new ones",
     )
+    # Before the first call: a start whose answer was lost may still have started a
+    # build, which only this token gets back.
+    _append(github_output, [f"client_token={token}"], stderr)
     async with AwsImageSource(
         clock=clock,
         region=request.wait.region,
@@ -97,18 +106,17 @@ async def start_pipelines(
                 )
             except ApiError as exc:
                 _say(stderr, f"ibwatch: could not start {pipeline}: {exc}")
+                so_far.error(pipeline, str(exc))
                 if builds:
                     _say(stderr, "ibwatch: already started: " + ", ".join(builds))
                 return exit_for_error(exc)
             _say(stderr, f"ibwatch: started {build} from {pipeline}")
             builds.append(build)
-        if github_output is not None:
-            _append(github_output, [f"client_token={token}"])
+            so_far.started.append(build)
         if request.no_wait:
             stdout.write("".join(f"{build}\n" for build in builds))
             stdout.flush()
-            if github_output is not None:
-                _append(github_output, [f"build_arn={builds[0] if count == 1 else ''}"])
+            _append(github_output, [f"build_arn={builds[0] if count == 1 else ''}"], stderr)
             return EXIT_AVAILABLE
 
         async def cancel_running(engine: Engine, result: RunResult) -> None:
@@ -148,9 +156,16 @@ async def _cancel_running(
             watch.tracked = watch.tracked.model_copy(update={"snapshot": snapshot})
 
 
-def _append(path: Path, lines: list[str]) -> None:
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+def _append(path: Path | None, lines: list[str], stderr: TextIO) -> None:
+    """Step outputs of the start itself; as with the result's, a GITHUB_OUTPUT that
+    cannot be written costs a warning, never the exit code."""
+    if path is None:
+        return
+    try:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+    except OSError as exc:
+        _say(stderr, f"ibwatch: warning: GITHUB_OUTPUT {path}: {exc.strerror or exc}")
 
 
 def _say(stream: TextIO, line: str) -> None:

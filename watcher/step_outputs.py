@@ -17,7 +17,8 @@ class StepOutputs:
     status: str
     exit_code: int
     build_arns: tuple[str, ...]
-    """The build each watched ARN was resolved to (a version ARN names its newest)."""
+    """The build each watched ARN was resolved to (a version ARN names its newest); in
+    a run without a result, the builds it started before it stopped."""
     amis: Mapping[str, str]
     """Region -> AMI id, for each region where exactly one AMI was built."""
     ambiguous_amis: Mapping[str, tuple[str, ...]]
@@ -49,7 +50,10 @@ def step_outputs(report: Mapping[str, Any]) -> StepOutputs:
     return StepOutputs(
         status=str(report["status"]),
         exit_code=int(report["exit_code"]),
-        build_arns=tuple(i["build_arn"] for i in report["images"] if i["build_arn"]),
+        # A run without a result (`watcher.result_files.no_result`) names the builds it
+        # had started: whoever reads the files must learn of them, not only the log.
+        build_arns=tuple(i["build_arn"] for i in report["images"] if i["build_arn"])
+        or tuple(report.get("started", ())),
         amis={region: ids[0] for region, ids in by_region.items() if len(ids) == 1},
         ambiguous_amis={region: tuple(ids) for region, ids in by_region.items() if len(ids) > 1},
         container_uris=tuple(uris),

@@ -167,10 +167,18 @@ async def _interrupt_on_signals(engine: Engine) -> None:
     143: a CI step must never read an interrupted wait as a pass."""
     if threading.current_thread() is not threading.main_thread():
         return  # signals reach the main thread only (an embedding caller's thread)
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            engine.interrupt(signum)
-            return
+    # Closing the receiver sets SIG_DFL (asyncio's remove_signal_handler): the handlers
+    # from before the wait (`watcher.termination`'s) come back instead.
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with anyio.open_signal_receiver(*before) as signals:
+            async for signum in signals:
+                engine.interrupt(signum)
+                return
+    finally:
+        for signum, handler in before.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 def exit_code(result: RunResult) -> int:

@@ -6,13 +6,22 @@ still once every build has ended."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
 from pathlib import Path
 
 import anyio
 import pytest
+from anyio.abc import SocketStream
 
 from tests import gitlab_dotenv
+from tests.cli.support import IBWATCH
 from tests.cli.test_wait_diagnostics import AGENT, agent_and_web_base, offline
+from tests.deploy.ci_support import PIPELINE, VERSION_ARN, pipeline_to_available
 from tests.support import ACCOUNT
 from watcher.cli import main
 from watcher.simulator import Simulator
@@ -120,3 +129,109 @@ def test_a_command_line_refused_by_the_parser_leaves_the_files_as_they_were(
         main(["wait-until-available", "--dotenv", str(path), "--timeout", "soon", AGENT])
     assert exited.value.code == 2
     assert path.read_text() == "IBWATCH_STATUS=AVAILABLE\n"
+
+
+def github_outputs(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+
+async def test_a_start_that_fails_partway_names_the_build_it_started_in_every_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first pipeline started, the second is unknown: exit 4 with no result, yet
+    the files name the started build (nothing waits for it now), the client token
+    that gets it back, and why the second failed."""
+    dotenv, summary, outputs = tmp_path / "ibwatch.env", tmp_path / "summary.md", tmp_path / "out"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    argv = ["start", "--dotenv", str(dotenv), "--summary", str(summary)]
+    argv += ["--client-token", "job-42", PIPELINE, UNKNOWN_PIPELINE]
+    async with Simulator(pipeline_to_available()) as url:
+        code = await anyio.to_thread.run_sync(main, [*argv, "--endpoint-url", url])
+    assert code == 4
+    started = f"{VERSION_ARN}/1"
+    written = github_outputs(outputs)
+    assert (written["status"], written["build_arn"]) == ("ERROR", started)
+    assert json.loads(written["build_arns"]) == [started]
+    assert written["client_token"] == "job-42"
+    [error] = json.loads(written["errors"])
+    assert error["arn"] == UNKNOWN_PIPELINE
+    assert "no-such-pipeline" in error["message"]
+    values = gitlab_dotenv.parse(dotenv.read_bytes())
+    assert (values["IBWATCH_STATUS"], values["IBWATCH_BUILD_ARN"]) == ("ERROR", started)
+    text = summary.read_text()
+    assert "Started before it stopped, and not waited for:\n\n- [`web-base 1.4.0/1`](" in text
+    assert "`ibwatch start --client-token` `job-42` gets the same build back" in text
+    assert f"#### `{UNKNOWN_PIPELINE}`\n\n```text\n" in text
+
+
+def test_every_arn_refused_after_parsing_is_named_in_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 before any call; every refused ARN, not the first alone, in `errors`."""
+    outputs, summary = tmp_path / "out", tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    wrong = ["not-an-arn", PIPELINE]
+    assert main(["wait-until-available", "--summary", str(summary), wrong[0], AGENT, wrong[1]]) == 2
+    errors = json.loads(github_outputs(outputs)["errors"])
+    assert [error["arn"] for error in errors] == wrong
+    assert "names a image-pipeline, not an image" in errors[1]["message"]
+    assert all(f"ibwatch: {error['message']}" in capsys.readouterr().err for error in errors[:1])
+    assert f"#### `{PIPELINE}`" in summary.read_text()
+
+
+def test_a_summary_goes_to_a_pipe_too(tmp_path: Path) -> None:
+    """A FIFO (or /dev/stderr) cannot say where it is: the summary is written all
+    the same, not dropped with a warning."""
+    fifo = tmp_path / "summary.fifo"
+    os.mkfifo(fifo)
+    read: list[bytes] = []
+    reader = threading.Thread(target=lambda: read.append(fifo.read_bytes()))
+    reader.start()  # open() for writing blocks until a reader has the FIFO open
+    try:
+        assert main(["wait-until-available", "--summary", str(fifo), "not-an-arn"]) == 2
+    finally:
+        # A reader still waiting for a writer gets its end of file; none left: ENXIO.
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join()
+    assert read[0].decode().startswith("### Image Builder: no result\n\nibwatch exit code 2: ")
+
+
+async def test_sigterm_before_the_wait_ends_the_run_with_143_and_every_file_written(
+    tmp_path: Path,
+) -> None:
+    """`start` on an endpoint that takes the connection and never answers: SIGTERM
+    (a CI job cancelled) while StartImagePipelineExecution waits ends the run as the
+    one-shot commands end on a signal, not with the process killed and nothing
+    written."""
+    dotenv, summary, outputs = tmp_path / "ibwatch.env", tmp_path / "summary.md", tmp_path / "out"
+    called = anyio.Event()
+
+    async def never_answer(stream: SocketStream) -> None:
+        async with stream:
+            called.set()
+            await anyio.sleep_forever()
+
+    env = {**os.environ, "GITHUB_OUTPUT": str(outputs), "AWS_EC2_METADATA_DISABLED": "true"}
+    async with (
+        await anyio.create_tcp_listener(local_host="127.0.0.1") as listener,
+        anyio.create_task_group() as group,
+    ):
+        group.start_soon(listener.serve, never_answer)
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        command = [str(IBWATCH), "start", "--endpoint-url", f"http://127.0.0.1:{port}"]
+        command += ["--dotenv", str(dotenv), "--summary", str(summary), PIPELINE]
+        async with await anyio.open_process(command, env=env, stdout=subprocess.DEVNULL) as process:
+            with anyio.fail_after(30):
+                await called.wait()
+                process.send_signal(signal.SIGTERM)
+                await process.wait()
+            assert process.stderr is not None
+            err = b"".join([chunk async for chunk in process.stderr]).decode()
+        group.cancel_scope.cancel()
+    assert process.returncode == 143, err
+    assert "ibwatch: terminated (SIGTERM)" in err
+    values = gitlab_dotenv.parse(dotenv.read_bytes())
+    assert (values["IBWATCH_STATUS"], values["IBWATCH_EXIT_CODE"]) == ("INTERRUPTED", "143")
+    assert summary.read_text().startswith("### Image Builder: no result\n\nibwatch exit code 143")
+    assert github_outputs(outputs)["status"] == "INTERRUPTED"

@@ -31,7 +31,8 @@ unset, as actions/cache's restoreImpl.ts does ("`cache-hit` is intentionally not
 `false` here", actions/cache issue 1466). Nothing is uploaded or downloaded.
 
 Cancelling: `run(interrupt=Interrupt(...))` signals a step's bash process alone once a
-line of its output holds a marker, as GitHub's runner cancels a step
+line of its output holds a marker (then calls the interrupt's `then`, if any), as
+GitHub's runner cancels a step
 (ProcessInvoker.cs, CancelAndKillProcessTree: kill(pid, SIGINT), SIGTERM 7.5 s later).
 That bash starts with SIGINT at its default, as the runner starts it, whatever this
 test process was started with. `run(stop_after=ID)` ends the run after that step and
@@ -46,7 +47,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,11 +248,14 @@ class StepRun:
 
 @dataclass(frozen=True)
 class Interrupt:
-    """Signal step `step`'s bash with `signum` once its output has a line holding `when`."""
+    """Signal step `step`'s bash with `signum` once its output has a line holding `when`;
+    then call `then`, e.g. to let a program the step waits on go on once the signal is
+    sure to have come."""
 
     step: str
     when: str
     signum: int = signal.SIGINT
+    then: Callable[[], None] | None = None
 
 
 @dataclass
@@ -464,6 +468,8 @@ def _bash(
                     log.append(line)
                     if interrupt.when in line:
                         process.send_signal(interrupt.signum)  # bash alone, as the runner
+                        if interrupt.then is not None:
+                            interrupt.then()
                         break
             log.append(process.communicate(timeout=120)[0])
         except subprocess.TimeoutExpired:

