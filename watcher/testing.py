@@ -11,7 +11,7 @@ import itertools
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -187,22 +187,30 @@ class VirtualClock:
 
         Time stands still while any worker thread is busy (the loop's default
         executor, which aiobotocore uses for TLS contexts, and anyio's threads,
-        which the SQLite store uses): their work takes no virtual time.
+        which the SQLite store uses): their work takes no virtual time. The loop
+        counts as idle only after `idle_rounds` turns in a row with none busy, so a
+        task a finished job wakes has run before time moves.
         """
         threads = _CountingExecutor()
         asyncio.get_running_loop().set_default_executor(threads)
+        idle = 0
         try:
             while True:
-                for _ in range(self._idle_rounds):
-                    await anyio.lowlevel.checkpoint()
-                busy = (
+                await anyio.lowlevel.checkpoint()
+                if (
                     self._held
                     or threads.running
                     or anyio.to_thread.current_default_thread_limiter().borrowed_tokens
-                )
+                ):
+                    idle = 0  # real work (threads, I/O held) is under way
+                    await anyio.sleep(0.001)
+                    continue
+                idle += 1
+                if idle < self._idle_rounds:
+                    continue
+                idle = 0
                 due = self._alarms.next_due()
-                if busy or due is None:
-                    # Real work (threads, I/O) is under way, or nothing waits on time.
+                if due is None:  # nothing waits on time
                     await anyio.sleep(0.001)
                     continue
                 self._now = max(self._now, due)
@@ -212,7 +220,21 @@ class VirtualClock:
 
 
 class _CountingExecutor(ThreadPoolExecutor):
-    """A thread pool that knows how many jobs it has not finished."""
+    """A thread pool that knows how many jobs it has not finished: a job counts as
+    running until its result is on its way to the loop.
+
+    A pool's future runs its done callbacks in the order they were added, and
+    asyncio (`run_in_executor`) adds the one that hands the result to the loop after
+    `submit` returns. A count released from a callback of the pool's own future went
+    down before asyncio's had run; posting that release writes to the loop's
+    self-pipe, which lets go of the GIL, so the loop ran on while the worker thread
+    waited for the GIL and, on a loaded machine, for a CPU: `drive()` saw nothing
+    running and moved time over and over (an hour in a few milliseconds) while
+    aiobotocore awaited its TLS context. So the caller gets a future of its own,
+    completed in the job's thread before the release is posted: asyncio's hand-over
+    reaches the loop first. (A job done before asyncio subscribes is handed over at
+    once, on the loop, as `submit` returns: before the awaiting task even yields.)
+    The woken task then runs within the turns `drive()` waits after a release."""
 
     def __init__(self) -> None:
         super().__init__(thread_name_prefix="virtual-clock")
@@ -223,19 +245,27 @@ class _CountingExecutor(ThreadPoolExecutor):
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         with self._count_lock:
             self.running += 1
-        future = super().submit(fn, *args, **kwargs)
-        future.add_done_callback(self._done)
-        return future
+        handed: Future[T] = Future()
+        job = super().submit(fn, *args, **kwargs)
+        # Cancelling the caller's future (asyncio does when the awaiting task is
+        # cancelled) cancels the job if it has not started, as with a plain pool.
+        handed.add_done_callback(lambda f: job.cancel() if f.cancelled() else None)
+        job.add_done_callback(lambda done: self._hand_over(done, handed))
+        return handed
 
-    def _done(self, _: object) -> None:
-        """A job counts as running until its result is back on the loop. Counting it
-        done here, in the worker thread, left a moment (before asyncio's own done
-        callback, added after this one, wakes the loop) in which `drive()` could see
-        nothing running and jump time over the rest of the awaiting task's work. Two
-        hops on the loop put the release after asyncio's hand-over of the result, so
-        the awaiting task is already scheduled when the count drops."""
+    def _hand_over(self, job: Future[T], handed: Future[T]) -> None:
+        """In the job's thread: complete the caller's future, whose done callbacks
+        run here and now (asyncio's posts the result to the loop), then post the
+        release behind them. The loop runs what is posted in order."""
+        with contextlib.suppress(InvalidStateError):  # cancelled by the caller meanwhile
+            if job.cancelled():
+                handed.cancel()
+            elif (error := job.exception()) is not None:
+                handed.set_exception(error)
+            else:
+                handed.set_result(job.result())
         try:
-            self._loop.call_soon_threadsafe(self._loop.call_soon, self._release)
+            self._loop.call_soon_threadsafe(self._release)
         except RuntimeError:  # the loop is closed: nobody is left to count for
             self._release()
 
