@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 from typing import Any
 
 import aiohttp
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.session import AioSession, get_session
 
 from watcher.simulator import Scenario
 
@@ -33,6 +34,23 @@ async def imagebuilder(endpoint_url: str, region: str = "us-east-1") -> AsyncIte
         yield client
 
 
+@cache
+def _models() -> Any:
+    """botocore's loader of service models and endpoint rules, one per test process."""
+    return get_session().get_component("data_loader")
+
+
+def aws_session() -> AioSession:
+    """A new botocore session, but reading the models through the process's one loader,
+    as `watcher.credentials` shares them among its account sessions: a session of its
+    own reads them from disk again, a tenth of a second of CPU or more per first client,
+    on hundreds of clients. Everything else is the session's own, credentials and
+    config files among it, so each test's environment is read afresh."""
+    session = get_session()
+    session.register_component("data_loader", _models())
+    return session
+
+
 @asynccontextmanager
 async def aws_client(
     service: str,
@@ -42,8 +60,7 @@ async def aws_client(
 ) -> AsyncIterator[Any]:
     """A real aiobotocore client of `service`, retries off so every call is one request;
     signing with `key` (access key id, secret)."""
-    session = get_session()
-    async with session.create_client(
+    async with aws_session().create_client(
         service,
         region_name=region,
         endpoint_url=endpoint_url,

@@ -8,7 +8,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from tests.support import WEB_BASE, scenario
+from tests.support import WEB_BASE, aws_session, scenario
 from watcher.aws import AwsImageSource, _log_page, classify_errors, snapshot_from_image
 from watcher.errors import (
     AccessDenied,
@@ -42,7 +42,7 @@ async def test_faults_are_classified(faults: dict[str, object], expected: type[A
     clock = FakeClock()
     async with (
         Simulator(scenario(faults=faults), clock=clock) as url,
-        AwsImageSource(clock=clock, endpoint_url=url) as source,
+        AwsImageSource(clock=clock, endpoint_url=url, session=aws_session()) as source,
     ):
         with pytest.raises(expected) as caught:
             await source.get(WEB_BASE)

@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 
+from tests.support import aws_session
 from watcher.config import load
 from watcher.daemon import Service, open_service, serve
 from watcher.testing import VirtualClock
@@ -40,7 +41,7 @@ async def daemon_on(config_path: Path, clock: VirtualClock) -> AsyncIterator[Ser
     send, receive = anyio.create_memory_object_stream[int](4)
     with send, receive:
         async with (
-            open_service(load(config_path), clock=clock) as service,
+            open_service(load(config_path), clock=clock, source_session=aws_session()) as service,
             anyio.create_task_group() as group,
         ):
             group.start_soon(serve, service, receive, config_path)

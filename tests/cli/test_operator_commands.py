@@ -1,18 +1,16 @@
-"""check-config, notify-test and deliveries, as an operator runs them."""
+"""check-config, notify-test and deliveries, as an operator runs them: through the
+CLI's `main`, in-process (`tests/cli/in_thread.py`)."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import sqlite3
-import subprocess
 from pathlib import Path
 
-import anyio
 from standardwebhooks.webhooks import Webhook
 
-from tests.cli.support import IBWATCH
+from tests.cli.in_thread import ibwatch
 from tests.delivery.receiver import receiving
 from tests.support import WEB_BASE
 from watcher.clock import SystemClock
@@ -36,13 +34,6 @@ def write_config(tmp_path: Path, extra: str = "", state: str = "state.db") -> Pa
         '[[sinks]]\ntype = "slack"\nname = "chat"\nurl_env = "OPS_SLACK_URL"\n' + extra
     )
     return path
-
-
-async def ibwatch(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    done = await anyio.run_process([str(IBWATCH), *args], check=False, env={**os.environ, **env})
-    return subprocess.CompletedProcess(
-        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
-    )
 
 
 async def test_check_config_prints_the_effective_config_without_secrets(tmp_path: Path) -> None:

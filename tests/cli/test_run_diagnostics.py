@@ -1,11 +1,11 @@
 """The daemon's FAILED events carry the build's diagnostics, as the one-shot's do:
 its engine polls through a metered wrapper, and the workflow look-ups and the log
 tail must not be lost behind it. In-process, on virtual time, against the simulator
-over loopback."""
+over loopback. That `ibwatch demo` shows why its failing build failed, its log tail
+redacted: tests/cli/test_run_and_demo.py, on the demo that test runs anyway."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from tests.delivery.receiver import receiving
 from tests.engine.test_diagnostics import AGENT, windows_agent
 from tests.engine.test_log_tail import LAST_FIVE
 from tests.support import ACCOUNT, scenario, timeline
-from watcher.demo import DEMO_SCENARIO, run_demo
 from watcher.simulator import Simulator
 from watcher.testing import VirtualClock
 
@@ -80,19 +79,3 @@ async def test_the_daemons_failed_webhook_carries_the_last_log_lines_redacted(
 
 def _failed(body: Any) -> bool:
     return bool(body["data"]["current"]["status"] == "FAILED")
-
-
-async def test_the_demo_shows_why_its_failing_build_failed_with_its_log_redacted() -> None:
-    """`ibwatch demo` reads 5 lines: its windows-agent build's log ends with a password."""
-    clock = VirtualClock()
-    out = io.StringIO()
-    with structlog.testing.capture_logs():
-        async with anyio.create_task_group() as group:
-            group.start_soon(clock.drive)
-            assert await run_demo(DEMO_SCENARIO, clock=clock, out=out) == 0
-            group.cancel_scope.cancel()
-    lines = out.getvalue().splitlines()
-    why = lines.index("ibwatch demo: why windows-agent 3.1.0/12 failed:")
-    block = lines.index("  last 5 log lines:", why)
-    assert lines[block + 1 : block + 6] == [f"    {line}" for line in LAST_FIVE]
-    assert lines[block + 6].startswith("ibwatch demo: every build has ended")

@@ -18,7 +18,7 @@ import structlog
 from aiohttp.test_utils import TestClient, TestServer
 from anyio.streams.memory import MemoryObjectSendStream
 
-from tests.support import ACCOUNT, scenario, timeline
+from tests.support import ACCOUNT, aws_session, scenario, timeline
 from watcher import daemon, server
 from watcher.config import load
 from watcher.daemon import Service, open_service, serve
@@ -85,7 +85,9 @@ async def running(tmp_path: Path, images: list[str], watched: list[str]) -> Asyn
                 # A long interval: a poll within it can only be the one SIGHUP asked for.
                 config_path.write_text(config_text(url, tmp_path / "state.db", watched, "1h"))
                 config = load(config_path)
-                service = await stack.enter_async_context(open_service(config, clock=clock))
+                service = await stack.enter_async_context(
+                    open_service(config, clock=clock, source_session=aws_session())
+                )
                 app = server.create_app(daemon.probes_of(service))
                 http = await stack.enter_async_context(TestClient(TestServer(app)))
                 async with anyio.create_task_group() as daemon_group:

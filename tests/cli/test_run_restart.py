@@ -1,5 +1,6 @@
 """`ibwatch run` as a real daemon process: killed mid-build and restarted on the
-same state file, it neither repeats an event nor misses a transition."""
+same state file, it neither repeats an event nor misses a transition; the state
+file's lock keeps a second daemon off it, and dies with its daemon."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.cli.in_thread import ibwatch
 from tests.cli.support import IBWATCH, LineReader
 from tests.support import ACCOUNT, scenario, timeline
 from watcher.simulator import Simulator
@@ -49,6 +51,8 @@ def has_status(status: str) -> Any:
 async def test_sigkill_mid_build_then_restart_repeats_nothing_and_misses_nothing(
     tmp_path: Path,
 ) -> None:
+    """Also shows that the lock of a killed daemon does not outlive it: the restart
+    on its state file starts and runs (one daemon start fewer than a test of its own)."""
     clock = FakeClock()  # the simulator's time moves only when the test says so
     async with Simulator(
         scenario([{"arn": a, "timeline": STEPS} for a in ARNS]), clock=clock
@@ -69,6 +73,10 @@ async def test_sigkill_mid_build_then_restart_repeats_nothing_and_misses_nothing
         async with await anyio.open_process(command) as second, anyio.create_task_group() as group:
             reader = LineReader(second)
             group.start_soon(reader.pump)
+            try:
+                await reader.until(lambda lines: any('"ibwatch.started"' in x for x in lines))
+            except AssertionError as exc:
+                raise AssertionError(f"the killed daemon's lock outlived it: {exc}") from None
             await reader.until(has_status("AVAILABLE"))
             second.send_signal(signal.SIGTERM)
             with anyio.fail_after(20):
@@ -112,7 +120,10 @@ async def test_sigkill_mid_build_then_restart_repeats_nothing_and_misses_nothing
 async def test_a_second_daemon_on_the_same_state_file_exits_2_naming_the_first(
     tmp_path: Path,
 ) -> None:
-    """Two daemons on one state file would post every transition twice."""
+    """Two daemons on one state file would post every transition twice. The second
+    runs in-process (`tests/cli/in_thread.py`): the lock is the kernel's, held by the
+    first daemon's process against any other, and the second is refused before it
+    takes a signal."""
     async with Simulator(scenario([{"arn": a, "timeline": STEPS} for a in ARNS])) as url:
         config = write_config(tmp_path, url)
         command = [str(IBWATCH), "run", "--config", str(config), "--log-format", "json"]
@@ -121,28 +132,10 @@ async def test_a_second_daemon_on_the_same_state_file_exits_2_naming_the_first(
             group.start_soon(reader.pump)
             await reader.until(has_status("BUILDING"))
             with anyio.fail_after(10):
-                second = await anyio.run_process(command, check=False)
+                second = await ibwatch(*command[1:])
             first.send_signal(signal.SIGTERM)
             assert await first.wait() == 0
     assert second.returncode == 2
-    message = second.stderr.decode()
+    message = second.stderr
     assert f"{tmp_path / 'state.db'}: is in use by another ibwatch (pid {first.pid})" in message
     assert "Traceback" not in message
-
-
-async def test_the_lock_of_a_killed_daemon_does_not_outlive_it(tmp_path: Path) -> None:
-    async with Simulator(scenario([{"arn": a, "timeline": STEPS} for a in ARNS])) as url:
-        config = write_config(tmp_path, url)
-        command = [str(IBWATCH), "run", "--config", str(config), "--log-format", "json"]
-        async with await anyio.open_process(command) as first, anyio.create_task_group() as group:
-            reader = LineReader(first)
-            group.start_soon(reader.pump)
-            await reader.until(has_status("BUILDING"))
-            first.send_signal(signal.SIGKILL)
-            await first.wait()
-        async with await anyio.open_process(command) as again, anyio.create_task_group() as group:
-            reader = LineReader(again)
-            group.start_soon(reader.pump)
-            await reader.until(lambda lines: any('"ibwatch.started"' in x for x in lines))
-            again.send_signal(signal.SIGTERM)
-            assert await again.wait() == 0

@@ -1,16 +1,19 @@
-"""`ibwatch start` as CI runs it: a subprocess that starts pipelines on the
-simulator, then waits like `wait-until-available`."""
+"""`ibwatch start` as CI runs it: it starts pipelines on the simulator, then waits
+like `wait-until-available`. In-process (`tests/cli/in_thread.py`) where the exit
+code and the output are what is checked; the two tests that wait for a real
+`--timeout` run the real `ibwatch` program: a busy test process could spend that
+second before the first answer."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from tests.cli.in_thread import Ran, ibwatch
 from tests.cli.support import IBWATCH
 from tests.support import ACCOUNT, scenario, timeline
 from watcher.simulator import Simulator
@@ -42,9 +45,17 @@ QUICK = timeline(("PENDING", 10), ("BUILDING", 20), ("AVAILABLE", None))
 ENDLESS = timeline(("PENDING", 10), ("BUILDING", None))
 
 
-async def ibwatch_start(
-    simulator: Simulator, *args: str, env: dict[str, str] | None = None
+async def ibwatch_start(simulator: Simulator, *args: str, env: dict[str, str] | None = None) -> Ran:
+    """In-process, with `env` added to the environment."""
+    return await ibwatch(
+        "start", "--endpoint-url", simulator.endpoint_url, "--interval", "0.1s", *args, env=env
+    )
+
+
+async def ibwatch_start_process(
+    simulator: Simulator, *args: str
 ) -> subprocess.CompletedProcess[str]:
+    """As the real `ibwatch` program."""
     done = await anyio.run_process(
         [
             str(IBWATCH),
@@ -56,7 +67,6 @@ async def ibwatch_start(
             *args,
         ],
         check=False,
-        env=env,
     )
     return subprocess.CompletedProcess(
         done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
@@ -110,7 +120,7 @@ async def test_no_wait_prints_the_build_arn_and_writes_it_to_github_output(tmp_p
     simulator = Simulator(pipelines(ENDLESS))
     async with simulator:
         done = await ibwatch_start(
-            simulator, "--no-wait", PIPELINE, env={**os.environ, "GITHUB_OUTPUT": str(outputs)}
+            simulator, "--no-wait", PIPELINE, env={"GITHUB_OUTPUT": str(outputs)}
         )
     assert done.returncode == 0
     assert done.stdout == f"{VERSION}/1\n"
@@ -122,7 +132,7 @@ async def test_no_wait_prints_the_build_arn_and_writes_it_to_github_output(tmp_p
 async def test_cancel_on_timeout_cancels_the_running_build_and_exits_3() -> None:
     simulator = Simulator(pipelines(ENDLESS))
     async with simulator:
-        done = await ibwatch_start(
+        done = await ibwatch_start_process(
             simulator, "--timeout", "1s", "--cancel-on-timeout", "--output", "json", PIPELINE
         )
     assert done.returncode == 3, done.stderr
@@ -137,7 +147,7 @@ async def test_cancel_on_timeout_cancels_the_running_build_and_exits_3() -> None
 async def test_without_cancel_on_timeout_the_build_is_left_running() -> None:
     simulator = Simulator(pipelines(ENDLESS))
     async with simulator:
-        done = await ibwatch_start(simulator, "--timeout", "1s", PIPELINE)
+        done = await ibwatch_start_process(simulator, "--timeout", "1s", PIPELINE)
     assert done.returncode == 3
     assert "BUILDING  (still in progress at the timeout)" in done.stdout
     assert simulator.counters.requests["CancelImageCreation"] == 0
@@ -175,7 +185,7 @@ async def test_a_profile_that_does_not_exist_exits_2_before_starting_anything() 
     """As wait-until-available does: the AWS configuration, not the pipeline, is wrong."""
     simulator = Simulator(pipelines(QUICK))
     async with simulator:
-        done = await ibwatch_start(simulator, PIPELINE, env={**os.environ, "AWS_PROFILE": "nosuch"})
+        done = await ibwatch_start(simulator, PIPELINE, env={"AWS_PROFILE": "nosuch"})
     assert done.returncode == 2, done.stderr
     assert "The config profile (nosuch) could not be found" in done.stderr
     assert simulator.counters.requests["StartImagePipelineExecution"] == 0

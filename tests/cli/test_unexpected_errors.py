@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
 from pathlib import Path
 
+import anyio
 import pytest
 
-from tests.cli.support import IBWATCH
+from tests.cli.in_thread import ibwatch
 from watcher import cli
 
 ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/1.4.0/7"
@@ -30,19 +30,14 @@ def damaged_state_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_damaged_state_file_exits_2_naming_it_and_what_to_do(tmp_path: Path) -> None:
+async def test_a_damaged_state_file_exits_2_naming_it_and_what_to_do(tmp_path: Path) -> None:
     state = damaged_state_file(tmp_path)
     config = tmp_path / "watcher.toml"
     config.write_text(
         f'[watch]\narns = ["{ARN}"]\n[state]\npath = "{state}"\n[server]\nlisten = "127.0.0.1:0"\n'
     )
-    done = subprocess.run(
-        [str(IBWATCH), "run", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    with anyio.fail_after(30):
+        done = await ibwatch("run", "--config", str(config))
     assert done.returncode == 2
     assert f"ibwatch: {state}: the state file is damaged (" in done.stderr
     assert "move it aside to start afresh" in done.stderr

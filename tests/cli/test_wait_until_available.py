@@ -1,22 +1,29 @@
-"""`ibwatch wait-until-available` as CI runs it: a subprocess against the simulator."""
+"""`ibwatch wait-until-available` as CI runs it, against the simulator: in-process
+(`tests/cli/in_thread.py`) where the exit code and the output are what is checked,
+and as a real subprocess for what only a process shows: its exit status (0 and 1)
+and GITHUB_OUTPUT from its inherited environment (two tests)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import botocore.session
 import pytest
 
+from tests.cli.in_thread import Ran, ibwatch
 from tests.support import ACCOUNT, scenario, timeline, web_base_image
+from watcher.result_files import ResultFiles
 from watcher.simulator import Scenario, Simulator
-from watcher.testing import FakeClock
+from watcher.testing import FakeClock, VirtualClock
+from watcher.wait import WaitRequest, wait_until_available
 
 IBWATCH = Path(sys.executable).parent / "ibwatch"
 WEB = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/web-base/1.4.0/7"
@@ -49,14 +56,26 @@ def accounts() -> Scenario:
 
 async def ibwatch_wait(
     plan: Scenario, *args: str, env: dict[str, str] | None = None, after: float | None = None
-) -> tuple[subprocess.CompletedProcess[str], Simulator]:
-    """Run it against `plan`; with `after`, on a simulator whose scenario time stands
-    still at that many seconds."""
+) -> tuple[Ran, Simulator]:
+    """Run it in-process against `plan`, with `env` added to the environment; with
+    `after`, on a simulator whose scenario time stands still at that many seconds."""
     clock = FakeClock() if after is not None else None
     simulator = Simulator(plan, clock=clock)
     async with simulator as url:
         if clock is not None and after is not None:
             clock.advance(after)
+        done = await ibwatch(
+            "wait-until-available", "--endpoint-url", url, "--interval", "0.2s", *args, env=env
+        )
+    return done, simulator
+
+
+async def ibwatch_process(
+    plan: Scenario, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run it as the real `ibwatch` program against `plan`: `env` is its whole
+    environment, as the caller gives it."""
+    async with Simulator(plan) as url:
         done = await anyio.run_process(
             [
                 str(IBWATCH),
@@ -70,10 +89,40 @@ async def ibwatch_wait(
             check=False,
             env=env,
         )
-    result = subprocess.CompletedProcess(
+    return subprocess.CompletedProcess(
         done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
     )
-    return result, simulator
+
+
+async def wait_on_virtual_time(
+    endpoint_url: str,
+    arn: str,
+    *,
+    seconds: float,
+    output: Literal["text", "json"] = "text",
+    github_output: Path | None = None,
+) -> Ran:
+    """What `wait-until-available --endpoint-url URL --interval 0.2s --timeout SECONDS ARN`
+    runs (`wait_until_available`), on virtual time: the timeout comes once nothing
+    else is due, so what the wait saw before it never depends on how busy the machine
+    is, and no test waits it out. `--timeout` reaches the request through the code
+    `start` uses too (`_wait_request`), which tests/cli/test_start.py runs, as real
+    processes, to a real timeout."""
+    clock = VirtualClock()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    request = WaitRequest(
+        arns=(arn,),
+        timeout=seconds,
+        interval=0.2,
+        endpoint_url=endpoint_url,
+        output=output,
+        files=ResultFiles(github_output=github_output) if github_output else None,
+    )
+    async with anyio.create_task_group() as group:
+        group.start_soon(clock.drive)
+        code = await wait_until_available(request, clock=clock, stdout=stdout, stderr=stderr)
+        group.cancel_scope.cancel()
+    return Ran(code, stdout.getvalue(), stderr.getvalue())
 
 
 async def test_exit_0_when_every_build_is_available_and_prints_the_amis() -> None:
@@ -90,7 +139,8 @@ async def test_exit_0_when_every_build_is_available_and_prints_the_amis() -> Non
 
 
 async def test_exit_1_names_the_failing_arn_status_reason_and_failed_step() -> None:
-    done, _ = await ibwatch_wait(accounts(), WEB, AGENT)
+    """A real process: its exit status is what CI reads."""
+    done = await ibwatch_process(accounts(), WEB, AGENT)
     assert done.returncode == 1
     assert (
         f"{AGENT}  FAILED  in TESTING: Image testing failed  (failed step: RunImageTests)"
@@ -99,8 +149,11 @@ async def test_exit_1_names_the_failing_arn_status_reason_and_failed_step() -> N
 
 
 async def test_exit_3_on_timeout_while_a_build_is_still_in_progress() -> None:
+    """On virtual time: at a real one-second timeout, a busy machine could spend the
+    second before the first answer, and the line would say no answer came."""
     slow = WEB.replace("web-base", "slow")
-    done, _ = await ibwatch_wait(accounts(), slow, "--timeout", "1s")
+    async with Simulator(accounts()) as url:
+        done = await wait_on_virtual_time(url, slow, seconds=1)
     assert done.returncode == 3
     assert done.stdout.splitlines() == [f"{slow}  BUILDING  (still in progress at the timeout)"]
 
@@ -158,10 +211,12 @@ async def test_json_output_parses_and_holds_every_image() -> None:
 
 
 async def test_github_output_gets_status_amis_and_container_uris(tmp_path: Path) -> None:
+    """A real process, which finds GITHUB_OUTPUT in the environment it inherits; its
+    exit status 0 is what CI reads."""
     outputs = tmp_path / "github_output"
     outputs.write_text("earlier=kept\n")
     env = {**os.environ, "GITHUB_OUTPUT": str(outputs)}
-    done, _ = await ibwatch_wait(accounts(), WEB, API, env=env)
+    done = await ibwatch_process(accounts(), WEB, API, env=env)
     assert done.returncode == 0
     lines = outputs.read_text().splitlines()
     assert lines[0] == "earlier=kept", "appended, never overwritten"
@@ -183,12 +238,14 @@ async def test_endpoint_from_aws_endpoint_url_imagebuilder() -> None:
     """Any endpoint given the standard botocore way works, with no flag."""
     simulator = Simulator(accounts())
     async with simulator as url:
-        done = await anyio.run_process(
-            [str(IBWATCH), "wait-until-available", "--interval", "0.2s", WEB],
-            check=False,
-            env={**os.environ, "AWS_ENDPOINT_URL_IMAGEBUILDER": url},
+        done = await ibwatch(
+            "wait-until-available",
+            "--interval",
+            "0.2s",
+            WEB,
+            env={"AWS_ENDPOINT_URL_IMAGEBUILDER": url},
         )
-    assert done.returncode == 0, done.stderr.decode()
+    assert done.returncode == 0, done.stderr
     assert simulator.counters.requests["GetImage"] == 1
 
 
@@ -264,9 +321,9 @@ async def test_a_wildcard_version_resolves_to_the_newest_matching_build() -> Non
 
 
 async def test_a_version_without_a_build_keeps_looking_then_exits_3_saying_so() -> None:
-    done, simulator = await ibwatch_wait(
-        accounts(), VERSION.replace("web-base", "unbuilt"), "--timeout", "1s"
-    )
+    simulator = Simulator(accounts())
+    async with simulator as url:
+        done = await wait_on_virtual_time(url, VERSION.replace("web-base", "unbuilt"), seconds=1)
     assert done.returncode == 3
     assert done.stdout.splitlines() == [
         f"{VERSION.replace('web-base', 'unbuilt')}  TIMEOUT  "
@@ -278,7 +335,7 @@ async def test_a_version_without_a_build_keeps_looking_then_exits_3_saying_so() 
 
 async def test_github_output_names_the_build_a_version_resolved_to(tmp_path: Path) -> None:
     outputs = tmp_path / "github_output"
-    env = {**os.environ, "GITHUB_OUTPUT": str(outputs)}
+    env = {"GITHUB_OUTPUT": str(outputs)}
     newer = {"status": "AVAILABLE", "amis": [{"region": "us-east-1", "image": NEWER_AMI}]}
     plan = old_available_and_newer(newer)
     plan = Scenario.model_validate(
@@ -298,23 +355,19 @@ async def test_not_found_within_the_grace_is_retried_and_the_build_then_waited_o
         scenario([web_base_image(start=5, timeline=timeline(("AVAILABLE", None)))]), clock=clock
     )
     async with simulator as url, anyio.create_task_group() as group:
-        done: list[Any] = []
+        done: list[Ran] = []
 
         async def wait() -> None:
             done.append(
-                await anyio.run_process(
-                    [
-                        str(IBWATCH),
-                        "wait-until-available",
-                        "--endpoint-url",
-                        url,
-                        "--interval",
-                        "0.1s",
-                        "--not-found-grace",
-                        "1h",
-                        WEB,
-                    ],
-                    check=False,
+                await ibwatch(
+                    "wait-until-available",
+                    "--endpoint-url",
+                    url,
+                    "--interval",
+                    "0.1s",
+                    "--not-found-grace",
+                    "1h",
+                    WEB,
                 )
             )
 
@@ -324,8 +377,8 @@ async def test_not_found_within_the_grace_is_retried_and_the_build_then_waited_o
             while simulator.counters.responses["GetImage", "ResourceNotFoundException"] < 2:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
         clock.advance(5)
-    assert done[0].returncode == 0, done[0].stderr.decode()
-    assert done[0].stdout.decode().splitlines()[0] == f"{WEB}  AVAILABLE"
+    assert done[0].returncode == 0, done[0].stderr
+    assert done[0].stdout.splitlines()[0] == f"{WEB}  AVAILABLE"
 
 
 async def test_the_aws_clis_client_shows_why_a_version_is_listed_not_got() -> None:
@@ -360,27 +413,16 @@ async def test_the_aws_clis_client_shows_why_a_version_is_listed_not_got() -> No
 # --- what a timeout and the outputs say ------------------------------------------------
 
 
-async def wait_on_nothing(*args: str, env: dict[str, str] | None = None) -> Any:
-    """`wait-until-available WEB` for 2 s against a loopback port nothing listens on."""
+async def wait_on_nothing(
+    output: Literal["text", "json"] = "text", github_output: Path | None = None
+) -> Ran:
+    """`wait-until-available WEB` for 2 s (virtual) against a loopback port nothing
+    listens on."""
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    credentials = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "not-a-secret"}
-    return await anyio.run_process(
-        [
-            str(IBWATCH),
-            "wait-until-available",
-            "--endpoint-url",
-            f"http://127.0.0.1:{port}",
-            "--interval",
-            "0.2s",
-            "--timeout",
-            "2s",
-            *args,
-            WEB,
-        ],
-        check=False,
-        env={**os.environ, **credentials, **(env or {})},
+    return await wait_on_virtual_time(
+        f"http://127.0.0.1:{port}", WEB, seconds=2, output=output, github_output=github_output
     )
 
 
@@ -388,7 +430,7 @@ async def test_a_timeout_against_an_unreachable_endpoint_says_it_never_reached_t
     tmp_path: Path,
 ) -> None:
     outputs = tmp_path / "github_output"
-    done = await wait_on_nothing("--output", "json", env={"GITHUB_OUTPUT": str(outputs)})
+    done = await wait_on_nothing("json", github_output=outputs)
     assert done.returncode == 3
     (image,) = json.loads(done.stdout)["images"]
     assert image["status"] is None
@@ -399,7 +441,7 @@ async def test_a_timeout_against_an_unreachable_endpoint_says_it_never_reached_t
 
 async def test_a_timeout_in_text_names_the_cause() -> None:
     done = await wait_on_nothing()
-    (line,) = done.stdout.decode().splitlines()
+    (line,) = done.stdout.splitlines()
     assert line.startswith(
         f"{WEB}  TIMEOUT  (no answer before the timeout; never reached the API: "
     )
@@ -420,9 +462,7 @@ async def test_two_images_in_one_region_leave_ami_region_out_with_a_warning(
             ),
         ]
     )
-    done, _ = await ibwatch_wait(
-        plan, WEB, other, env={**os.environ, "GITHUB_OUTPUT": str(outputs)}
-    )
+    done, _ = await ibwatch_wait(plan, WEB, other, env={"GITHUB_OUTPUT": str(outputs)})
     assert done.returncode == 0
     values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
     assert "ami_us-east-1" not in values

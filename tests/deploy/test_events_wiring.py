@@ -20,6 +20,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -245,9 +246,9 @@ def _cfn_lint() -> str:
     return found
 
 
-def _run_cfn_lint(template: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """cfn-lint on `template` for every Region it knows, informational rules included,
-    away from any .cfnlintrc so that only the template decides."""
+def _run_cfn_lint(templates: list[Path], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """cfn-lint on `templates` for every Region it knows, informational rules included,
+    away from any .cfnlintrc so that only the templates decide."""
     return subprocess.run(
         [
             _cfn_lint(),
@@ -258,7 +259,7 @@ def _run_cfn_lint(template: Path, cwd: Path) -> subprocess.CompletedProcess[str]
             "--include-checks",
             "I",
             "--",
-            str(template),
+            *map(str, templates),
         ],
         cwd=cwd,
         env={"HOME": str(cwd), "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
@@ -272,26 +273,56 @@ def _run_cfn_lint(template: Path, cwd: Path) -> subprocess.CompletedProcess[str]
 # --------------------------------------------------------------------- CloudFormation
 
 
-def test_template_passes_cfn_lint(tmp_path: Path) -> None:
-    """No finding at any level (error, warning, informational), in any Region."""
-    result = _run_cfn_lint(TEMPLATE, tmp_path)
-    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+@dataclass(frozen=True)
+class Linted:
+    """One cfn-lint run over the shipped template and a broken copy of it."""
+
+    broken: str
+    """The broken copy's text."""
+    returncode: int
+    findings: dict[str, list[str]]
+    """The parseable lines ("path:line:column:...:rule:message") by template: "shipped"
+    and "broken"."""
+    stderr: str
 
 
-def test_cfn_lint_finds_a_broken_template(tmp_path: Path) -> None:
-    """The lint above really checks the resource schemas: a misspelt property and an
-    out-of-range value are both reported."""
+@pytest.fixture(scope="module")
+def linted(tmp_path_factory: pytest.TempPathFactory) -> Linted:
+    """cfn-lint once for the two tests below: a run costs seconds (its start-up and its
+    schemas of every Region), and one run over two templates reports each finding under
+    its template's path, as a run per template would. Its exit code ORs together the
+    levels of the findings (cfn-lint's README, "Exit Codes"; 0: no issue found), so
+    no finding under the shipped template is what its own run's exit code 0 says."""
+    cwd = tmp_path_factory.mktemp("cfn-lint")
     text = TEMPLATE.read_text(encoding="utf-8")
     broken = text.replace("VisibilityTimeout: 60", "VisibilityTimeout: 50000").replace(
         "      ReceiveMessageWaitTimeSeconds:", "      ReceiveMessageWaitSeconds:"
     )
-    assert broken != text
-    path = tmp_path / "broken.yaml"
+    path = cwd / "broken.yaml"
     path.write_text(broken, encoding="utf-8")
-    result = _run_cfn_lint(path, tmp_path)
-    assert result.returncode != 0
-    assert ":E3002:" in result.stdout  # ReceiveMessageWaitSeconds is no property
-    assert ":E3034:" in result.stdout  # 50000 > 43200, the most VisibilityTimeout takes
+    result = _run_cfn_lint([TEMPLATE, path], cwd)
+    lines = result.stdout.splitlines()
+    findings = {
+        name: [line for line in lines if line.startswith(f"{template}:")]
+        for name, template in (("shipped", TEMPLATE), ("broken", path))
+    }
+    assert len(lines) == sum(map(len, findings.values())), lines  # nothing else printed
+    return Linted(broken, result.returncode, findings, result.stderr)
+
+
+def test_template_passes_cfn_lint(linted: Linted) -> None:
+    """No finding at any level (error, warning, informational), in any Region."""
+    assert (linted.findings["shipped"], linted.stderr) == ([], "")
+
+
+def test_cfn_lint_finds_a_broken_template(linted: Linted) -> None:
+    """The lint above really checks the resource schemas: a misspelt property and an
+    out-of-range value are both reported."""
+    assert linted.broken != TEMPLATE.read_text(encoding="utf-8")
+    assert linted.returncode != 0
+    found = "\n".join(linted.findings["broken"])
+    assert ":E3002:" in found  # ReceiveMessageWaitSeconds is no property
+    assert ":E3034:" in found  # 50000 > 43200, the most VisibilityTimeout takes
 
 
 def test_template_has_the_queue_the_dead_letter_queue_the_rule_and_the_policy() -> None:

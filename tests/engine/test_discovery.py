@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import structlog
 
-from tests.support import ACCOUNT, scenario, timeline
+from tests.support import ACCOUNT, aws_session, scenario, timeline
 from watcher.aws import AwsImageSource
 from watcher.discovery import Discovery, Sources
 from watcher.engine import Engine, Schedule
@@ -99,7 +99,10 @@ async def follow(
     with structlog.testing.capture_logs() as logs:
         async with anyio.create_task_group() as group:
             group.start_soon(clock.drive)
-            async with simulator as url, AwsImageSource(clock=clock, endpoint_url=url) as aws:
+            async with (
+                simulator as url,
+                AwsImageSource(clock=clock, endpoint_url=url, session=aws_session()) as aws,
+            ):
                 source = HeldEdge(aws, clock)
                 engine = Engine(
                     source=source,
@@ -307,7 +310,7 @@ async def test_a_build_repeated_in_one_listing_is_not_announced_again() -> None:
     plan = scenario([history(1, "AVAILABLE")])
     async with (
         Simulator(plan, clock=clock) as url,
-        AwsImageSource(clock=clock, endpoint_url=url) as aws,
+        AwsImageSource(clock=clock, endpoint_url=url, session=aws_session()) as aws,
     ):
         engine = Engine(
             source=aws,

@@ -13,7 +13,7 @@ import anyio
 import pytest
 import structlog
 
-from tests.support import ACCOUNT, scenario, timeline
+from tests.support import ACCOUNT, aws_session, scenario, timeline
 from watcher.aws import AwsImageSource
 from watcher.engine import Engine, Recovery, RunResult, Schedule
 from watcher.model import ImageSnapshot
@@ -87,7 +87,7 @@ async def watch(
             group.start_soon(clock.drive)
             async with (
                 simulator as url,
-                AwsImageSource(clock=clock, endpoint_url=url) as source,
+                AwsImageSource(clock=clock, endpoint_url=url, session=aws_session()) as source,
             ):
                 engine = Engine(
                     source=HeldSource(source, clock),

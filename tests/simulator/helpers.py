@@ -1,15 +1,18 @@
 """Helpers for the simulator's tests beyond `tests.support`: pipelines in code, a
 raw signed-looking request for any simulated operation, scenarios that hold both
-images and pipelines, and a CloudWatch Logs client."""
+images and pipelines, a CloudWatch Logs client, and `ibwatch simulate` run by the
+CLI's `main` in the test's own thread."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.support import (
     ACCOUNT,
@@ -19,6 +22,7 @@ from tests.support import (
     timeline,
     web_base_image,
 )
+from watcher.cli import main
 from watcher.simulator import Scenario, model
 
 REGION_PREFIX = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}"
@@ -111,3 +115,27 @@ async def logs(endpoint_url: str, region: str = "us-east-1") -> AsyncIterator[An
     request."""
     async with aws_client("logs", endpoint_url, region) as client:
         yield client
+
+
+@contextmanager
+def signals_kept() -> Iterator[None]:
+    """The test process's own SIGINT and SIGTERM handling, as it was before: a command
+    that serves sets its own, and leaves the defaults behind."""
+    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in kept.items():
+            if handler is not None:  # None: set outside Python, and not ours to restore
+                signal.signal(signum, handler)
+
+
+def in_main_thread(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str]]:
+    """`ibwatch ARGV` by the CLI's `main`, in the calling (synchronous) test: its exit
+    code and its stdout lines. For `simulate --until-settled`, which listens for SIGINT
+    and SIGTERM while it serves, as only a process's main thread may, and stops by
+    itself: no `ibwatch` process to start."""
+    capsys.readouterr()
+    with signals_kept():
+        code = main(list(argv))
+    return code, capsys.readouterr().out.splitlines()

@@ -1,4 +1,10 @@
-"""`ibwatch simulate` as a person runs it: a real subprocess on a real port."""
+"""`ibwatch simulate` as a person runs it, on a real port. It listens for SIGINT and
+SIGTERM, which only a process's main thread may do: stopped by a signal, it is a
+real subprocess; with `--until-settled` it stops by itself, and the CLI's `main`
+runs in this process's main thread (`helpers.in_main_thread`), the test being
+synchronous.
+A port in use ends it before it listens for any signal: that one runs `main` in a
+worker thread (`tests/cli/in_thread.py`)."""
 
 from __future__ import annotations
 
@@ -11,19 +17,13 @@ import anyio
 import pytest
 from anyio.streams.text import TextReceiveStream
 
+from tests.cli.in_thread import ibwatch
+from tests.simulator.helpers import in_main_thread
 from tests.support import WEB_BASE, imagebuilder, timeline
 
 IBWATCH = Path(sys.executable).parent / "ibwatch"
 DEMO = Path(__file__).parents[2] / "config" / "demo-scenario.toml"
 URL = re.compile(r"at (http://127\.0\.0\.1:\d+)")
-
-
-async def _lines(process: anyio.abc.Process) -> list[str]:
-    assert process.stdout is not None
-    text = ""
-    async for chunk in TextReceiveStream(process.stdout):
-        text += chunk
-    return text.splitlines()
 
 
 async def test_serves_until_interrupted_and_exits_zero() -> None:
@@ -44,7 +44,9 @@ async def test_serves_until_interrupted_and_exits_zero() -> None:
 
 
 @pytest.mark.timeout(60)
-async def test_until_settled_prints_each_change_and_exits(tmp_path: Path) -> None:
+def test_until_settled_prints_each_change_and_exits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     steps = ", ".join(
         f'{{ status = "{s["status"]}"'
         + (f", duration = {s['duration']}" if "duration" in s else "")
@@ -53,12 +55,9 @@ async def test_until_settled_prints_each_change_and_exits(tmp_path: Path) -> Non
     )
     scenario = tmp_path / "quick.toml"
     scenario.write_text(f'time_scale = 600\n[[images]]\narn = "{WEB_BASE}"\ntimeline = [{steps}]\n')
-    async with await anyio.open_process(
-        [str(IBWATCH), "simulate", "--scenario", str(scenario), "--until-settled"]
-    ) as process:
-        with anyio.fail_after(50):
-            lines = await _lines(process)
-            returncode = await process.wait()
+    returncode, lines = in_main_thread(
+        capsys, "simulate", "--scenario", str(scenario), "--until-settled"
+    )
     assert returncode == 0
     changes = [line.split()[-1] for line in lines if line.startswith("  t=")]
     assert changes == ["PENDING", "BUILDING", "AVAILABLE"]
@@ -76,15 +75,14 @@ timeline = [{ status = "BUILDING", duration = "30s" }, { status = "AVAILABLE" }]
 
 
 @pytest.mark.timeout(60)
-async def test_until_settled_narrates_scheduled_runs_as_they_start(tmp_path: Path) -> None:
+def test_until_settled_narrates_scheduled_runs_as_they_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     scenario = tmp_path / "scheduled.toml"
     scenario.write_text(SCHEDULED)
-    async with await anyio.open_process(
-        [str(IBWATCH), "simulate", "--scenario", str(scenario), "--until-settled"]
-    ) as process:
-        with anyio.fail_after(50):
-            lines = await _lines(process)
-            returncode = await process.wait()
+    returncode, lines = in_main_thread(
+        capsys, "simulate", "--scenario", str(scenario), "--until-settled"
+    )
     assert returncode == 0
     changes = [line.split(None, 1)[1] for line in lines if line.startswith("  t=")]
     assert changes == [
@@ -122,21 +120,15 @@ async def test_until_settled_with_an_endless_schedule_says_so_and_serves_on(
     assert returncode == 0
 
 
-def test_a_port_in_use_is_reported_clearly() -> None:
+async def test_a_port_in_use_is_reported_clearly() -> None:
     import socket
-    import subprocess
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run(
-            [str(IBWATCH), "simulate", "--scenario", str(DEMO), "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        with anyio.fail_after(30):
+            done = await ibwatch("simulate", "--scenario", str(DEMO), "--port", str(port))
     assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr

@@ -9,7 +9,6 @@ does not promise; that is what lets these tests check the order the simulator se
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -19,10 +18,9 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from anyio.streams.text import TextReceiveStream
 from structlog.testing import capture_logs
 
-from tests.simulator.helpers import FAILING, QUICK, nightly, world
+from tests.simulator.helpers import FAILING, QUICK, in_main_thread, nightly, world
 from tests.sqs_support import REGION, make_queue, reset
 from tests.support import (
     WEB_BASE,
@@ -39,7 +37,6 @@ from watcher.simulator.push import PushCounters, check_queue_url, sqs_endpoint, 
 from watcher.testing import VirtualClock
 
 REFERENCE = Path(__file__).parents[2] / "config" / "scenario-reference.toml"
-IBWATCH = Path(sys.executable).parent / "ibwatch"
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 """VirtualClock's wall time at 0: scenario time 0, with time_scale 1."""
 API = "arn:aws:imagebuilder:us-east-1:123456789012:image/api-runtime/2.0.3/1"
@@ -435,10 +432,12 @@ def test_simulate_refuses_a_bad_queue_url_with_exit_2(capsys: pytest.CaptureFixt
 
 
 @pytest.mark.timeout(60)
-async def test_simulate_pushes_each_change_to_the_queue(
-    moto: str, queue: str, tmp_path: Path
+def test_simulate_pushes_each_change_to_the_queue(
+    moto: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`ibwatch simulate --events-queue` as a person runs it, against moto on loopback."""
+    """`ibwatch simulate --events-queue` as a person runs it, against moto on loopback:
+    the CLI's `main` in this test's thread (`helpers.in_main_thread`)."""
+    queue = anyio.run(make_queue, moto, "simulate-pushes")
     scenario = tmp_path / "quick.toml"
     scenario.write_text(
         f'time_scale = 600\n[[images]]\narn = "{WEB_BASE}"\ntimeline = [\n'
@@ -446,17 +445,12 @@ async def test_simulate_pushes_each_change_to_the_queue(
         '  { status = "BUILDING", duration = 120 },\n'
         '  { status = "AVAILABLE" },\n]\n'
     )
-    command = [str(IBWATCH), "simulate", "--scenario", str(scenario), "--until-settled"]
-    async with await anyio.open_process([*command, "--events-queue", queue]) as process:
-        assert process.stdout is not None
-        output = ""
-        with anyio.fail_after(50):
-            async for chunk in TextReceiveStream(process.stdout):
-                output += chunk
-            returncode = await process.wait()
+    command = ["simulate", "--scenario", str(scenario), "--until-settled"]
+    returncode, lines = in_main_thread(capsys, *command, "--events-queue", queue)
+    output = "\n".join(lines)
     assert returncode == 0
     assert f"pushing an EventBridge event per status change to {queue}" in output
-    bodies = await drain(moto, queue)
+    bodies = anyio.run(drain, moto, queue)
     assert changes(bodies) == [
         (WEB_BASE, "PENDING"),
         (WEB_BASE, "BUILDING"),

@@ -14,6 +14,7 @@ import anyio
 import psycopg
 import pytest
 
+from tests.cli.in_thread import ibwatch
 from tests.cli.support import IBWATCH, LineReader
 from tests.cli.test_run_restart import ARNS, STEPS, changes, has_status
 from tests.pg_support import PASSWORD
@@ -96,12 +97,6 @@ async def test_a_daemon_on_postgres_killed_and_restarted_repeats_nothing_and_mis
     assert [c["status"] for c in changes(reader.json_lines())].count("AVAILABLE") == len(ARNS)
 
 
-async def ibwatch(*args: str, url: str) -> tuple[int, str, str]:
-    env = {**os.environ, "IBWATCH_TEST_DATABASE_URL": url}
-    done = await anyio.run_process([str(IBWATCH), *args], check=False, env=env)
-    return done.returncode, done.stdout.decode(), done.stderr.decode()
-
-
 async def test_operator_commands_work_against_the_database(
     tmp_path: Path, postgres_url: str
 ) -> None:
@@ -133,8 +128,14 @@ async def test_operator_commands_work_against_the_database(
 
 
 async def test_an_unreachable_database_stops_run_with_exit_2_naming_it(tmp_path: Path) -> None:
+    """In-process (`tests/cli/in_thread.py`): the store is opened, and refused, before
+    the daemon takes any signal."""
     url = f"postgresql://ibwatch:{PASSWORD}@/ibwatch?host={tmp_path}/no-server-here"
-    code, out, err = await ibwatch("run", "--config", str(write_config(tmp_path)), url=url)
+    with anyio.fail_after(30):
+        done = await ibwatch(
+            "run", "--config", str(write_config(tmp_path)), env={"IBWATCH_TEST_DATABASE_URL": url}
+        )
+    code, out, err = done.returncode, done.stdout, done.stderr
     assert code == 2
     assert (
         f"ibwatch: postgresql://ibwatch:[REDACTED]@/ibwatch?host={tmp_path}/no-server-here: " in err
