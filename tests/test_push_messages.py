@@ -4,6 +4,7 @@ Image Builder state change, and every way a body can be unusable."""
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -357,7 +358,10 @@ def _mutated(document: dict[str, Any], changes: list[tuple[tuple[str | int, ...]
                 if value is _DELETE:
                     del node[last]
                 else:
-                    node[last] = value
+                    # A copy: `_VALUES` samples the same list and dict objects every
+                    # time, and a later change made inside one (at ("resources", 0),
+                    # say) would alter the sample itself, or put a list inside itself.
+                    node[last] = copy.deepcopy(value)
             except (KeyError, IndexError, TypeError):
                 pass
     return document
