@@ -36,10 +36,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.cli.in_thread import ibwatch
+from tests.cli.test_wait_diagnostics import AGENT, agent_and_web_base
+from tests.support import WEB_BASE, timeline
 from watcher import signing
 from watcher.config import Config, ConfigError, from_mapping
 from watcher.durations import parse_duration
 from watcher.operator_commands import sample_event
+from watcher.simulator import Scenario, Simulator, logs_service
 from watcher.sinks.http import json_body
 from watcher.testing import FakeClock
 
@@ -392,9 +396,10 @@ DOCUMENTED_RESOURCE = {
     "ListImagePipelines": None,
     "StartImagePipelineExecution": "image-pipeline/",  # imagePipeline*
     "CancelImageCreation": "image/",  # image*
-    # Failure diagnostics (watcher.diagnostics): granted on "*", as their resource
-    # types were not checked against the reference; without them diagnostics only
-    # leave the failed step out.
+    # Failure diagnostics (watcher.diagnostics), granted on "*": the reference gives
+    # ListWorkflowExecutions image*, ListWorkflowStepExecutions workflowExecution* and
+    # GetWorkflowStepExecution workflowStepExecution*, ids no policy can know ahead of
+    # a build; without them diagnostics only leave the failed step out.
     "ListWorkflowExecutions": None,
     "ListWorkflowStepExecutions": None,
     "GetWorkflowStepExecution": None,
@@ -510,6 +515,135 @@ def test_ci_iam_policy_starts_and_cancels_and_reads_nothing_more() -> None:
     assert set(grants) == CI_ACTIONS
     assert grants["StartImagePipelineExecution"] == {"arn:aws:imagebuilder:*:*:image-pipeline/*"}
     assert grants["CancelImageCreation"] == {"arn:aws:imagebuilder:*:*:image/*"}
+
+
+# Every AWS API call ibwatch's code makes, and where the permission for it ships: the
+# daemon's policy, the CI role's, the push queue's (deploy/events/), or, for AssumeRole,
+# deploy/README.md (granted on each account's own reader role, so no file can name it).
+EVENTS_POLICY = DEPLOY / "events" / "iam-policy-events.json"
+GRANTED_IN_README = DEPLOY / "README.md"
+CALLS_GRANTED_BY: dict[str, set[Path]] = {
+    "imagebuilder:GetImage": {DAEMON_POLICY, CI_POLICY},
+    "imagebuilder:ListImageBuildVersions": {DAEMON_POLICY, CI_POLICY},
+    "imagebuilder:GetImagePipeline": {DAEMON_POLICY},
+    "imagebuilder:ListImagePipelineImages": {DAEMON_POLICY},
+    "imagebuilder:ListImagePipelines": {DAEMON_POLICY},
+    "imagebuilder:StartImagePipelineExecution": {CI_POLICY},
+    "imagebuilder:CancelImageCreation": {CI_POLICY},
+    "imagebuilder:ListWorkflowExecutions": {DAEMON_POLICY, CI_POLICY},
+    "imagebuilder:ListWorkflowStepExecutions": {DAEMON_POLICY, CI_POLICY},
+    "imagebuilder:GetWorkflowStepExecution": {DAEMON_POLICY, CI_POLICY},
+    "logs:GetLogEvents": {DAEMON_POLICY, CI_POLICY},
+    "sqs:ReceiveMessage": {DAEMON_POLICY, EVENTS_POLICY},
+    "sqs:DeleteMessage": {DAEMON_POLICY, EVENTS_POLICY},
+    "sqs:GetQueueAttributes": {DAEMON_POLICY, EVENTS_POLICY},
+    "sts:AssumeRole": {GRANTED_IN_README},
+}
+# Names the scan below finds that are no call to AWS.
+NOT_AWS_CALLS = {
+    "imagebuilder:GetComponent": "botocore's Session.get_component (watcher/credentials.py)",
+    "sqs:CreateQueue": "ibwatch demo's own queue, on moto's server on loopback (watcher/demo.py)",
+}
+CALLING_SERVICES = ("imagebuilder", "logs", "sqs", "sts")
+
+
+def _aws_calls_in_the_code() -> dict[str, set[str]]:
+    """Each `service:Operation` whose client method (botocore's snake_case name of the
+    operation) watcher/ calls as `.name(` or names as a string (aws.py's
+    `_call(key, "name", ...)`) -> the files. The simulator is left out: it is the other
+    side of the wire."""
+    session = botocore.session.get_session()
+    operations: dict[str, list[str]] = {}
+    for service in CALLING_SERVICES:
+        for operation in session.get_service_model(service).operation_names:
+            operations.setdefault(botocore.xform_name(operation), []).append(
+                f"{service}:{operation}"
+            )
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "watcher").rglob("*.py")):
+        if "simulator" in path.relative_to(ROOT).parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        for match in re.finditer(r"\.([a-z_]+)\(|[\"']([a-z_]+)[\"']", text):
+            for action in operations.get(match.group(1) or match.group(2), []):
+                found.setdefault(action, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def _actions(path: Path) -> set[str]:
+    return {
+        action
+        for statement in _policy(path)["Statement"]
+        for action in _as_list(statement["Action"])
+    }
+
+
+def test_every_aws_call_ibwatch_makes_has_a_home_in_the_shipped_policies() -> None:
+    """A call added to the code (a new list, a new service) fails here until it is put
+    in the policy of the role that makes it: the scan finds exactly the calls listed."""
+    found = _aws_calls_in_the_code()
+    unlisted = set(found) - set(CALLS_GRANTED_BY) - set(NOT_AWS_CALLS)
+    assert not unlisted, {action: found[action] for action in unlisted}
+    assert set(CALLS_GRANTED_BY) <= set(found), "a listed call the code no longer makes"
+
+
+@pytest.mark.parametrize("action", sorted(CALLS_GRANTED_BY))
+def test_each_aws_call_is_granted_where_its_role_gets_it(action: str) -> None:
+    for path in CALLS_GRANTED_BY[action]:
+        if path == GRANTED_IN_README:
+            assert f"`{action}`" in path.read_text(encoding="utf-8")
+        else:
+            assert action in _actions(path), f"{path.relative_to(ROOT)} lacks {action}"
+
+
+async def test_the_ci_role_policy_grants_every_call_ci_commands_make(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the scan above cannot see, which role makes a call, shown by running the CI
+    commands on the simulator: wait-until-available on a FAILED build with
+    --log-lines, on a version ARN and on a wildcard one; start --cancel-on-timeout on
+    a build that never ends. Every operation the simulator answered is in the CI
+    policy."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-secret")
+    version = WEB_BASE.rsplit("/", 1)[0]
+    pipeline = WEB_BASE.split(":image/")[0] + ":image-pipeline/web-base-ci"
+    plan = agent_and_web_base().model_dump()
+    plan["pipelines"] = [
+        {"arn": pipeline, "image": version, "timeline": timeline(("BUILDING", None))}
+    ]
+    clock = FakeClock()  # the simulator's: past the failure at once, and still there
+    simulator = Simulator(Scenario.model_validate(plan), clock=clock)
+    async with simulator as url:
+        clock.advance(24 * 3600)
+        common = ("--endpoint-url", url, "--interval", "0.05s")
+        waited = await ibwatch(
+            "wait-until-available",
+            *common,
+            "--log-lines",
+            "5",
+            AGENT,
+            version,
+            version.replace("1.4.0", "1.x.x"),
+        )
+        started = await ibwatch(
+            "start", *common, "--timeout", "0.2s", "--cancel-on-timeout", pipeline
+        )
+    assert (waited.returncode, started.returncode) == (1, 3), (waited.stderr, started.stderr)
+    called = {
+        f"{'logs' if operation in logs_service.OPERATIONS else 'imagebuilder'}:{operation}"
+        for operation, count in simulator.counters.requests.items()
+        if count
+    }
+    assert called >= {
+        "imagebuilder:GetImage",
+        "imagebuilder:ListImageBuildVersions",
+        "imagebuilder:GetWorkflowStepExecution",
+        "imagebuilder:StartImagePipelineExecution",
+        "imagebuilder:CancelImageCreation",
+        "logs:GetLogEvents",
+    }
+    assert called - _actions(CI_POLICY) == set()
 
 
 @pytest.mark.parametrize("path", [GITHUB_WORKFLOW, GITLAB_CI], ids=lambda p: p.name)

@@ -84,18 +84,24 @@ def world(
 
 
 async def raw_call(
-    session: aiohttp.ClientSession, endpoint_url: str, operation: str, params: dict[str, Any]
+    session: aiohttp.ClientSession,
+    endpoint_url: str,
+    operation: str,
+    params: dict[str, Any],
+    *,
+    region: str = "us-east-1",
 ) -> tuple[int, dict[str, str], bytes]:
     """One request of `operation` as the wire carries it, at the model's method and
-    path: a query string for GET, a JSON body otherwise."""
+    path: a query string for GET, a JSON body otherwise; signed-looking for `region`."""
     http = model.operation(operation).http
     url = f"{endpoint_url}{http['requestUri']}"
+    headers = {
+        name: value.replace("/us-east-1/", f"/{region}/") for name, value in SIGNED_LOOKING.items()
+    }
     if http["method"] == "GET":
-        request = session.get(url, params=params, headers=SIGNED_LOOKING)
+        request = session.get(url, params=params, headers=headers)
     else:
-        request = session.request(
-            http["method"], url, data=json.dumps(params), headers=SIGNED_LOOKING
-        )
+        request = session.request(http["method"], url, data=json.dumps(params), headers=headers)
     async with request as response:
         return response.status, dict(response.headers), await response.read()
 

@@ -1,6 +1,6 @@
 """The fields of GetImage's `image` that a real build carries beyond its state and
 outputs: workflows, logging, scanning, execution role, distribution, deprecation,
-source pipeline."""
+source pipeline; and the response's latestVersionReferences."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.simulator.helpers import NIGHTLY, REGION_PREFIX, world
 from tests.support import ACCOUNT, WEB_BASE, imagebuilder, scenario, timeline, web_base_image
-from watcher.simulator import Simulator
+from watcher.simulator import Simulator, model
 from watcher.testing import FakeClock
 
 EPOCH = FakeClock().now()
@@ -142,3 +142,54 @@ async def test_only_a_failed_build_carries_a_failure_context(clock: FakeClock) -
         simulator.cancel_build(WEB_BASE)
         state = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]["state"]
     assert set(state) == {"status", "reason"}
+
+
+async def test_get_image_names_the_wildcard_arns_of_its_latest_versions(clock: FakeClock) -> None:
+    """GetImageResponse.latestVersionReferences: "wildcard version ARNs that always
+    reference the latest version of the resource ... overall, and for the latest
+    versions within the same major, minor, and patch levels". Each one, asked of
+    GetImage, answers that level's newest AVAILABLE build."""
+    prefix = f"{REGION_PREFIX}:image/web-base"
+    available = timeline(("AVAILABLE", None))
+    images = [
+        web_base_image(arn=f"{prefix}/1.4.0/7", timeline=available),
+        web_base_image(arn=f"{prefix}/1.4.1/1", timeline=available),
+        web_base_image(arn=f"{prefix}/1.5.0/2", timeline=available),
+        web_base_image(arn=f"{prefix}/2.0.0/1", timeline=available),
+    ]
+    async with Simulator(scenario(images), clock=clock) as url, imagebuilder(url) as client:
+        references = (await client.get_image(imageBuildVersionArn=f"{prefix}/1.4.0/7"))[
+            "latestVersionReferences"
+        ]
+        resolved = {
+            key: (await client.get_image(imageBuildVersionArn=arn))["image"]["arn"]
+            for key, arn in references.items()
+        }
+    assert references == {
+        "latestVersionArn": f"{prefix}/x.x.x",
+        "latestMajorVersionArn": f"{prefix}/1.x.x",
+        "latestMinorVersionArn": f"{prefix}/1.4.x",
+        "latestPatchVersionArn": f"{prefix}/1.4.0",
+    }
+    assert resolved == {
+        "latestVersionArn": f"{prefix}/2.0.0/1",
+        "latestMajorVersionArn": f"{prefix}/1.5.0/2",
+        "latestMinorVersionArn": f"{prefix}/1.4.1/1",
+        "latestPatchVersionArn": f"{prefix}/1.4.0/7",
+    }
+
+
+async def test_a_build_carries_every_member_of_the_model_s_image_but_two(clock: FakeClock) -> None:
+    """An AVAILABLE AMI build of a pipeline, with tags and a deprecation time: every member of
+    the installed model's `Image` is served but `containerRecipe` (container builds'
+    instead of `imageRecipe`) and `lifecycleExecutionId` (no lifecycle policies in a
+    scenario; see watcher/simulator/documents.py). A member a newer botocore adds
+    fails here until the simulator serves it or says why not."""
+    built = web_base_image(
+        timeline=timeline(("AVAILABLE", None)), deprecation_time="30d", tags={"team": "web"}
+    )
+    async with Simulator(world([built]), clock=clock) as url, imagebuilder(url) as client:
+        image = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]
+    members = set(model.shape("Image").members)
+    assert members - set(image) == {"containerRecipe", "lifecycleExecutionId"}
+    assert set(image) <= members

@@ -181,3 +181,20 @@ async def test_unknown_filter_name_is_an_invalid_request(clock: FakeClock) -> No
         "supported filters: name, osVersion, platform, type, version"
         in (caught.value.response["Error"]["Message"])
     )
+
+
+async def test_each_region_s_endpoint_lists_the_builds_of_that_region_only(
+    clock: FakeClock,
+) -> None:
+    """Image Builder is regional: without imageVersionArn, "every build in your
+    account" is every build of the account in the region the client calls. One
+    simulator serves every region, so the signed region picks."""
+    ireland = f"arn:aws:imagebuilder:eu-west-1:{ACCOUNT}:image/web-base/1.4.0/1"
+    builds = [*images_of(1), web_base_image(arn=ireland, pipeline=None)]
+    async with Simulator(scenario(builds), clock=clock) as url:
+        listed = {}
+        for region in ("us-east-1", "eu-west-1", "ap-southeast-2"):
+            async with imagebuilder(url, region) as client:
+                page = await client.list_image_build_versions()
+            listed[region] = [s["arn"] for s in page["imageSummaryList"]]
+    assert listed == {"us-east-1": [build_arn(1)], "eu-west-1": [ireland], "ap-southeast-2": []}

@@ -238,3 +238,22 @@ async def test_list_image_pipeline_images_of_an_unknown_pipeline_is_resource_not
     async with Simulator(world(), clock=clock) as url, imagebuilder(url) as client:
         with pytest.raises(client.exceptions.ResourceNotFoundException):
             await client.list_image_pipeline_images(imagePipelineArn=API_PIPELINE)
+
+
+async def test_each_region_s_endpoint_lists_the_pipelines_of_that_region_only(
+    clock: FakeClock,
+) -> None:
+    """ListImagePipelines: "the image pipelines in your account" are those of the
+    region the client calls (Image Builder is regional)."""
+    ireland = NIGHTLY.replace("us-east-1", "eu-west-1") + "-ie"
+    pipelines = [
+        nightly(),
+        nightly(arn=ireland, image=WEB_BASE_VERSION.replace("us-east-1", "eu-west-1")),
+    ]
+    async with Simulator(world([], pipelines), clock=clock) as url:
+        listed = {}
+        for region in ("us-east-1", "eu-west-1"):
+            async with imagebuilder(url, region) as client:
+                page = await client.list_image_pipelines()
+            listed[region] = [p["arn"] for p in page["imagePipelineList"]]
+    assert listed == {"us-east-1": [NIGHTLY], "eu-west-1": [ireland]}

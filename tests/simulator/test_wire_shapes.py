@@ -40,11 +40,16 @@ def _fits(operation: str, status: int, headers: dict[str, str], body: bytes) -> 
 
 
 async def _every_page(
-    http: aiohttp.ClientSession, url: str, operation: str, params: dict[str, Any], key: str
+    http: aiohttp.ClientSession,
+    url: str,
+    operation: str,
+    params: dict[str, Any],
+    key: str,
+    region: str = "us-east-1",
 ) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     while True:
-        page = _fits(operation, *await raw_call(http, url, operation, params))
+        page = _fits(operation, *await raw_call(http, url, operation, params, region=region))
         items += page[key]
         if "nextToken" not in page:
             return items
@@ -59,6 +64,7 @@ async def test_every_read_of_the_demo_at_every_status_fits_the_model() -> None:
     seen: set[tuple[str, str]] = set()
     async with simulator as url, aiohttp.ClientSession() as http:
         end = simulator.account.settles_by() + 60
+        regions = sorted({p.spec.image_parts["region"] for p in simulator.pipelines})
         moment = 0.0
         while moment <= end:
             clock.advance(simulator.real_time(moment) - clock.monotonic())
@@ -70,13 +76,20 @@ async def test_every_read_of_the_demo_at_every_status_fits_the_model() -> None:
                     document = _fits("GetImage", status, headers, body)
                     if status == 200 and arn == build.arn:
                         seen.add((arn, document["image"]["state"]["status"]))
-            summaries = await _every_page(
-                http, url, "ListImageBuildVersions", {"maxResults": 3}, "imageSummaryList"
-            )
+            summaries: list[dict[str, Any]] = []
+            for region in regions:  # each region's endpoint lists that region's own
+                summaries += await _every_page(
+                    http,
+                    url,
+                    "ListImageBuildVersions",
+                    {"maxResults": 3},
+                    "imageSummaryList",
+                    region,
+                )
+                await _every_page(
+                    http, url, "ListImagePipelines", {"maxResults": 2}, "imagePipelineList", region
+                )
             assert len(summaries) == len(simulator.catalog.visible(moment))
-            await _every_page(
-                http, url, "ListImagePipelines", {"maxResults": 2}, "imagePipelineList"
-            )
             for pipeline in simulator.pipelines:
                 params = {"imagePipelineArn": pipeline.arn}
                 _fits("GetImagePipeline", *await raw_call(http, url, "GetImagePipeline", params))

@@ -57,7 +57,11 @@ class Account:
     def start_pipeline(
         self, arn: str, t: float, client_token: str | None, tags: Mapping[str, str] | None = None
     ) -> str:
-        """Start a run of the pipeline now; the new build's ARN."""
+        """Start a run of the pipeline now; the new build's ARN.
+
+        The model lists ResourceInUseException for StartImagePipelineExecution without
+        saying when; the simulator never answers it here, so runs of one pipeline may
+        overlap (our reading)."""
         request = (arn, dict(tags or {}))
 
         def act() -> str:
@@ -117,7 +121,9 @@ class Account:
         """The model's clientToken: "If you retry a request with the same client token,
         Image Builder returns the original response without running the operation
         again"; IdempotentParameterMismatchException: "a client token for an operation
-        using parameter values that differ from a previous request"."""
+        using parameter values that differ from a previous request". Our reading for the
+        rest: a token is remembered per operation for the scenario's whole run, and only
+        once its request succeeded."""
         if token is None:
             return act()
         seen = self._tokens.get((operation, token))
@@ -129,7 +135,7 @@ class Account:
                 )
             return seen[1]
         answer = act()
-        # Only a request that succeeded is remembered: retrying a refused one re-runs it.
+        # Retrying a refused request runs it again: only a success is remembered.
         self._tokens[operation, token] = (request, answer)
         return answer
 

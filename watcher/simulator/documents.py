@@ -4,7 +4,11 @@ botocore's shapes, for a build or a pipeline at a scenario time.
 
 Builds documents only; decides nothing about faults, time or state. Where a real
 build carries a field whose value no scenario key gives (its infrastructure, its
-workflows, its log group), a fixed, plausible value is served.
+workflows, its log group), a fixed, plausible value is served. Of the model's `Image`
+members, only `lifecycleExecutionId` is never served: "the last runtime instance of
+the lifecycle policy to take action on the image", and scenarios have no lifecycle
+policies (a timeline's DEPRECATED, DISABLED or DELETED step is a state change made
+without one; our reading).
 """
 
 from __future__ import annotations
@@ -382,6 +386,22 @@ def _scan_status(build: Build, t: float) -> str:
         if status in _SCAN_STATUS:
             return _SCAN_STATUS[status]
     return "PENDING"
+
+
+def latest_version_references(build: Build) -> dict[str, str]:
+    """GetImage's `latestVersionReferences`: "A set of wildcard version ARNs that always
+    reference the latest version of the resource. ARNs are included for the latest
+    version overall, and for the latest versions within the same major, minor, and
+    patch levels." Which ARNs those are is our reading: the build's image at x.x.x,
+    MAJOR.x.x, MAJOR.MINOR.x and its exact version, each an ARN that GetImage resolves
+    to that level's newest AVAILABLE build (Catalog.resolve)."""
+    major, minor, _ = build.version.split(".")
+    return {
+        "latestVersionArn": f"{build.prefix}/x.x.x",
+        "latestMajorVersionArn": f"{build.prefix}/{major}.x.x",
+        "latestMinorVersionArn": f"{build.prefix}/{major}.{minor}.x",
+        "latestPatchVersionArn": build.version_arn,
+    }
 
 
 def log_group(image_name: str) -> str:

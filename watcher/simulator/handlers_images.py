@@ -15,9 +15,11 @@ from aiohttp import web
 
 from watcher.simulator.account import NOT_FOUND
 from watcher.simulator.catalog import Build
+from watcher.simulator.documents import latest_version_references
 from watcher.simulator.faults import Decision
 from watcher.simulator.inputs import read_input
 from watcher.simulator.paging import Key, select
+from watcher.simulator.signature import signed_region
 from watcher.simulator.wire import ApiError, json_response
 from watcher.simulator.world import Handler, World
 
@@ -46,7 +48,11 @@ async def _get_image(request: web.Request, world: World, decision: Decision) -> 
         # resolves to nothing, by the doc quoted in Catalog.resolve.
         raise ApiError(NOT_FOUND, f"The resource {arn} cannot be found.")
     return json_response(
-        {"requestId": decision.request_id, "image": world.renderer.image(build, t)},
+        {
+            "requestId": decision.request_id,
+            "image": world.renderer.image(build, t),
+            "latestVersionReferences": latest_version_references(build),
+        },
         decision.request_id,
     )
 
@@ -57,7 +63,8 @@ async def _list_build_versions(
     operation = "ListImageBuildVersions"
     params = await read_input(request, operation)
     t = world.now()
-    builds = world.account.catalog.visible(t)
+    region = signed_region(request)
+    builds = [b for b in world.account.catalog.visible(t) if in_region(b.image.parts, region)]
     # imageVersionArn: "This parameter is optional. If you don't specify it, Image
     # Builder returns build versions for all of the images in your account." Its
     # pattern (checked by read_input) refuses wildcards and build numbers.
@@ -66,6 +73,15 @@ async def _list_build_versions(
         builds = [b for b in builds if b.version_arn == version_arn]
     builds = select(operation, params.get("filters"), BUILD_FILTERS, builds)
     return listed_builds(world, decision, operation, params, builds, t)
+
+
+def in_region(parts: Mapping[str, str], region: str | None) -> bool:
+    """Whether a resource lives in the region the request was signed for. Image
+    Builder is a regional service: a List operation answers from the endpoint of one
+    region, so it lists that region's resources only ("every build in the account"
+    is every build of the account in that region). One simulator serves every
+    region, so the request's credential scope says which one is asked."""
+    return region is None or parts["region"] == region
 
 
 def listed_builds(

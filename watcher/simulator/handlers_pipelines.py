@@ -12,10 +12,11 @@ from collections.abc import Callable
 from aiohttp import web
 
 from watcher.simulator.faults import Decision
-from watcher.simulator.handlers_images import listed, listed_builds
+from watcher.simulator.handlers_images import in_region, listed, listed_builds
 from watcher.simulator.inputs import read_input
 from watcher.simulator.paging import select
 from watcher.simulator.pipelines import PipelineRuns
+from watcher.simulator.signature import signed_region
 from watcher.simulator.wire import json_response
 from watcher.simulator.world import Handler, World
 
@@ -43,7 +44,12 @@ async def _list_image_pipelines(
     operation = "ListImagePipelines"
     params = await read_input(request, operation)
     t = world.now()
-    rendered = [(p, world.renderer.pipeline(p, t)) for p in world.account.pipelines.visible(t)]
+    region = signed_region(request)
+    rendered = [
+        (p, world.renderer.pipeline(p, t))
+        for p in world.account.pipelines.visible(t)
+        if in_region(p.spec.image_parts, region)
+    ]
 
     # Every filter the model's doc lists matches the served member of that name.
     def member(name: str) -> Callable[[tuple[PipelineRuns, dict[str, object]]], str | None]:
