@@ -786,8 +786,9 @@ class Engine:
             if self._recoverable(exc):
                 self._pause(watch, exc)
                 return None
-            # Reported once; the ARN is parked and the others go on.
-            watch.error = exc
+            # Reported once; the ARN is parked and the others go on. No longer waiting
+            # (a 404 retried within its grace said so): the result and /status say why.
+            watch.error, watch.waiting = exc, None
             log.error("image.watch_stopped", **_error_fields(watch, exc))
             self._check_all_ended()
             return None
@@ -866,7 +867,7 @@ class Engine:
         try:
             found = await self._resolver(watch.arn)
         except FinalError as exc:
-            watch.error = exc
+            watch.error, watch.waiting = exc, None  # stopped: no longer "no build yet"
             log.error("image.watch_stopped", **_error_fields(watch, exc))
             self._check_all_ended()
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +117,13 @@ async def start_pipelines(
         if request.no_wait:
             stdout.write("".join(f"{build}\n" for build in builds))
             stdout.flush()
-            _append(github_output, [f"build_arn={builds[0] if count == 1 else ''}"], stderr)
+            # As a wait's outputs name them (`watcher.github_output`): `build_arn` for
+            # one build, `build_arns` (a JSON list) for any number.
+            arns = [
+                f"build_arn={builds[0] if count == 1 else ''}",
+                f"build_arns={_compact(builds)}",
+            ]
+            _append(github_output, arns, stderr)
             return EXIT_AVAILABLE
 
         async def cancel_running(engine: Engine, result: RunResult) -> None:
@@ -166,6 +173,10 @@ def _append(path: Path | None, lines: list[str], stderr: TextIO) -> None:
             handle.write("\n".join(lines) + "\n")
     except OSError as exc:
         _say(stderr, f"ibwatch: warning: GITHUB_OUTPUT {path}: {exc.strerror or exc}")
+
+
+def _compact(value: list[str]) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _say(stream: TextIO, line: str) -> None:

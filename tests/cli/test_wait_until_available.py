@@ -5,21 +5,27 @@ and GITHUB_OUTPUT from its inherited environment (two tests)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 import botocore.session
 import pytest
+from aiohttp import web
 
 from tests.cli.in_thread import Ran, ibwatch
 from tests.support import ACCOUNT, scenario, timeline, web_base_image
+from watcher import cli
 from watcher.result_files import ResultFiles
 from watcher.simulator import Scenario, Simulator
 from watcher.testing import FakeClock, VirtualClock
@@ -274,21 +280,6 @@ def old_available_and_newer(last: dict[str, Any]) -> Scenario:
     )
 
 
-async def test_a_version_whose_newest_build_fails_exits_1_despite_an_older_available() -> None:
-    """The bug a CI gate must never have: passing on the failing build's predecessor."""
-    done, _ = await ibwatch_wait(
-        old_available_and_newer(FAILED_STEP), VERSION, "--output", "json", after=2
-    )
-    assert done.returncode == 1, done.stderr
-    report = json.loads(done.stdout)
-    (image,) = report["images"]
-    assert (image["arn"], image["build_arn"], image["status"]) == (
-        VERSION,
-        f"{VERSION}/7",
-        "FAILED",
-    )
-
-
 async def test_a_version_whose_newest_build_succeeds_exits_0_with_its_own_amis() -> None:
     newer = {"status": "AVAILABLE", "amis": [{"region": "us-east-1", "image": NEWER_AMI}]}
     done, _ = await ibwatch_wait(old_available_and_newer(newer), VERSION, after=2)
@@ -297,27 +288,6 @@ async def test_a_version_whose_newest_build_succeeds_exits_0_with_its_own_amis()
         f"{VERSION}/7  AVAILABLE",
         f"  us-east-1  {NEWER_AMI}",
     ]
-
-
-async def test_a_wildcard_version_resolves_to_the_newest_matching_build() -> None:
-    """`1.x.x`: every build of the image name is listed, matched here, newest created wins."""
-    plan = scenario(
-        [
-            web_base_image(arn=f"{VERSION}/7", timeline=timeline(("AVAILABLE", None))),
-            web_base_image(arn=WEB.replace("1.4.0/7", "1.3.9/2"), start=5, timeline=[FAILED_STEP]),
-            web_base_image(
-                arn=WEB.replace("1.4.0/7", "2.0.0/1"),
-                start=9,
-                timeline=timeline(("AVAILABLE", None)),
-            ),
-        ],
-    )
-    wildcard = WEB.replace("1.4.0/7", "1.x.x")
-    done, simulator = await ibwatch_wait(plan, "--output", "json", wildcard, after=10)
-    report = json.loads(done.stdout)
-    assert report["images"][0]["build_arn"] == WEB.replace("1.4.0/7", "1.3.9/2")
-    assert done.returncode == 1
-    assert simulator.counters.requests["ListImageBuildVersions"] >= 1
 
 
 async def test_a_version_without_a_build_keeps_looking_then_exits_3_saying_so() -> None:
@@ -329,8 +299,30 @@ async def test_a_version_without_a_build_keeps_looking_then_exits_3_saying_so() 
         f"{VERSION.replace('web-base', 'unbuilt')}  TIMEOUT  "
         f"(no build of {VERSION.replace('web-base', 'unbuilt')} yet)"
     ]
-    assert simulator.counters.requests["ListImageBuildVersions"] >= 2, "it kept looking"
+    # Listed again every 0.2 s (jittered by up to 10%) until the 1 s timeout: 5 or 6 times.
+    assert 5 <= simulator.counters.requests["ListImageBuildVersions"] <= 6, "it kept looking"
     assert simulator.counters.requests["GetImage"] == 0
+
+
+async def test_a_version_refused_while_looking_for_a_build_exits_4_no_longer_waiting() -> None:
+    """Access is denied from 1 s on, while the version still has no build: exit 4 at
+    once, and the result says why, not "no build of ... yet" as well."""
+    clock = VirtualClock()
+    unbuilt = VERSION.replace("web-base", "unbuilt")
+    refused = {"code": "ForbiddenException", "start": 1, "end": 3600}
+    simulator = Simulator(scenario([], faults={"outages": [refused]}), clock=clock)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    request = WaitRequest(arns=(unbuilt,), timeout=600, interval=0.2, output="json")
+    async with anyio.create_task_group() as group:
+        group.start_soon(clock.drive)
+        async with simulator as url:
+            request = dataclasses.replace(request, endpoint_url=url)
+            code = await wait_until_available(request, clock=clock, stdout=stdout, stderr=stderr)
+        group.cancel_scope.cancel()
+    assert code == 4, stdout.getvalue() + stderr.getvalue()
+    (image,) = json.loads(stdout.getvalue())["images"]
+    assert (image["error"]["type"], image["waiting"]) == ("AccessDenied", None)
+    assert clock.monotonic() < 10
 
 
 async def test_github_output_names_the_build_a_version_resolved_to(tmp_path: Path) -> None:
@@ -381,33 +373,169 @@ async def test_not_found_within_the_grace_is_retried_and_the_build_then_waited_o
     assert done[0].stdout.splitlines()[0] == f"{WEB}  AVAILABLE"
 
 
-async def test_the_aws_clis_client_shows_why_a_version_is_listed_not_got() -> None:
-    """botocore's synchronous client (the AWS CLI's) on the same scenario: GetImage on the
-    version answers the old AVAILABLE build, ListImageBuildVersions shows the newer
-    FAILED one, which `wait-until-available VERSION` therefore waits on (exit 1 above)."""
-    clock = FakeClock()
-    simulator = Simulator(old_available_and_newer(FAILED_STEP), clock=clock)
+def test_the_not_found_grace_is_two_minutes_unless_given_for_both_commands() -> None:
+    pipeline = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image-pipeline/web-base-nightly"
+    for argv in (["wait-until-available", WEB], ["start", pipeline]):
+        args = cli.build_parser().parse_args(argv)
+        assert cli._wait_request(args, ()).not_found_grace == 120.0
+    given = cli.build_parser().parse_args(["wait-until-available", "--not-found-grace", "5m", WEB])
+    assert cli._wait_request(given, ()).not_found_grace == 300.0
 
-    def call(url: str) -> tuple[str, list[tuple[str, str]]]:
-        client = botocore.session.get_session().create_client(
-            "imagebuilder",
-            region_name="us-east-1",
-            endpoint_url=url,
-            aws_access_key_id="AKIDEXAMPLE",
-            aws_secret_access_key="not-a-secret",
+
+@pytest.mark.parametrize(("appears", "code"), [(110, 0), (None, 4)])
+async def test_by_default_a_404_is_retried_for_two_minutes_then_exits_4(
+    appears: int | None, code: int
+) -> None:
+    """The command line's own defaults (grace 2m, interval 30s), on virtual time shared
+    with the simulator: a build that appears after 110 s is waited on; one that never
+    does answers 404 at about 0, 30, 60, 90 and 120 s (jittered), then is given up,
+    and the result no longer says it is waiting for it."""
+    clock = VirtualClock()
+    images = (
+        []
+        if appears is None
+        else [web_base_image(start=appears, timeline=[{"status": "AVAILABLE"}])]
+    )
+    simulator = Simulator(scenario(images), clock=clock)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    async with anyio.create_task_group() as group:
+        group.start_soon(clock.drive)
+        async with simulator as url:
+            argv = ["wait-until-available", "--endpoint-url", url, "--output", "json", WEB]
+            request = cli._wait_request(cli.build_parser().parse_args(argv), (WEB,))
+            done = await wait_until_available(request, clock=clock, stdout=stdout, stderr=stderr)
+        group.cancel_scope.cancel()
+    assert done == code, stdout.getvalue() + stderr.getvalue()
+    (image,) = json.loads(stdout.getvalue())["images"]
+    not_found = simulator.counters.responses["GetImage", "ResourceNotFoundException"]
+    if appears is None:
+        assert 5 <= not_found <= 6
+        assert clock.monotonic() < 200, "given up after the grace, not at the 2 h timeout"
+        assert (image["error"]["type"], image["waiting"]) == ("NotFound", None)
+    else:
+        assert 4 <= not_found <= 5
+        assert (image["status"], image["error"], image["waiting"]) == ("AVAILABLE", None, None)
+
+
+def wildcard_plan() -> Scenario:
+    """1.4.0/7 AVAILABLE, then 1.3.9/2 FAILED (created 5 s later), then 2.0.0/1."""
+    return scenario(
+        [
+            web_base_image(arn=f"{VERSION}/7", timeline=timeline(("AVAILABLE", None))),
+            web_base_image(arn=WEB.replace("1.4.0/7", "1.3.9/2"), start=5, timeline=[FAILED_STEP]),
+            web_base_image(
+                arn=WEB.replace("1.4.0/7", "2.0.0/1"),
+                start=9,
+                timeline=timeline(("AVAILABLE", None)),
+            ),
+        ],
+    )
+
+
+NEWER_AVAILABLE = {"status": "AVAILABLE", "amis": [{"region": "us-east-1", "image": NEWER_AMI}]}
+WILDCARD = WEB.replace("1.4.0/7", "1.x.x")
+
+
+@cache
+def _sync_models() -> Any:
+    """botocore's loader of service models, read from disk once for these tests."""
+    return botocore.session.get_session().get_component("data_loader")
+
+
+def sync_client_view(url: str, arn: str) -> tuple[str, list[str], list[tuple[str, str]]]:
+    """What botocore's synchronous client (the AWS CLI's) sees of `arn`: the build
+    GetImage answers and its AMIs, and every build ListImageBuildVersions pages
+    through (by the exact version, or for a wildcard by the image name) that
+    matches `arn`, with its status, newest created first."""
+    session = botocore.session.get_session()
+    session.register_component("data_loader", _sync_models())
+    client = session.create_client(
+        "imagebuilder",
+        region_name="us-east-1",
+        endpoint_url=url,
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="not-a-secret",
+    )
+    try:
+        image = client.get_image(imageBuildVersionArn=arn)["image"]
+        amis = [ami["image"] for ami in image["outputResources"]["amis"]]
+        name, version = arn.split(":image/", 1)[1].split("/")
+        asked: dict[str, Any] = (
+            {"filters": [{"name": "name", "values": [name]}]}
+            if "x" in version
+            else {"imageVersionArn": arn}
         )
-        try:
-            got = client.get_image(imageBuildVersionArn=VERSION)["image"]["arn"]
-            listed = client.list_image_build_versions(imageVersionArn=VERSION)
-            return got, [(s["arn"], s["state"]["status"]) for s in listed["imageSummaryList"]]
-        finally:
-            client.close()
+        summaries = [
+            summary
+            for page in client.get_paginator("list_image_build_versions").paginate(**asked)
+            for summary in page["imageSummaryList"]
+            if all(
+                w in ("x", h)
+                for w, h in zip(
+                    version.split("."), summary["version"].split("/")[0].split("."), strict=True
+                )
+            )
+        ]
+        summaries.sort(
+            key=lambda s: (s["dateCreated"], int(s["version"].split("/")[1])), reverse=True
+        )
+        return image["arn"], amis, [(s["arn"], s["state"]["status"]) for s in summaries]
+    finally:
+        client.close()
 
+
+@pytest.mark.parametrize(
+    ("plan", "arn", "code", "waited_on", "got"),
+    [
+        pytest.param(
+            old_available_and_newer(FAILED_STEP),
+            VERSION,
+            1,
+            f"{VERSION}/7",
+            f"{VERSION}/6",
+            id="newest-fails",
+        ),
+        pytest.param(
+            old_available_and_newer(NEWER_AVAILABLE),
+            VERSION,
+            0,
+            f"{VERSION}/7",
+            f"{VERSION}/7",
+            id="newest-succeeds",
+        ),
+        pytest.param(
+            wildcard_plan(),
+            WILDCARD,
+            1,
+            WEB.replace("1.4.0/7", "1.3.9/2"),
+            f"{VERSION}/7",
+            id="wildcard",
+        ),
+    ],
+)
+async def test_both_clients_see_why_a_version_is_listed_not_got(
+    plan: Scenario, arn: str, code: int, waited_on: str, got: str
+) -> None:
+    """On one simulator: `wait-until-available ARN` (the unmodified aiobotocore client)
+    waits on the newest build created, whatever its state, and exits on it; botocore's
+    synchronous client sees GetImage answer the newest AVAILABLE build instead (the
+    model: "A version or wildcard ARN resolves to the latest matching build version
+    that has reached AVAILABLE status"), and the same newest build first in the list."""
+    clock = FakeClock()
+    simulator = Simulator(plan, clock=clock)
     async with simulator as url:
-        clock.advance(2)
-        got, listed = await anyio.to_thread.run_sync(call, url)
-    assert got == f"{VERSION}/6"
-    assert sorted(listed) == [(f"{VERSION}/6", "AVAILABLE"), (f"{VERSION}/7", "FAILED")]
+        clock.advance(10)
+        done = await ibwatch("wait-until-available", "--endpoint-url", url, "--output", "json", arn)
+        got_arn, got_amis, listed = await anyio.to_thread.run_sync(sync_client_view, url, arn)
+    assert done.returncode == code, done.stderr
+    (image,) = json.loads(done.stdout)["images"]
+    assert (image["arn"], image["build_arn"]) == (arn, waited_on)
+    assert image["status"] == ("AVAILABLE" if code == 0 else "FAILED")
+    assert listed[0] == (waited_on, image["status"])
+    assert got_arn == got
+    if code == 0:
+        assert [ami["image"] for ami in image["amis"]] == got_amis == [NEWER_AMI]
+    assert simulator.counters.requests["ListImageBuildVersions"] == 2, "one page each client"
 
 
 # --- what a timeout and the outputs say ------------------------------------------------
@@ -498,3 +626,117 @@ async def test_exit_2_on_a_zero_timeout_naming_the_option() -> None:
     assert done.returncode == 2
     assert "argument --timeout: must be longer than zero, got '0s'" in done.stderr
     assert simulator.counters.requests["GetImage"] == 0
+
+
+# --- any endpoint: pages and an order the simulator never serves -----------------------
+# The model documents no order for ListImageBuildVersions and lets a page be short, even
+# empty, while nextToken is set ("When this field isn't empty, there are additional
+# elements"). The simulator lists newest first, so against it a client that took the
+# first item, or stopped early, would pass. This stub endpoint serves the builds
+# scrambled across short pages instead.
+
+BUILT_AT = "2026-01-05T10:0{}:00.000Z"
+
+
+def summary(arn: str, minute: int) -> dict[str, Any]:
+    """An ImageSummary (the model's members a build listing carries)."""
+    name, version, build = arn.split(":image/", 1)[1].split("/")
+    return {
+        "arn": arn,
+        "name": name,
+        "type": "AMI",
+        "version": f"{version}/{build}",
+        "platform": "Linux",
+        "owner": ACCOUNT,
+        "state": {"status": "AVAILABLE"},
+        "dateCreated": BUILT_AT.format(minute),
+    }
+
+
+class ScrambledLister:
+    """ListImageBuildVersions in `pages` (nextToken "1", "2", ... to the next one) and
+    GetImage answering AVAILABLE with an AMI; every request kept as it came."""
+
+    def __init__(self, pages: list[list[dict[str, Any]]]) -> None:
+        self.pages = pages
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+
+    async def list_build_versions(self, request: web.Request) -> web.Response:
+        body: dict[str, Any] = await request.json()
+        self.requests.append(("ListImageBuildVersions", body))
+        index = int(body.get("nextToken", "0"))
+        answer: dict[str, Any] = {"requestId": "r", "imageSummaryList": self.pages[index]}
+        if index + 1 < len(self.pages):
+            answer["nextToken"] = str(index + 1)
+        return web.json_response(answer)
+
+    async def get_image(self, request: web.Request) -> web.Response:
+        arn = request.query["imageBuildVersionArn"]
+        self.requests.append(("GetImage", {"imageBuildVersionArn": arn}))
+        image = summary(arn, 0) | {
+            "outputResources": {"amis": [{"region": "us-east-1", "image": NEWER_AMI}]}
+        }
+        return web.json_response({"requestId": "r", "image": image})
+
+
+@asynccontextmanager
+async def serving(lister: ScrambledLister) -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_post("/ListImageBuildVersions", lister.list_build_versions)
+    app.router.add_get("/GetImage", lister.get_image)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_every_page_is_listed_and_the_newest_build_wins_whatever_the_order() -> None:
+    """Builds 4 and 5 were created in the same second: the higher build number wins.
+    Taking the first item, stopping at the empty page, or comparing dates alone would
+    all pick build 4; taking the last item, build 2."""
+    build = {n: f"{VERSION}/{n}" for n in range(1, 6)}
+    pages = [
+        [summary(build[4], 3), summary(build[1], 0)],
+        [],
+        [summary(build[5], 3)],
+        [summary(build[3], 2), summary(build[2], 1)],
+    ]
+    lister = ScrambledLister(pages)
+    async with serving(lister) as url:
+        done = await wait_on_virtual_time(url, VERSION, seconds=60, output="json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["images"][0]["build_arn"] == build[5]
+    # One call per page, each naming the exact version (no filter), then the build.
+    asked = {"imageVersionArn": VERSION, "maxResults": 25}
+    assert lister.requests == [
+        ("ListImageBuildVersions", asked),
+        *(("ListImageBuildVersions", asked | {"nextToken": str(n)}) for n in (1, 2, 3)),
+        ("GetImage", {"imageBuildVersionArn": build[5]}),
+    ]
+
+
+async def test_a_wildcard_lists_the_image_name_and_keeps_only_matching_versions() -> None:
+    """`1.x.x` cannot go to imageVersionArn (its pattern has no `x`): the builds of the
+    name are listed, one call per page, and 2.0.0/1, the newest, does not match."""
+    other = [f"{VERSION.rsplit('/', 1)[0]}/{v}" for v in ("2.0.0/1", "1.3.9/2", "0.9.0/4")]
+    pages = [
+        [summary(f"{VERSION}/7", 1), summary(other[0], 5)],
+        [summary(other[1], 2), summary(other[2], 4)],
+    ]
+    lister = ScrambledLister(pages)
+    wildcard = VERSION.replace("1.4.0", "1.x.x")
+    async with serving(lister) as url:
+        done = await wait_on_virtual_time(url, wildcard, seconds=60, output="json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["images"][0]["build_arn"] == other[1]
+    asked = {"filters": [{"name": "name", "values": ["web-base"]}], "maxResults": 25}
+    assert lister.requests == [
+        ("ListImageBuildVersions", asked),
+        ("ListImageBuildVersions", asked | {"nextToken": "1"}),
+        ("GetImage", {"imageBuildVersionArn": other[1]}),
+    ]
