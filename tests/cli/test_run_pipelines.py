@@ -1,18 +1,21 @@
 """`ibwatch run` following a scheduled pipeline as a real daemon process: killed
-while it discovers and restarted on the same state file, it reports each new
-build's transitions once and in order."""
+(SIGKILL) while it lists the pipeline's builds and restarted on the same state file,
+it reports each new build's transitions once and in order, and its first start
+announces no build that had ended before it."""
 
 from __future__ import annotations
 
 import json
 import signal
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 
 from tests.cli.support import IBWATCH, LineReader
@@ -24,6 +27,8 @@ HEAD = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}"
 PIPELINE = f"{HEAD}:image-pipeline/web-base-nightly"
 VERSION = f"{HEAD}:image/web-base/1.4.0"
 RUN = timeline(("BUILDING", 50), ("AVAILABLE", None))
+HISTORY = f"{HEAD}:image/web-base/1.3.0/1"
+"""A build the pipeline made and finished before the daemon ever ran."""
 
 
 def write_config(tmp_path: Path, endpoint_url: str) -> Path:
@@ -53,10 +58,28 @@ def shows(*wanted: tuple[int, str]) -> Condition:
     return check
 
 
-def found_twice(lines: list[str]) -> bool:
-    """Discovery found builds a second time: build 2, after build 1 at start."""
-    found = [line for line in LineReader.parse(lines) if line.get("event") == "discovery.found"]
-    return len(found) >= 2
+class KillWhenListed(Counter[str]):
+    """`simulator.counters.requests` that SIGKILLs the daemon as a request to
+    ListImagePipelineImages arrives once scenario time has reached `after`, before it
+    is answered: the kill lands inside discovery, on the listing that would have
+    found the pipeline's new build."""
+
+    def __init__(self, simulator: Simulator, after: float) -> None:
+        super().__init__()
+        self._simulator = simulator
+        self._after = after
+        self.victim: anyio.abc.Process | None = None
+        self.killed = False
+
+    def __setitem__(self, operation: str, count: int) -> None:
+        super().__setitem__(operation, count)
+        if (
+            operation == "ListImagePipelineImages"
+            and self.victim is not None
+            and self._simulator.scenario_time() >= self._after
+        ):
+            self.victim.send_signal(signal.SIGKILL)
+            self.victim, self.killed = None, True
 
 
 async def wait_for(
@@ -85,7 +108,10 @@ async def test_scheduled_builds_survive_sigkill_during_discovery_and_restart(
     # tells history (ended before it followed the pipeline) by the builds' dates.
     clock = FakeClock(epoch=datetime.now(UTC))
     plan = scenario(
-        [{"arn": f"{VERSION}/1", "pipeline": "web-base-nightly", "timeline": RUN}],
+        [
+            {"arn": HISTORY, "pipeline": "web-base-nightly", "timeline": [{"status": "AVAILABLE"}]},
+            {"arn": f"{VERSION}/1", "pipeline": "web-base-nightly", "timeline": RUN},
+        ],
         pipelines=[
             {
                 "arn": PIPELINE,
@@ -95,7 +121,9 @@ async def test_scheduled_builds_survive_sigkill_during_discovery_and_restart(
             }
         ],
     )
-    async with Simulator(plan, clock=clock) as url:
+    simulator = Simulator(plan, clock=clock)
+    killer = simulator.counters.requests = KillWhenListed(simulator, after=100)
+    async with simulator as url:
         config = write_config(tmp_path, url)
         command = [str(IBWATCH), "run", "--config", str(config), "--log-format", "json"]
 
@@ -103,11 +131,13 @@ async def test_scheduled_builds_survive_sigkill_during_discovery_and_restart(
             reader = LineReader(first)
             group.start_soon(reader.pump)
             await wait_for(reader, shows((1, "BUILDING")))
-            clock.advance(100)  # build 1 is AVAILABLE; the schedule starts build 2
-            await wait_for(reader, found_twice)
-            # Discovery lists every 50 ms: the kill lands while it is at work.
-            first.send_signal(signal.SIGKILL)
-            assert await first.wait() == -signal.SIGKILL
+            killer.victim = first
+            # Build 1 is AVAILABLE; the schedule starts build 2, and the daemon is
+            # killed as it lists the pipeline's builds to find it.
+            clock.advance(100)
+            with anyio.fail_after(30):
+                assert await first.wait() == -signal.SIGKILL
+            assert killer.killed
         first_lines = reader.lines
         first_run = changes(reader.json_lines())
 
@@ -133,18 +163,21 @@ async def test_scheduled_builds_survive_sigkill_during_discovery_and_restart(
 
     with sqlite3.connect(tmp_path / "state.db") as db:
         stored = [json.loads(p) for (p,) in db.execute("SELECT payload FROM events ORDER BY seq")]
+        remembered = {arn for (arn,) in db.execute("SELECT arn FROM watched")}
+    # The first start recorded the build that had ended before it, and told no one.
+    assert HISTORY in remembered
+    assert [e for e in stored if e["image"]["arn"] == HISTORY] == []
+    assert [c for c in first_run + second_run if c["arn"] == HISTORY] == []
     per_build: dict[int, list[tuple[str | None, str]]] = {}
     for event in stored:
         per_build.setdefault(event["image"]["build"], []).append(
             (event["previous"]["status"] if event["previous"] else None, event["current"]["status"])
         )
     # Build 1 was in progress at the first start: announced, not recorded silently.
-    # Build 2 may have been first seen BUILDING or, if the kill came first, AVAILABLE.
+    # Build 2, never found by the killed daemon, is found by the next one after it
+    # ended: created after the pipeline was first followed, so it is news.
     assert per_build[1] == [(None, "BUILDING"), ("BUILDING", "AVAILABLE")]
-    assert per_build[2] in (
-        [(None, "BUILDING"), ("BUILDING", "AVAILABLE")],
-        [(None, "AVAILABLE")],
-    )
+    assert per_build[2] == [(None, "AVAILABLE")]
     assert per_build[3] == [(None, "BUILDING"), ("BUILDING", "AVAILABLE")]
     assert {e["watched"] for e in stored} == {PIPELINE}
     assert len({e["id"] for e in stored}) == len(stored)
