@@ -654,7 +654,8 @@ def test_a_pipeline_wildcard_is_accepted(tmp_path: Path) -> None:
 def test_an_image_arn_among_pipelines_is_named(tmp_path: Path) -> None:
     message = problems_of(write(tmp_path, f'[watch]\npipelines = ["{ARN}"]\n'))
     assert "watch.pipelines[0]: " in message
-    assert "is not an image pipeline ARN; expected one like" in message
+    assert "names an image, not an image pipeline; expected one like" in message
+    assert "use `ibwatch wait-until-available`" in message
 
 
 def test_a_pipeline_listed_twice_is_named(tmp_path: Path) -> None:

@@ -97,10 +97,37 @@ def test_parses_arns_of_other_partitions(text: str, partition: str, region: str)
     assert (arn.partition, arn.region) == (partition, region)
 
 
-@pytest.mark.parametrize("version", ["x.x.x", "1.x.x", "1.4.x", "1.x.0"])
+@pytest.mark.parametrize("version", ["x.x.x", "1.x.x", "1.4.x"])
 def test_a_version_arn_may_use_x_wildcards(version: str) -> None:
     arn = Arn.parse(f"arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/{version}")
     assert (arn.version, arn.build) == (version, None)
+
+
+@pytest.mark.parametrize("version", ["x.1.x", "1.x.8", "x.x.8", "x.2.x", "1.x.0", "x.0.0"])
+def test_refuses_a_wildcard_with_a_number_right_of_the_first_x(version: str) -> None:
+    """The model's pattern takes them; AWS's semantic-versioning guide: "all nodes to
+    the right of the first wildcard must also be wildcards" (x.2.x, 1.x.8 "invalid,
+    and produces an error")."""
+    text = f"arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/{version}"
+    with pytest.raises(InvalidArn) as raised:
+        Arn.parse(text)
+    assert str(raised.value) == (
+        f"{text!r}: {version} is not a valid wildcard version: every node right of the "
+        "first x must be x (x.x.x, 1.x.x or 1.2.x)"
+    )
+
+
+@pytest.mark.parametrize("arn", [BUILD_ARN, VERSION_ARN])
+def test_a_version_node_may_be_as_large_as_two_to_the_thirty_minus_one(arn: str) -> None:
+    largest = arn.replace("1.4.0", "1073741823.0.1073741823")
+    assert Arn.parse(largest).version == "1073741823.0.1073741823"
+
+
+@pytest.mark.parametrize("version", ["1073741824.0.0", "1.1073741824.x", "0.0.99999999999"])
+def test_refuses_a_version_node_above_two_to_the_thirty_minus_one(version: str) -> None:
+    text = f"arn:aws:imagebuilder:us-east-1:123456789012:image/web-base/{version}"
+    with pytest.raises(InvalidArn, match=r"is above 1073741823 \(2\^30-1\), the largest"):
+        Arn.parse(text)
 
 
 def test_an_aws_owned_image_has_the_account_aws() -> None:
@@ -137,9 +164,21 @@ def test_refuses_a_component_arn_naming_what_it_is() -> None:
         Arn.parse("arn:aws:imagebuilder:us-east-1:123456789012:component/setup/1.0.0/1")
 
 
-def test_refuses_an_image_pipeline_arn_naming_what_it_is() -> None:
-    with pytest.raises(InvalidArn, match=r"image-pipeline, not an image"):
-        Arn.parse("arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/web-base-nightly")
+def test_refuses_an_image_pipeline_arn_saying_what_to_do_with_one() -> None:
+    pipeline = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/web-base-nightly"
+    with pytest.raises(InvalidArn) as raised:
+        Arn.parse(pipeline)
+    assert str(raised.value).startswith(
+        f"{pipeline!r} is an image pipeline ARN, not an image ARN: to start the pipeline and "
+        "wait for its build, use `ibwatch start`; to follow its builds, list it in "
+        "`[watch] pipelines`. An image ARN looks like arn:aws:imagebuilder:"
+    )
+
+
+def test_another_kind_of_arn_is_named_with_its_article() -> None:
+    recipe = "arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/web-base/1.0.0"
+    with pytest.raises(InvalidArn, match=r"names an image-recipe, not an image;"):
+        Arn.parse(recipe)
 
 
 @pytest.mark.parametrize(

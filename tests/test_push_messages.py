@@ -216,8 +216,8 @@ def test_a_body_that_is_no_json_object_is_malformed(body: str, reason: str) -> N
         (
             {"resources": ["arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/nightly"]},
             "resources[0] is not an image build ARN: "
-            "'arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/nightly' names a "
-            "image-pipeline, not an image",
+            "'arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/nightly' is an "
+            "image pipeline ARN, not an image ARN",
         ),
         ({"source": None}, "EventBridge event without a source string"),
         ({"source": 3}, "EventBridge event without a source string: 3"),

@@ -28,7 +28,7 @@ from watcher._version import __version__
 from watcher.clock import SystemClock
 from watcher.durations import parse_duration
 from watcher.exit_codes import EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, MEANINGS
-from watcher.model import Arn, InvalidArn, PipelineArn
+from watcher.model import Arn, InvalidArn, PipelineArn, check_listable, explain_pipeline_arn
 from watcher.result_files import ResultFiles, no_result
 from watcher.termination import Terminated, sigterm_raises
 
@@ -79,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         "arns",
         nargs="+",
         metavar="ARN",
-        help="image build-version ARN (.../NAME/1.2.3/4), or version ARN (.../NAME/1.2.3, "
-        "'x' wildcards allowed) meaning its newest build, found by listing",
+        help="image build-version ARN (.../NAME/1.2.3/4), or version ARN (.../NAME/1.2.3) "
+        "meaning its newest build, found by listing; a wildcard (1.x.x, 1.2.x, x.x.x) means "
+        "the newest build of the highest matching version",
     )
     _wait_options(wait)
 
@@ -106,13 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--no-wait",
         action="store_true",
-        help="print the new build ARN(s) and exit 0 without waiting: 0 then means started, "
-        "not AVAILABLE",
+        help="print the new build ARN(s) (--output json: one JSON document) and exit 0 "
+        "without waiting: 0 then means started, not AVAILABLE. The wait's own options "
+        "(--cancel-on-timeout, --timeout, --log-lines, --summary, --dotenv) are refused "
+        "with it",
     )
     start.add_argument(
         "--cancel-on-timeout",
         action="store_true",
-        help="at the timeout, cancel (CancelImageCreation) the builds still running; exit 3",
+        help="at the timeout, cancel (CancelImageCreation) the builds still running, then "
+        "wait up to 2m (or two --interval) for them to show CANCELLED; exit 3",
     )
     _wait_options(start)
 
@@ -176,9 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser(
         "simulate",
         help="serve a local EC2 Image Builder endpoint playing out a scenario",
-        description="Serve a local EC2 Image Builder endpoint (GetImage, ListImageBuildVersions) "
-        "that plays out a scenario file. Point the AWS CLI, ibwatch or your own scripts at the "
-        "printed URL with --endpoint-url or AWS_ENDPOINT_URL_IMAGEBUILDER.",
+        description="Serve a local EC2 Image Builder endpoint that plays out a scenario file: "
+        "GetImage, ListImageBuildVersions, GetImagePipeline, ListImagePipelines, "
+        "ListImagePipelineImages, StartImagePipelineExecution, CancelImageCreation, "
+        "ListWorkflowExecutions, ListWorkflowStepExecutions, GetWorkflowExecution, "
+        "GetWorkflowStepExecution, and CloudWatch Logs GetLogEvents (README, 'What it "
+        "serves'). Point the AWS CLI, ibwatch or your own scripts at the printed URL with "
+        "--endpoint-url or AWS_ENDPOINT_URL_IMAGEBUILDER.",
     )
     simulate.add_argument("--scenario", required=True, metavar="FILE", help="scenario TOML file")
     simulate.add_argument(
@@ -337,7 +345,10 @@ def _pipeline_arn(text: str) -> str:
     """The pipeline `text` names, for `start`; InvalidArn says what is wrong. Checked
     after parsing, as the image ARNs of `wait-until-available` are, so that the result
     files name each one refused."""
-    found = PipelineArn.parse(text)
+    try:
+        found = PipelineArn.parse(text)
+    except InvalidArn:  # the same reason, without offering image-pipeline/*
+        raise InvalidArn(explain_pipeline_arn(text, wildcard=False)) from None
     if found.is_wildcard:
         raise InvalidArn(f"{text!r}: name one pipeline to start, not all of them")
     return str(found)
@@ -589,7 +600,7 @@ def _wait(args: argparse.Namespace) -> int:
         from watcher.logs import configure
         from watcher.wait import wait_until_available
 
-    arns = _checked_arns(args, args.arns, lambda text: str(Arn.parse(text)))
+    arns = _checked_arns(args, args.arns, lambda text: str(check_listable(Arn.parse(text))))
     if arns is None:
         return EXIT_USAGE
     # Human lines, never JSON: they land between the progress lines a person reads.
@@ -620,6 +631,14 @@ def _start(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    ignored = _wait_only_options(args) if args.no_wait else []
+    if ignored:
+        print(
+            f"ibwatch: {ignored[0]} acts on the wait, and --no-wait does not wait: "
+            f"give one or the other",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if args.client_token is not None:
         problem = check_client_token(args.client_token, len(pipelines))
         if problem:
@@ -643,6 +662,26 @@ def _start(args: argparse.Namespace) -> int:
             github_output=Path(github_output) if github_output else None,
         )
     )
+
+
+_WAIT_ONLY = ("cancel_on_timeout", "timeout", "log_lines")
+"""`start`'s options that only the wait reads and that promise an outcome: given with
+--no-wait, they would be ignored without a word (--summary and --dotenv are refused
+with their own reason). The pacing of polls (--interval, --not-found-grace) promises
+nothing and is let through, so one option set serves both forms of a CI step."""
+
+
+def _wait_only_options(args: argparse.Namespace) -> list[str]:
+    """The wait-only options given other than at their defaults, as typed."""
+    defaults = argparse.ArgumentParser(add_help=False)
+    _wait_options(defaults)
+    defaults.add_argument("--cancel-on-timeout", action="store_true")
+    unset = defaults.parse_args([])
+    return [
+        "--" + name.replace("_", "-")
+        for name in _WAIT_ONLY
+        if getattr(args, name) != getattr(unset, name)
+    ]
 
 
 def _wait_request(args: argparse.Namespace, arns: tuple[str, ...]) -> WaitRequest:

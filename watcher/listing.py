@@ -1,10 +1,10 @@
 """Finding builds by listing: every page of a List operation, the builds of a
-version ARN (wildcards included), and which of them is the newest.
+version ARN (wildcards included), and which of them a version ARN means.
 
 GetImage cannot do this: on a version ARN it returns the newest *AVAILABLE* build
 only (botocore's model, GetImage `imageBuildVersionArn`), never one in progress
-or failed. So a version is listed (`ListImageBuildVersions`) and its newest build
-is then watched by its own build ARN.
+or failed. So a version is listed (`ListImageBuildVersions`) and the build it
+means is then watched by its own build ARN.
 
 The model documents no order for List results and allows short pages that still
 carry `nextToken`: nothing here trusts the order, and paging stops only when the
@@ -85,27 +85,59 @@ async def builds_of_version(
 
         builds = await all_pages(call, exact, f"builds of {version_arn}")
     else:
-
-        def by_name(token: str | None) -> Awaitable[Page[ImageSnapshot]]:
-            return edge.list_build_versions(
-                wanted.region, name=wanted.name, next_token=token, account=wanted.account
-            )
-
-        builds = await all_pages(call, by_name, f"builds of {version_arn}")
+        builds = await all_pages(call, _by_name(edge, wanted), f"builds of {version_arn}")
     return [b for b in builds if wanted.matches(Arn.parse(b.arn))]
+
+
+def _by_name(
+    edge: BuildLister, wanted: Arn
+) -> Callable[[str | None], Awaitable[Page[ImageSnapshot]]]:
+    """One page of the builds of every version of `wanted`'s image name."""
+
+    def fetch(token: str | None) -> Awaitable[Page[ImageSnapshot]]:
+        return edge.list_build_versions(
+            wanted.region, name=wanted.name, next_token=token, account=wanted.account
+        )
+
+    return fetch
 
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
-def newest(builds: Sequence[ImageSnapshot]) -> ImageSnapshot | None:
-    """The newest build: latest `dateCreated`, then the highest build number (for
-    builds created in the same instant, or without a date).
+def chosen(builds: Sequence[ImageSnapshot]) -> ImageSnapshot | None:
+    """The build a version ARN means, among `builds` (all of its matching builds):
+    the newest build of the highest version.
 
-    Our choice, not the model's: GetImage resolves a wildcard to the highest
-    matching *version* that is AVAILABLE. A CI job waiting on `1.x.x` after
-    starting a pipeline wants the build just started, whatever its version."""
-    return max(builds, key=lambda b: (_aware(b.created), b.build), default=None)
+    - The highest version. AWS's user guide, "Semantic versioning in Image Builder"
+      (https://docs.aws.amazon.com/imagebuilder/latest/userguide/ibhow-semantic-versioning.html):
+      wildcards "specify the most recent versions"; "given the following latest
+      versions: 2.2.4, 1.7.8, and 1.6.8", `x.x.x` = 2.2.4, `1.x.x` = 1.7.8 and
+      `1.6.x` = 1.6.8. Versions compare node by node as integers (1.10.0 > 1.9.9),
+      never by when they were built: a `1.0.0/5` created after `1.2.0/1` does not
+      make `1.x.x` mean 1.0.0. For an exact version there is only one.
+    - The highest version *that has any build*, in any state. GetImage goes further
+      and passes over versions without an AVAILABLE build (its model: "resolves to
+      the latest matching build version that has reached AVAILABLE status"); we do
+      not, since a wait is for the build in progress or failed as much as for the
+      finished one. So when 2.0.0's only builds FAILED and a 1.9.0 build is still
+      running, `x.x.x` means that failed 2.0.0 build (exit 1), not the 1.9.0 one:
+      our reading, the documents say nothing of a version whose builds all failed.
+    - Then the newest build of that version: latest `dateCreated`, then the highest
+      build number (builds created in the same instant, or without a date).
+    """
+    if not builds:
+        return None
+    top = max(_version_key(b.version) for b in builds)
+    return max(
+        (b for b in builds if _version_key(b.version) == top),
+        key=lambda b: (_aware(b.created), b.build),
+    )
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """`1.10.0` -> (1, 10, 0): semantic order, not the text's (`"1.10.0" < "1.9.0"`)."""
+    return tuple(int(node) for node in version.split("/", 1)[0].split("."))
 
 
 def _aware(moment: datetime | None) -> datetime:
@@ -117,6 +149,31 @@ def _aware(moment: datetime | None) -> datetime:
 async def newest_build(
     edge: BuildLister, call: Call[Page[ImageSnapshot]], version_arn: str
 ) -> str | None:
-    """The ARN of the newest build of `version_arn`; None while it has none."""
-    found = newest(await builds_of_version(edge, call, version_arn))
+    """The ARN of the build `version_arn` means (`chosen`); None while it has none."""
+    found = chosen(await builds_of_version(edge, call, version_arn))
     return found.arn if found else None
+
+
+async def why_no_build(edge: BuildLister, call: Call[Page[ImageSnapshot]], version_arn: str) -> str:
+    """What to add to "no build of VERSION_ARN yet" when a wait gives up on it:
+    whether the image name has a build of any version at all, in the account the
+    credentials read and the ARN's region (a misspelled name has none). One
+    ListImageBuildVersions with a `name` filter; more only while the pages that come
+    back are empty and still carry a `nextToken` (the model allows it)."""
+    wanted = Arn.parse(version_arn)
+    fetch = _by_name(edge, wanted)
+    token: str | None = None
+    for _ in range(MAX_PAGES):
+        page = await call(functools.partial(fetch, token))
+        if page.items:
+            return (
+                f"image {wanted.name!r} has builds of other versions in {wanted.region}, "
+                f"none of {wanted.version}"
+            )
+        token = page.next_token
+        if token is None:
+            break
+    return (
+        f"the account these credentials read has no build of any image named {wanted.name!r} "
+        f"in {wanted.region}: is the name right?"
+    )

@@ -115,10 +115,17 @@ def _no_result(report: Mapping[str, Any]) -> str:
         lines += [f"- {_build_link(build)}" for build in started]
     token = report.get("client_token")
     if token and started:
+        given = len(report.get("pipelines") or ())
         lines += [
             "",
-            f"`ibwatch start --client-token` {_code(token)} gets the same "
-            f"build{'s' if len(started) > 1 else ''} back instead of starting new ones.",
+            f"The same command run again with `--client-token` {_code(token)} gets the same "
+            f"build{'s' if len(started) > 1 else ''} back instead of starting new ones"
+            + (
+                f": name the same {given} pipelines (each one's token is derived from it, "
+                "so a pipeline named alone would start a new build)."
+                if given > 1
+                else "."
+            ),
         ]
     for error in report.get("errors") or ():
         lines += ["", f"#### {_code(error['arn'])}", "", *_block(_message(error["message"]))]
@@ -241,6 +248,8 @@ def _status_cell(image: Mapping[str, Any], report: Mapping[str, Any]) -> str:
         text += f" in {_word(image['failed_in'])}"
     if image["cancelled_at_timeout"]:
         text += " (cancelled at the timeout)"
+    elif image.get("cancel_requested") and not _ended(status):
+        text += " (still in progress at the timeout; cancellation requested)"
     elif report["timed_out"] and not _ended(status):
         text += " (still in progress at the timeout)"
     return text

@@ -71,6 +71,7 @@ class Arn:
             raise InvalidArn(
                 f"{text!r}: a build number needs an exact version, not {found['version']}"
             )
+        _check_version(text, found["version"])
         build = found["build"]
         return cls(
             found["partition"],
@@ -120,17 +121,76 @@ def _parse_arn(text: str) -> Arn:
     return Arn._parse(text)
 
 
+MAX_VERSION_NODE = 2**30 - 1
+"""AWS's user guide, "Semantic versioning in Image Builder": "For the first three
+nodes you can assign any positive integer value, or zero, with an upper limit of
+2^30-1, or 1073741823 for each node." """
+
+
+def _check_version(text: str, version: str) -> None:
+    """Refuse what the model's pattern lets through but Image Builder does not.
+
+    The pattern (`ImageVersionArnOrBuildVersionArn`) is `([0-9]+|x)` for each node,
+    so it takes `x.1.x`. The user guide, "Semantic versioning in Image Builder"
+    (https://docs.aws.amazon.com/imagebuilder/latest/userguide/ibhow-semantic-versioning.html):
+    "When you use a wildcard in any node, all nodes to the right of the first
+    wildcard must also be wildcards"; `x.2.x` and `1.x.8` are "invalid, and
+    produces an error". Caught here, such an ARN is refused before any call,
+    instead of never matching a build until the timeout."""
+    nodes = version.split(".")
+    if "x" in nodes and any(node != "x" for node in nodes[nodes.index("x") :]):
+        raise InvalidArn(
+            f"{text!r}: {version} is not a valid wildcard version: every node right of "
+            "the first x must be x (x.x.x, 1.x.x or 1.2.x)"
+        )
+    too_big = [node for node in nodes if node != "x" and int(node) > MAX_VERSION_NODE]
+    if too_big:
+        raise InvalidArn(
+            f"{text!r}: version node {too_big[0]} is above {MAX_VERSION_NODE} (2^30-1), "
+            "the largest Image Builder allows"
+        )
+
+
+def check_listable(arn: Arn) -> Arn:
+    """`arn` if its builds can be found by listing; InvalidArn says why not.
+
+    A wildcard is listed by its image name without `imageVersionArn` (see
+    `watcher.listing.builds_of_version`), and the model says of that parameter: "If you don't
+    specify it, Image Builder returns build versions for all of the images in your
+    account." An image owned by AWS (account `aws`) is never in the caller's
+    account, so a wildcard of one would find no build until the timeout. An exact
+    version is listed by `imageVersionArn`, whose pattern (`ImageVersionArn`) takes
+    the account `aws`, so it is let through. Another 12-digit account (a shared
+    image) is let through too: which account the credentials read is not known
+    without a call."""
+    if arn.is_wildcard and not arn.account.isdigit():
+        raise InvalidArn(
+            f"{str(arn)!r}: a wildcard version of an image owned by {arn.account!r} cannot "
+            "be waited on: its builds are found with ListImageBuildVersions, which without "
+            "an exact version lists only the images of your own account. Give the build "
+            "version ARN (.../NAME/X.Y.Z/BUILD) or an exact version ARN (.../NAME/X.Y.Z)"
+        )
+    return arn
+
+
 def _explain(text: object) -> str:
     if not isinstance(text, str) or not text.startswith("arn:"):
         return f"{text!r} is not an ARN; expected an image ARN like {_EXAMPLE}"
     parts = text.split(":", 5)
     if len(parts) < 6 or parts[2] != "imagebuilder":
         return f"{text!r} is not an Image Builder ARN; expected one like {_EXAMPLE}"
+    if parts[5].startswith("image-pipeline/"):
+        return (
+            f"{text!r} is an image pipeline ARN, not an image ARN: to start the pipeline and "
+            "wait for its build, use `ibwatch start`; to follow its builds, list it in "
+            f"`[watch] pipelines`. An image ARN looks like {_EXAMPLE}"
+        )
     if not parts[5].startswith("image/"):
         kind = parts[5].split("/", 1)[0]
+        article = "an" if kind[:1] in ("a", "e", "i", "o", "u") else "a"
         return (
-            f"{text!r} names a {kind}, not an image; expected an image ARN like {_EXAMPLE} "
-            "(or its version ARN without the build number)"
+            f"{text!r} names {article} {kind}, not an image; expected an image ARN like "
+            f"{_EXAMPLE} (or its version ARN without the build number)"
         )
     return (
         f"{text!r} is not a valid image ARN; expected region, 12-digit account, lower-case "
@@ -143,6 +203,38 @@ _PIPELINE_ARN = re.compile(
     r"(?P<account>[0-9]{12}|aws):image-pipeline/(?P<name>[a-z0-9-_]+|\*)$"
 )
 _PIPELINE_EXAMPLE = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/web-base-nightly"
+
+
+def explain_pipeline_arn(text: object, *, wildcard: bool) -> str:
+    """Why `text` is not an image pipeline ARN; `wildcard`: whether the caller takes
+    `image-pipeline/*` (the daemon's `[watch] pipelines` does, `ibwatch start` not)."""
+    also = (
+        ", or one ending in image-pipeline/* for every pipeline of that account and region"
+        if wildcard
+        else ""
+    )
+    expected = f"expected one like {_PIPELINE_EXAMPLE}{also}"
+    parts = text.split(":", 5) if isinstance(text, str) else []
+    resource = parts[5] if len(parts) == 6 and parts[2] == "imagebuilder" else ""
+    kind, _, name = resource.partition("/")
+    if kind and kind != "image-pipeline":
+        article = "an" if kind[:1] in ("a", "e", "i", "o", "u") else "a"
+        hint = (
+            "; to wait for an image's build, use `ibwatch wait-until-available`"
+            if kind == "image"
+            else ""
+        )
+        return f"{text!r} names {article} {kind}, not an image pipeline; {expected}{hint}"
+    if kind and name != name.lower():
+        # The model's ImagePipelineArn pattern ends `image-pipeline/[a-z0-9-_]+$`, and
+        # its CreateImagePipeline `name` doc says "Image Builder generates the pipeline
+        # ARN from a normalized form of the name".
+        return (
+            f"{text!r}: pipeline ARNs name the pipeline in lower case, as Image Builder "
+            f"writes them (a pipeline named {name!r} has an ARN ending "
+            f"image-pipeline/{name.lower()}); {expected}"
+        )
+    return f"{text!r} is not an image pipeline ARN; {expected}"
 
 
 @dataclass(frozen=True)
@@ -159,10 +251,7 @@ class PipelineArn:
     def parse(cls, text: str) -> PipelineArn:
         found = _PIPELINE_ARN.match(text.strip()) if isinstance(text, str) else None
         if found is None:
-            raise InvalidArn(
-                f"{text!r} is not an image pipeline ARN; expected one like {_PIPELINE_EXAMPLE}, "
-                "or one ending in image-pipeline/* for every pipeline of that account and region"
-            )
+            raise InvalidArn(explain_pipeline_arn(text, wildcard=True))
         return cls(found["partition"], found["region"], found["account"], found["name"])
 
     @property

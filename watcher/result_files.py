@@ -34,6 +34,9 @@ class SoFar:
     returns the same builds instead of starting new ones."""
     errors: list[dict[str, str]] = field(default_factory=list)
     """`{arn, message}`: a pipeline that could not be started, an ARN refused."""
+    pipelines: list[str] = field(default_factory=list)
+    """The pipelines `ibwatch start` was given: with several, no one build is *the*
+    build (`build_arn` stays empty), and getting them back takes all of them again."""
 
     def error(self, arn: str, message: str) -> None:
         self.errors.append({"arn": arn, "message": message})
@@ -96,4 +99,5 @@ def no_result(exit_code: int, so_far: SoFar | None = None) -> dict[str, Any]:
         "started": list(known.started),
         "client_token": known.client_token,
         "errors": [dict(error) for error in known.errors],
+        "pipelines": list(known.pipelines),
     }

@@ -1,13 +1,15 @@
 """`ibwatch start`: start image pipelines, then wait for their builds exactly as
 `wait-until-available` does (same outputs and exit codes).
 
-StartImagePipelineExecution is idempotent on its `clientToken` (botocore's model:
-"If you retry a request with the same client token, Image Builder returns the
-original response without running the operation again"). The token is printed (and
-written to GITHUB_OUTPUT before the first start), so a retried CI job given
-`--client-token` gets the same build, not a second one. A run that stops partway
-records what it started and why it stopped in `ResultFiles.so_far`, for the result
-files: a build started and then left unwatched must not go unmentioned.
+Every pipeline is read first (GetImagePipeline, one call each): one that does not
+exist or cannot be read stops the run before anything starts. StartImagePipelineExecution
+is idempotent on its `clientToken` (botocore's model: "If you retry a request with the
+same client token, Image Builder returns the original response without running the
+operation again"). The token is printed (and written to GITHUB_OUTPUT before the
+first start), so a retried CI job given `--client-token` gets the same builds, not
+new ones (`token_for` says exactly when). A run that stops partway records what it
+started and why it stopped in `ResultFiles.so_far`, for the result files: a build
+started and then left unwatched must not go unmentioned.
 """
 
 from __future__ import annotations
@@ -16,24 +18,36 @@ import functools
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from watcher.aws import AwsImageSource
 from watcher.clock import Clock
-from watcher.engine import Engine, RunResult
-from watcher.errors import ApiError
+from watcher.engine import Engine, RunResult, Watch
+from watcher.errors import ApiError, Misconfigured
 from watcher.exit_codes import EXIT_AVAILABLE
+from watcher.model import ImageStatus
 from watcher.ratelimit import CubicLimiter
 from watcher.result_files import SoFar
 from watcher.retry import RetryPolicy, call_with_retry
+from watcher.summary import duration_text
+from watcher.tracker import observe
 from watcher.wait import WaitRequest, exit_for_error, wait_with
 
 MAX_TOKEN = 64
 """The model's `ClientToken`: 1 to 64 characters."""
 _SUFFIX = 13
 """'-' and 12 hex digits: what a pipeline's own token adds to a shared one."""
+CANCEL_WAIT = 120.0
+"""How long `--cancel-on-timeout` waits, at least, for its cancellations to take
+effect (two `--interval`s if that is longer): CancelImageCreation "is asynchronous:
+the request returns immediately, then Image Builder stops the running build and moves
+the image to the CANCELLED state" (botocore's model), and AWS documents no duration.
+Two minutes is our reading; a CI job's own timeout must leave room for it."""
+STARTED = "STARTED"
+"""The status of `--no-wait`'s result: the builds were started, nothing was waited on."""
 
 
 @dataclass(frozen=True)
@@ -58,11 +72,19 @@ def check_client_token(token: str, pipelines: int) -> str | None:
 
 
 def token_for(token: str, pipeline: str, pipelines: int) -> str:
-    """One pipeline uses the token as given. With several, each gets its own,
-    derived from it, since one token cannot serve two requests with different
-    parameters: the model lists IdempotentParameterMismatchException for this
-    operation, and the EC2 idempotency page its clientToken doc points to says a
-    reused token with other parameters is refused. A retry derives the same ones."""
+    """The clientToken StartImagePipelineExecution gets for `pipeline`, one of
+    `pipelines` given together with `token`. One pipeline uses the token as given.
+    With several, each gets its own, derived from the token and the pipeline's ARN
+    (never from the others or the order), since one token cannot serve two requests
+    with different parameters: the model lists IdempotentParameterMismatchException
+    for this operation, and the EC2 idempotency page its clientToken doc points to
+    says a reused token with other parameters is refused.
+
+    So a token gives back the same build of a pipeline exactly when the pipeline is
+    given with it again either alone both times, or with other pipelines both times
+    (which ones, and in which order, does not matter), for as long as Image Builder
+    remembers the token (not documented). Named alone after being one of several,
+    or the other way round, the pipeline starts a new build."""
     if pipelines == 1:
         return token
     return f"{token}-{hashlib.sha256(pipeline.encode()).hexdigest()[:12]}"
@@ -80,10 +102,11 @@ async def start_pipelines(
     count = len(request.pipelines)
     so_far = request.wait.files.so_far if request.wait.files is not None else SoFar()
     so_far.client_token = token
+    so_far.pipelines = list(request.pipelines)
     _say(
         stderr,
-        f"ibwatch: client token {token}: run again with --client-token {token} "
-        "to get the same build(s) rather than start new ones",
+        f"ibwatch: client token {token}: run the same command again with --client-token "
+        f"{token} to get the same build(s) rather than start new ones",
     )
     # Before the first call: a start whose answer was lost may still have started a
     # build, which only this token gets back.
@@ -95,7 +118,15 @@ async def start_pipelines(
         concurrency=min(16, count),
     ) as aws:
         limiter = CubicLimiter(request.wait.max_tps, clock)
-        builds: list[str] = []
+        refused = await _unreadable(aws, request.pipelines, limiter, clock)
+        for pipeline, exc in refused:
+            _say(stderr, f"ibwatch: cannot start {pipeline}: {exc}")
+            so_far.error(pipeline, str(exc))
+        if refused:
+            _say(stderr, "ibwatch: nothing was started")
+            return max(exit_for_error(exc) for _, exc in refused)
+        builds: dict[str, str] = {}
+        """Build ARN -> the pipeline that started it, in the order given."""
         for pipeline in request.pipelines:
             own = token_for(token, pipeline, count)
             try:
@@ -109,25 +140,31 @@ async def start_pipelines(
                 _say(stderr, f"ibwatch: could not start {pipeline}: {exc}")
                 so_far.error(pipeline, str(exc))
                 if builds:
-                    _say(stderr, "ibwatch: already started: " + ", ".join(builds))
+                    _say(
+                        stderr,
+                        "ibwatch: already started, and nothing waits for them: "
+                        + ", ".join(builds)
+                        + f"; {rerun_hint(token, count)}",
+                    )
                 return exit_for_error(exc)
-            _say(stderr, f"ibwatch: started {build} from {pipeline}")
-            builds.append(build)
+            if request.client_token is None:
+                _say(stderr, f"ibwatch: started {build} from {pipeline}")
+            else:  # the answer is the same whether the token is new or not
+                _say(
+                    stderr,
+                    f"ibwatch: {pipeline}: build {build} (started now, or before with this "
+                    "client token)",
+                )
+            builds[build] = pipeline
             so_far.started.append(build)
         if request.no_wait:
-            stdout.write("".join(f"{build}\n" for build in builds))
-            stdout.flush()
-            # As a wait's outputs name them (`watcher.github_output`): `build_arn` for
-            # one build, `build_arns` (a JSON list) for any number.
-            arns = [
-                f"build_arn={builds[0] if count == 1 else ''}",
-                f"build_arns={_compact(builds)}",
-            ]
-            _append(github_output, arns, stderr)
+            _started(request, token, builds, stdout, stderr, github_output)
             return EXIT_AVAILABLE
 
         async def cancel_running(engine: Engine, result: RunResult) -> None:
-            await _cancel_running(aws, engine, result, stderr)
+            await _cancel_running(
+                aws, engine, result, clock=clock, interval=request.wait.interval, stderr=stderr
+            )
 
         return await wait_with(
             aws,
@@ -136,31 +173,139 @@ async def start_pipelines(
             stdout=stdout,
             stderr=stderr,
             on_timeout=cancel_running if request.cancel_on_timeout else None,
+            pipelines=builds,
         )
 
 
-async def _cancel_running(
-    aws: AwsImageSource, engine: Engine, result: RunResult, stderr: TextIO
+def rerun_hint(token: str, pipelines: int) -> str:
+    """How to get back the builds of a run that stopped partway (`token_for`)."""
+    if pipelines == 1:
+        return f"run the same command again with --client-token {token} to get it back"
+    return (
+        f"run the same command again (the same {pipelines} pipelines) with --client-token "
+        f"{token} to get them back and start the rest: each pipeline's token is derived "
+        "from it, so a pipeline named alone would start a new build"
+    )
+
+
+async def _unreadable(
+    aws: AwsImageSource, pipelines: Sequence[str], limiter: CubicLimiter, clock: Clock
+) -> list[tuple[str, ApiError]]:
+    """The pipelines GetImagePipeline cannot read (not found, access denied), each
+    with why: one call each, before anything starts, so that a typo in the second
+    pipeline does not leave the first one's build running unwatched. An unusable AWS
+    configuration is the same for every pipeline: named once."""
+    refused = []
+    for pipeline in pipelines:
+        try:
+            await call_with_retry(
+                functools.partial(aws.get_pipeline, pipeline),
+                limiter=limiter,
+                clock=clock,
+                policy=RetryPolicy(),
+            )
+        except ApiError as exc:
+            refused.append((pipeline, exc))
+            if isinstance(exc, Misconfigured):
+                break
+    return refused
+
+
+def _started(
+    request: StartRequest,
+    token: str,
+    builds: dict[str, str],
+    stdout: TextIO,
+    stderr: TextIO,
+    github_output: Path | None,
 ) -> None:
-    """CancelImageCreation for each build still running at the timeout, then one
-    more GetImage so the result shows where it went (cancellation is asynchronous)."""
+    """`--no-wait`'s result: the builds, as text (one ARN a line) or one JSON
+    document, and as step outputs shaped as a wait's (`watcher.github_output`):
+    `status`, `exit_code`, `build_arn` for one pipeline, `build_arns` for any number."""
+    arns = list(builds)
+    if request.wait.output == "json":
+        document = {
+            "status": STARTED,
+            "exit_code": EXIT_AVAILABLE,
+            "client_token": token,
+            "builds": [
+                {"pipeline_arn": pipeline, "build_arn": build} for build, pipeline in builds.items()
+            ],
+        }
+        stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        stdout.write("".join(f"{build}\n" for build in arns))
+    stdout.flush()
+    lines = [
+        f"status={STARTED}",
+        f"exit_code={EXIT_AVAILABLE}",
+        f"build_arn={arns[0] if len(request.pipelines) == 1 else ''}",
+        f"build_arns={_compact(arns)}",
+    ]
+    _append(github_output, lines, stderr)
+
+
+async def _cancel_running(
+    aws: AwsImageSource,
+    engine: Engine,
+    result: RunResult,
+    *,
+    clock: Clock,
+    interval: float,
+    stderr: TextIO,
+) -> None:
+    """CancelImageCreation for each build still running at the timeout, then GetImage
+    on them every `interval`, paced and retried as polls are, until each has ended or
+    `CANCEL_WAIT` (two intervals if longer) has passed: cancellation is asynchronous,
+    and a result saying CANCELLED must have seen it. Each one asked for is in
+    `result.cancelled` (it counts as timed out, not failed: exit 3 either way)."""
+    asked: list[Watch] = []
     for watch in result.watches.values():
         arn = watch.build_arn
         if arn is None or watch.ended:
             continue
         try:
-            await engine.call(functools.partial(aws.cancel_build, arn, str(uuid.uuid4())))
+            await engine.call(functools.partial(aws.cancel_build, arn, str(uuid.uuid4())), arn=arn)
         except ApiError as exc:
             _say(stderr, f"ibwatch: timed out; could not cancel {arn}: {exc}")
             continue
         result.cancelled.add(watch.arn)
-        _say(stderr, f"ibwatch: timed out; cancelled {arn}")
-        try:
-            snapshot = await engine.call(functools.partial(aws.get, arn))
-        except ApiError:
-            continue
-        if watch.tracked is not None:
-            watch.tracked = watch.tracked.model_copy(update={"snapshot": snapshot})
+        asked.append(watch)
+        _say(stderr, f"ibwatch: timed out; cancelling {arn}")
+    waited = max(CANCEL_WAIT, 2 * interval)
+    with clock.move_on_after(waited):
+        while pending := [watch for watch in asked if not watch.ended]:
+            await clock.sleep(interval)
+            for watch in pending:
+                await _refresh(aws, engine, watch)
+    for watch in asked:
+        arn, status = watch.build_arn, _status(watch)
+        if status is ImageStatus.CANCELLED:
+            _say(stderr, f"ibwatch: timed out; cancelled {arn}")
+        elif status is not None and status.terminal:
+            _say(stderr, f"ibwatch: {arn} ended {status} before its cancellation took effect")
+        else:
+            _say(
+                stderr,
+                f"ibwatch: cancellation of {arn} was requested, but it was still "
+                f"{status or 'not seen'} after {duration_text(waited)}",
+            )
+
+
+async def _refresh(aws: AwsImageSource, engine: Engine, watch: Watch) -> None:
+    """One more GetImage of a build being cancelled; a failed one is tried again at
+    the next round, until the wait for the cancellation ends."""
+    arn = watch.build_arn
+    assert arn is not None
+    try:
+        snapshot = await engine.call(functools.partial(aws.get, arn), arn=arn)
+    except ApiError:
+        return
+    watch.tracked, _ = observe(watch.watched, watch.tracked, snapshot)
+
+
+def _status(watch: Watch) -> ImageStatus | None:
+    return watch.tracked.snapshot.status if watch.tracked is not None else None
 
 
 def _append(path: Path | None, lines: list[str], stderr: TextIO) -> None:

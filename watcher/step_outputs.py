@@ -30,10 +30,14 @@ class StepOutputs:
     log_group: str | None
     console_url: str | None
 
+    asked_for: int = 1
+    """How many builds the run was for (ARNs waited on, pipelines started)."""
+
     @property
     def build_arn(self) -> str | None:
-        """The build, when there is exactly one: what a single-build job wants."""
-        return self.build_arns[0] if len(self.build_arns) == 1 else None
+        """The build, when the run was for exactly one: what a single-build job wants.
+        Never the one build `start` got to before it stopped on the second pipeline."""
+        return self.build_arns[0] if len(self.build_arns) == 1 and self.asked_for == 1 else None
 
 
 def step_outputs(report: Mapping[str, Any]) -> StepOutputs:
@@ -60,6 +64,7 @@ def step_outputs(report: Mapping[str, Any]) -> StepOutputs:
         failed_step=failed_step(failed) if failed else None,
         log_group=failed.get("log_group"),
         console_url=failed.get("console_url"),
+        asked_for=max(1, len(report["images"]), len(report.get("pipelines") or ())),
     )
 
 

@@ -31,7 +31,7 @@ from watcher.exit_codes import (
     EXIT_TIMEOUT,
     EXIT_USAGE,
 )
-from watcher.listing import newest_build
+from watcher.listing import newest_build, why_no_build
 from watcher.model import ImageStatus, Transition
 from watcher.progress import Progress
 from watcher.ratelimit import CubicLimiter
@@ -102,9 +102,11 @@ async def wait_with(
     stderr: TextIO,
     source: ImageSource | None = None,
     on_timeout: OnTimeout | None = None,
+    pipelines: Mapping[str, str] | None = None,
 ) -> int:
     """`wait_until_available` on clients the caller opened (`ibwatch start` shares
-    them); `on_timeout` may act on the builds still running when time is up."""
+    them); `on_timeout` may act on the builds still running when time is up;
+    `pipelines` (build ARN -> the pipeline that started it) goes into the result."""
     engine = Engine(
         source=source or aws,
         store=MemoryStore(),
@@ -135,9 +137,11 @@ async def wait_with(
         group.start_soon(_interrupt_on_signals, engine)
         result = await engine.run(request.arns, stop_when_ended=True, time_limit=request.timeout)
         group.cancel_scope.cancel()
+    if result.timed_out:
+        await _explain_unbuilt(aws, engine, result)
     if result.timed_out and on_timeout is not None:
         await on_timeout(engine, result)
-    report = build_report(result, failures.by_watched)
+    report = build_report(result, failures.by_watched, pipelines)
     stdout.write(
         json.dumps(report, indent=2) + "\n" if request.output == "json" else render_text(report)
     )
@@ -145,6 +149,22 @@ async def wait_with(
     if request.files is not None:
         request.files.write(report, stderr)
     return int(report["exit_code"])
+
+
+async def _explain_unbuilt(aws: AwsImageSource, engine: Engine, result: RunResult) -> None:
+    """Add to each "no build of VERSION_ARN yet" whether its image name has any build
+    at all (a misspelled name has none): one more listing per such ARN, made only
+    now that time is up, so the wait itself costs no extra call. Not while the API
+    was failing (`last_error`): the result says that already, and retrying the
+    listing would only hold the exit up."""
+    for watch in result.watches.values():
+        if watch.build_arn is not None or not watch.waiting or watch.error or watch.last_error:
+            continue
+        try:
+            hint = await why_no_build(aws, engine.call, watch.arn)
+        except ApiError:
+            continue  # the result says what it said before
+        watch.waiting = f"{watch.waiting}; {hint}"
 
 
 class FailureDiagnostics:
@@ -211,13 +231,18 @@ def _status(watch: Watch) -> ImageStatus | None:
 
 
 def build_report(
-    result: RunResult, diagnostics: Mapping[str, Diagnostics] | None = None
+    result: RunResult,
+    diagnostics: Mapping[str, Diagnostics] | None = None,
+    pipelines: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The result as plain data: what --output json prints, and what text renders.
-    `diagnostics` are those of the FAILED events, by the ARN watched."""
+    `diagnostics` are those of the FAILED events, by the ARN watched; `pipelines`
+    name the pipeline each build ARN was started from (`ibwatch start`)."""
     known = diagnostics or {}
+    started_by = pipelines or {}
     images = [
         _image_report(w, w.arn in result.cancelled, known.get(w.watched))
+        | {"pipeline_arn": started_by.get(w.arn)}
         for w in result.watches.values()
     ]
     code = exit_code(result)
@@ -257,7 +282,10 @@ def _image_report(watch: Watch, cancelled: bool, diagnostics: Diagnostics | None
         "error": None,
         "waiting": watch.waiting,
         "last_error": _error(watch.last_error),
-        "cancelled_at_timeout": cancelled,
+        "cancelled_at_timeout": False,
+        # Asked for at the timeout (`start --cancel-on-timeout`); `cancelled_at_timeout`
+        # once the build was seen CANCELLED: cancellation is asynchronous.
+        "cancel_requested": cancelled,
         "amis": [],
         "containers": [],
         # `failed_step` above is failureContext's step name (a string, kept as it was);
@@ -275,6 +303,7 @@ def _image_report(watch: Watch, cancelled: bool, diagnostics: Diagnostics | None
         report |= {
             "build_arn": snapshot.arn,
             "status": snapshot.status.value,
+            "cancelled_at_timeout": cancelled and snapshot.status is ImageStatus.CANCELLED,
             "reason": snapshot.reason,
             "failed_in": context.get("imageStatus"),
             "failed_step": context.get("failedStep"),
@@ -342,6 +371,8 @@ def render_text(report: dict[str, Any]) -> str:
             line += f"  (still in progress when {report['interrupted']} came)"
         if image["cancelled_at_timeout"]:
             line += "  (cancelled at the timeout)"
+        elif image.get("cancel_requested") and not ImageStatus(status).terminal:
+            line += "  (cancellation requested, not yet in effect)"
         if image["failed_in"]:
             line += f"  in {image['failed_in']}"
         if image["reason"]:

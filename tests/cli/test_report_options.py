@@ -25,6 +25,7 @@ from tests.deploy.ci_support import PIPELINE, VERSION_ARN, pipeline_to_available
 from tests.support import ACCOUNT
 from watcher.cli import main
 from watcher.simulator import Simulator
+from watcher.start import token_for
 from watcher.testing import FakeClock
 
 __all__ = ["offline"]  # the autouse fixture: no real AWS, no GITHUB_OUTPUT
@@ -64,7 +65,8 @@ async def test_a_pipeline_that_cannot_be_started_still_gets_every_file(
         "start", "--dotenv", str(dotenv), "--summary", str(summary), UNKNOWN_PIPELINE
     )
     assert code == 4
-    assert simulator.counters.requests["StartImagePipelineExecution"] == 1
+    assert simulator.counters.requests["GetImagePipeline"] == 1
+    assert simulator.counters.requests["StartImagePipelineExecution"] == 0
     values = gitlab_dotenv.parse(dotenv.read_bytes())
     assert (values["IBWATCH_STATUS"], values["IBWATCH_EXIT_CODE"]) == ("ERROR", "4")
     assert (values["IBWATCH_BUILD_ARN"], values["IBWATCH_AMIS"]) == ("", "{}")
@@ -138,30 +140,40 @@ def github_outputs(path: Path) -> dict[str, str]:
 async def test_a_start_that_fails_partway_names_the_build_it_started_in_every_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first pipeline started, the second is unknown: exit 4 with no result, yet
-    the files name the started build (nothing waits for it now), the client token
-    that gets it back, and why the second failed."""
+    """The first pipeline started, the second's start was refused (its token, derived
+    from job-42, was used before on the first pipeline: IdempotentParameterMismatch):
+    exit 4 with no result, yet the files name the started build (nothing waits for it
+    now), the client token that gets it back, and why the second failed. No single
+    `build_arn`: two pipelines were given."""
     dotenv, summary, outputs = tmp_path / "ibwatch.env", tmp_path / "summary.md", tmp_path / "out"
     monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    plan = pipeline_to_available()
+    second = PIPELINE.replace("web-base-nightly", "web-base-weekly")
+    plan.pipelines.append(plan.pipelines[0].model_copy(update={"arn": second}))
     argv = ["start", "--dotenv", str(dotenv), "--summary", str(summary)]
-    argv += ["--client-token", "job-42", PIPELINE, UNKNOWN_PIPELINE]
-    async with Simulator(pipeline_to_available()) as url:
+    argv += ["--client-token", "job-42", PIPELINE, second]
+    simulator = Simulator(plan)
+    async with simulator as url:
+        simulator.start_pipeline(PIPELINE, client_token=token_for("job-42", second, 2))
         code = await anyio.to_thread.run_sync(main, [*argv, "--endpoint-url", url])
     assert code == 4
-    started = f"{VERSION_ARN}/1"
+    started = f"{VERSION_ARN}/2"
     written = github_outputs(outputs)
-    assert (written["status"], written["build_arn"]) == ("ERROR", started)
+    assert (written["status"], written["build_arn"]) == ("ERROR", "")
     assert json.loads(written["build_arns"]) == [started]
     assert written["client_token"] == "job-42"
     [error] = json.loads(written["errors"])
-    assert error["arn"] == UNKNOWN_PIPELINE
-    assert "no-such-pipeline" in error["message"]
+    assert error["arn"] == second
+    assert "IdempotentParameterMismatchException" in error["message"]
     values = gitlab_dotenv.parse(dotenv.read_bytes())
-    assert (values["IBWATCH_STATUS"], values["IBWATCH_BUILD_ARN"]) == ("ERROR", started)
+    assert (values["IBWATCH_STATUS"], values["IBWATCH_BUILD_ARN"]) == ("ERROR", "")
     text = summary.read_text()
-    assert "Started before it stopped, and not waited for:\n\n- [`web-base 1.4.0/1`](" in text
-    assert "`ibwatch start --client-token` `job-42` gets the same build back" in text
-    assert f"#### `{UNKNOWN_PIPELINE}`\n\n```text\n" in text
+    assert "Started before it stopped, and not waited for:\n\n- [`web-base 1.4.0/2`](" in text
+    assert (
+        "The same command run again with `--client-token` `job-42` gets the same build back "
+        "instead of starting new ones: name the same 2 pipelines"
+    ) in text
+    assert f"#### `{second}`\n\n```text\n" in text
 
 
 def test_every_arn_refused_after_parsing_is_named_in_the_files(
@@ -174,7 +186,7 @@ def test_every_arn_refused_after_parsing_is_named_in_the_files(
     assert main(["wait-until-available", "--summary", str(summary), wrong[0], AGENT, wrong[1]]) == 2
     errors = json.loads(github_outputs(outputs)["errors"])
     assert [error["arn"] for error in errors] == wrong
-    assert "names a image-pipeline, not an image" in errors[1]["message"]
+    assert "is an image pipeline ARN, not an image ARN" in errors[1]["message"]
     assert all(f"ibwatch: {error['message']}" in capsys.readouterr().err for error in errors[:1])
     assert f"#### `{PIPELINE}`" in summary.read_text()
 

@@ -11,15 +11,17 @@ import io
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
+import pytest
 
 from tests.cli.in_thread import Ran, ibwatch
 from tests.cli.support import IBWATCH
-from tests.support import ACCOUNT, scenario, timeline
+from tests.support import ACCOUNT, WEB_BASE, scenario, timeline, web_base_image
 from watcher.simulator import Simulator
-from watcher.start import StartRequest, start_pipelines
+from watcher.simulator.scenario import Faults
+from watcher.start import CANCEL_WAIT, StartRequest, start_pipelines, token_for
 from watcher.testing import VirtualClock
 from watcher.wait import WaitRequest
 
@@ -105,7 +107,8 @@ async def test_start_waits_for_the_new_build_and_exits_0_with_its_amis(tmp_path:
 
 async def test_the_printed_client_token_given_back_returns_the_same_build() -> None:
     """A retried CI job must not start a second build (StartImagePipelineExecution is
-    idempotent on clientToken, botocore's model)."""
+    idempotent on clientToken, botocore's model). With a token given, the answer is
+    the same whether the build is new or not, and the line says so."""
     simulator = Simulator(pipelines(ENDLESS))
     async with simulator:
         first = await ibwatch_start(simulator, "--no-wait", PIPELINE)
@@ -115,21 +118,38 @@ async def test_the_printed_client_token_given_back_returns_the_same_build() -> N
     assert first.returncode == again.returncode == 0
     assert first.stdout == again.stdout == f"{VERSION}/1\n"
     assert builds == [f"{VERSION}/1"]
+    assert f"ibwatch: started {VERSION}/1 from {PIPELINE}" in first.stderr
+    assert (
+        f"ibwatch: {PIPELINE}: build {VERSION}/1 (started now, or before with this client token)"
+        in again.stderr
+    )
 
 
 async def test_one_token_for_two_pipelines_starts_one_build_each_and_repeats_them() -> None:
+    """In any order: each pipeline's token is derived from the token and its own ARN."""
     simulator = Simulator(pipelines(ENDLESS))
     async with simulator:
         first = await ibwatch_start(
             simulator, "--no-wait", "--client-token", "job-42", PIPELINE, OTHER
         )
         again = await ibwatch_start(
-            simulator, "--no-wait", "--client-token", "job-42", PIPELINE, OTHER
+            simulator, "--no-wait", "--client-token", "job-42", OTHER, PIPELINE
         )
         builds = builds_of(simulator)
     assert first.returncode == again.returncode == 0, first.stderr
-    assert first.stdout == again.stdout == f"{VERSION}/1\n{HEAD}:image/api-runtime/2.0.3/1\n"
+    assert first.stdout == f"{VERSION}/1\n{HEAD}:image/api-runtime/2.0.3/1\n"
+    assert again.stdout == f"{HEAD}:image/api-runtime/2.0.3/1\n{VERSION}/1\n"
     assert builds == [f"{HEAD}:image/api-runtime/2.0.3/1", f"{VERSION}/1"]
+
+
+async def test_a_pipeline_named_alone_after_being_one_of_several_starts_a_new_build() -> None:
+    """What the rerun hint warns of (`token_for`): alone, a pipeline gets the token as
+    given, not the one derived for it among several."""
+    simulator = Simulator(pipelines(ENDLESS))
+    async with simulator:
+        await ibwatch_start(simulator, "--no-wait", "--client-token", "t", PIPELINE, OTHER)
+        alone = await ibwatch_start(simulator, "--no-wait", "--client-token", "t", PIPELINE)
+    assert alone.stdout == f"{VERSION}/2\n"
 
 
 async def test_no_wait_prints_the_build_arn_and_writes_it_to_github_output(tmp_path: Path) -> None:
@@ -145,6 +165,52 @@ async def test_no_wait_prints_the_build_arn_and_writes_it_to_github_output(tmp_p
     assert values["build_arn"] == f"{VERSION}/1"
     assert json.loads(values["build_arns"]) == [f"{VERSION}/1"]
     assert values["client_token"]
+    # As a wait's outputs have them; STARTED is no build status, so no `if:` mistakes it.
+    assert (values["status"], values["exit_code"]) == ("STARTED", "0")
+
+
+async def test_no_wait_with_json_output_prints_one_document_mapping_builds_to_pipelines(
+    tmp_path: Path,
+) -> None:
+    outputs = tmp_path / "github_output"
+    simulator = Simulator(pipelines(ENDLESS))
+    async with simulator:
+        done = await ibwatch_start(
+            simulator,
+            "--no-wait",
+            "--output",
+            "json",
+            "--client-token",
+            "job-7",
+            PIPELINE,
+            OTHER,
+            env={"GITHUB_OUTPUT": str(outputs)},
+        )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "status": "STARTED",
+        "exit_code": 0,
+        "client_token": "job-7",
+        "builds": [
+            {"pipeline_arn": PIPELINE, "build_arn": f"{VERSION}/1"},
+            {"pipeline_arn": OTHER, "build_arn": f"{HEAD}:image/api-runtime/2.0.3/1"},
+        ],
+    }
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert (values["status"], values["exit_code"], values["build_arn"]) == ("STARTED", "0", "")
+
+
+@pytest.mark.parametrize(
+    "option", [["--cancel-on-timeout"], ["--timeout", "5m"], ["--log-lines", "20"]]
+)
+async def test_no_wait_with_an_option_of_the_wait_is_refused_naming_it(option: list[str]) -> None:
+    """It would be ignored without a word: --no-wait --cancel-on-timeout cancels nothing."""
+    simulator = Simulator(pipelines(ENDLESS))
+    async with simulator:
+        done = await ibwatch_start(simulator, "--no-wait", *option, PIPELINE)
+    assert done.returncode == 2
+    assert f"ibwatch: {option[0]} acts on the wait, and --no-wait does not wait" in done.stderr
+    assert simulator.counters.requests["StartImagePipelineExecution"] == 0
 
 
 async def test_no_wait_with_two_pipelines_writes_both_build_arns_to_github_output(
@@ -193,7 +259,92 @@ async def test_an_unknown_pipeline_exits_4_naming_it() -> None:
     async with simulator:
         done = await ibwatch_start(simulator, missing)
     assert done.returncode == 4
-    assert f"ibwatch: could not start {missing}: ResourceNotFoundException" in done.stderr
+    assert f"ibwatch: cannot start {missing}: ResourceNotFoundException" in done.stderr
+
+
+async def test_an_unknown_pipeline_after_a_known_one_starts_neither(tmp_path: Path) -> None:
+    """Every pipeline is read first (GetImagePipeline, one call each): a typo in the
+    second must not leave the first one's build running with nothing watching it."""
+    outputs = tmp_path / "github_output"
+    simulator = Simulator(pipelines(QUICK))
+    missing = PIPELINE.replace("web-base-nightly", "no-such-pipeline")
+    async with simulator:
+        done = await ibwatch_start(
+            simulator, PIPELINE, missing, env={"GITHUB_OUTPUT": str(outputs)}
+        )
+        builds = builds_of(simulator)
+    assert done.returncode == 4, done.stderr
+    assert f"ibwatch: cannot start {missing}: ResourceNotFoundException" in done.stderr
+    assert "ibwatch: nothing was started" in done.stderr
+    assert builds == []
+    requests = simulator.counters.requests
+    assert (requests["GetImagePipeline"], requests["StartImagePipelineExecution"]) == (2, 0)
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert (values["status"], values["build_arn"], values["build_arns"]) == ("ERROR", "", "[]")
+    assert [error["arn"] for error in json.loads(values["errors"])] == [missing]
+
+
+async def test_a_pipeline_that_cannot_be_read_starts_nothing() -> None:
+    """AccessDenied on GetImagePipeline (the CI policy grants it with the start)."""
+    plan = pipelines(QUICK).model_copy(
+        update={
+            "faults": Faults.model_validate(
+                {
+                    "outages": [
+                        {
+                            "code": "ForbiddenException",
+                            "end": "1h",
+                            "operations": ["GetImagePipeline"],
+                        }
+                    ]
+                }
+            )
+        }
+    )
+    simulator = Simulator(plan)
+    async with simulator:
+        done = await ibwatch_start(simulator, PIPELINE)
+    assert done.returncode == 4, done.stderr
+    assert f"ibwatch: cannot start {PIPELINE}: ForbiddenException" in done.stderr
+    assert simulator.counters.requests["StartImagePipelineExecution"] == 0
+
+
+async def test_a_start_refused_after_another_started_names_no_single_build_and_how_to_rerun(
+    tmp_path: Path,
+) -> None:
+    """The second pipeline's derived token was used before on the first pipeline, so
+    its start is refused (IdempotentParameterMismatchException) after the first one
+    started: exit 4, `build_arn` empty (two pipelines were given, so no build is *the*
+    build), `build_arns` names the one started, and the hint says to rerun the whole
+    command with the token, never one pipeline alone."""
+    outputs, summary = tmp_path / "github_output", tmp_path / "summary.md"
+    simulator = Simulator(pipelines(ENDLESS))
+    async with simulator:
+        simulator.start_pipeline(PIPELINE, client_token=token_for("job-42", OTHER, 2))
+        done = await ibwatch_start(
+            simulator,
+            "--summary",
+            str(summary),
+            "--client-token",
+            "job-42",
+            PIPELINE,
+            OTHER,
+            env={"GITHUB_OUTPUT": str(outputs)},
+        )
+    assert done.returncode == 4, done.stderr
+    assert f"ibwatch: could not start {OTHER}: IdempotentParameterMismatchException" in (
+        done.stderr
+    )
+    hint = "run the same command again (the same 2 pipelines) with --client-token job-42"
+    assert f"ibwatch: already started, and nothing waits for them: {VERSION}/2; {hint}" in (
+        done.stderr
+    )
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert (values["status"], values["exit_code"], values["build_arn"]) == ("ERROR", "4", "")
+    assert json.loads(values["build_arns"]) == [f"{VERSION}/2"]
+    text = summary.read_text()
+    assert "name the same 2 pipelines" in text
+    assert "`job-42`" in text
 
 
 async def test_a_pipeline_wildcard_or_an_image_arn_is_refused_before_any_call() -> None:
@@ -203,8 +354,21 @@ async def test_a_pipeline_wildcard_or_an_image_arn_is_refused_before_any_call() 
         image = await ibwatch_start(simulator, f"{VERSION}/1")
     assert (wildcard.returncode, image.returncode) == (2, 2)
     assert "name one pipeline to start, not all of them" in wildcard.stderr
-    assert "is not an image pipeline ARN" in image.stderr
+    assert "names an image, not an image pipeline" in image.stderr
+    assert "use `ibwatch wait-until-available`" in image.stderr
+    assert "image-pipeline/*" not in image.stderr, "start refuses what it would suggest"
     assert simulator.counters.requests["StartImagePipelineExecution"] == 0
+
+
+async def test_a_pipeline_arn_in_upper_case_says_arns_are_lower_case() -> None:
+    """The model's ImagePipelineArn pattern: `...:image-pipeline/[a-z0-9-_]+$`."""
+    simulator = Simulator(pipelines(QUICK))
+    async with simulator:
+        done = await ibwatch_start(simulator, f"{HEAD}:image-pipeline/Web-Base-Nightly")
+    assert done.returncode == 2
+    assert "pipeline ARNs name the pipeline in lower case" in done.stderr
+    assert "has an ARN ending image-pipeline/web-base-nightly" in done.stderr
+    assert "image-pipeline/*" not in done.stderr
 
 
 async def test_a_client_token_too_long_for_the_api_is_refused_before_any_call() -> None:
@@ -229,11 +393,17 @@ async def test_a_profile_that_does_not_exist_exits_2_before_starting_anything() 
 
 
 async def start_on_virtual_time(
-    runs: dict[str, list[dict[str, Any]]], *, seconds: float, cancel_on_timeout: bool
+    runs: dict[str, list[dict[str, Any]]],
+    *,
+    seconds: float,
+    cancel_on_timeout: bool,
+    cancel_takes: str | None = None,
+    output: Literal["text", "json"] = "json",
 ) -> tuple[Ran, Simulator]:
     """`ibwatch start --timeout SECONDS --interval 5s --output json PIPELINE...` as the
     command line runs it (`start_pipelines`), each pipeline of `runs` building its
-    timeline, on a virtual clock the simulator shares."""
+    timeline, on a virtual clock the simulator shares; a cancellation lands
+    `cancel_takes` after it is asked for (default: the simulator's)."""
     clock = VirtualClock()
     plan = scenario(
         [],
@@ -241,6 +411,7 @@ async def start_on_virtual_time(
             {"arn": arn, "image": f"{HEAD}:image/{arn.rsplit('/', 1)[1]}/1.0.0", "timeline": run}
             for arn, run in runs.items()
         ],
+        **({} if cancel_takes is None else {"cancel_takes": cancel_takes}),
     )
     simulator = Simulator(plan, clock=clock)
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -250,7 +421,7 @@ async def start_on_virtual_time(
             request = StartRequest(
                 pipelines=tuple(runs),
                 wait=WaitRequest(
-                    arns=(), timeout=seconds, interval=5.0, endpoint_url=url, output="json"
+                    arns=(), timeout=seconds, interval=5.0, endpoint_url=url, output=output
                 ),
                 cancel_on_timeout=cancel_on_timeout,
             )
@@ -274,6 +445,115 @@ async def test_cancel_on_timeout_cancels_only_the_builds_still_running() -> None
     assert f"ibwatch: timed out; cancelled {endless['build_arn']}" in done.stderr
     assert "cancelled " + quick["build_arn"] not in done.stderr
     assert simulator.counters.requests["CancelImageCreation"] == 1
+
+
+async def test_cancel_on_timeout_waits_until_the_cancellation_has_taken_effect() -> None:
+    """CancelImageCreation is asynchronous (botocore's model): here it lands 40 s after
+    the call, and the result says CANCELLED only because the build was polled until it
+    showed it, every 5 s as before the timeout."""
+    done, simulator = await start_on_virtual_time(
+        {PIPELINE: ENDLESS}, seconds=60, cancel_on_timeout=True, cancel_takes="40s"
+    )
+    assert done.returncode == 3, done.stderr
+    report = json.loads(done.stdout)
+    (image,) = report["images"]
+    assert (image["status"], image["cancelled_at_timeout"], image["cancel_requested"]) == (
+        "CANCELLED",
+        True,
+        True,
+    )
+    assert report["status"] == "TIMEOUT"
+    build = image["build_arn"]
+    assert f"ibwatch: timed out; cancelling {build}" in done.stderr
+    assert f"ibwatch: timed out; cancelled {build}" in done.stderr
+    cancelled = simulator.catalog.get(build)
+    assert cancelled is not None
+    landed = cancelled.entered("CANCELLED")
+    assert landed == pytest.approx(100, abs=1), "asked for at the 60 s timeout, 40 s to land"
+    # Polled at the interval after the timeout as before it, and no longer than needed.
+    assert simulator.counters.requests["GetImage"] <= 60 / 5 + 40 / 5 + 2
+
+
+async def test_a_cancellation_still_under_way_after_the_wait_is_reported_as_requested() -> None:
+    """It lands 10 minutes later, after CANCEL_WAIT: the result says the build is still
+    BUILDING, the cancellation asked for and not in effect; exit 3 all the same."""
+    done, _ = await start_on_virtual_time(
+        {PIPELINE: ENDLESS}, seconds=60, cancel_on_timeout=True, cancel_takes="10m"
+    )
+    assert done.returncode == 3, done.stderr
+    report = json.loads(done.stdout)
+    (image,) = report["images"]
+    assert (image["status"], image["cancelled_at_timeout"], image["cancel_requested"]) == (
+        "BUILDING",
+        False,
+        True,
+    )
+    assert report["status"] == "TIMEOUT"
+    assert (
+        f"ibwatch: cancellation of {image['build_arn']} was requested, but it was still "
+        "BUILDING after 2m00s"
+    ) in done.stderr
+    assert CANCEL_WAIT == 120
+
+
+async def test_the_text_result_says_a_cancellation_is_not_yet_in_effect() -> None:
+    done, _ = await start_on_virtual_time(
+        {PIPELINE: ENDLESS},
+        seconds=60,
+        cancel_on_timeout=True,
+        cancel_takes="10m",
+        output="text",
+    )
+    assert done.returncode == 3
+    assert done.stdout.splitlines() == [
+        f"{HEAD}:image/web-base-nightly/1.0.0/1  BUILDING  (still in progress at the timeout)"
+        "  (cancellation requested, not yet in effect)"
+    ]
+
+
+async def test_a_build_that_ends_before_its_cancellation_lands_keeps_its_end() -> None:
+    """AVAILABLE 10 s after the timeout, before the cancellation lands at 30 s: the run
+    still timed out (exit 3), and stderr says the build ended first."""
+    ends_late = timeline(("BUILDING", 70), ("AVAILABLE", None))
+    done, _ = await start_on_virtual_time(
+        {PIPELINE: ends_late}, seconds=60, cancel_on_timeout=True, cancel_takes="30s"
+    )
+    assert done.returncode == 3, done.stderr
+    (image,) = json.loads(done.stdout)["images"]
+    assert (image["status"], image["cancelled_at_timeout"]) == ("AVAILABLE", False)
+    assert (
+        f"ibwatch: {image['build_arn']} ended AVAILABLE before its cancellation took effect"
+        in done.stderr
+    )
+
+
+async def test_the_result_names_the_pipeline_each_build_came_from() -> None:
+    """`pipeline_arn` in each image of the JSON result (null for wait-until-available,
+    which starts nothing: the next test)."""
+    done, _ = await start_on_virtual_time(
+        {PIPELINE: QUICK, OTHER: QUICK}, seconds=600, cancel_on_timeout=False
+    )
+    assert done.returncode == 0, done.stderr
+    images = json.loads(done.stdout)["images"]
+    assert [(i["build_arn"], i["pipeline_arn"]) for i in images] == [
+        (f"{HEAD}:image/web-base-nightly/1.0.0/1", PIPELINE),
+        (f"{HEAD}:image/api-runtime/1.0.0/1", OTHER),
+    ]
+
+
+async def test_wait_until_available_names_no_pipeline() -> None:
+    simulator = Simulator(scenario([web_base_image(timeline=timeline(("AVAILABLE", None)))]))
+    async with simulator:
+        done = await ibwatch(
+            "wait-until-available",
+            "--endpoint-url",
+            simulator.endpoint_url,
+            "--output",
+            "json",
+            WEB_BASE,
+        )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["images"][0]["pipeline_arn"] is None
 
 
 async def test_a_started_build_that_fails_exits_1() -> None:

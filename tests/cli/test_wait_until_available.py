@@ -24,7 +24,7 @@ import pytest
 from aiohttp import web
 
 from tests.cli.in_thread import Ran, ibwatch
-from tests.support import ACCOUNT, scenario, timeline, web_base_image
+from tests.support import ACCOUNT, imagebuilder, scenario, timeline, web_base_image
 from watcher import cli
 from watcher.result_files import ResultFiles
 from watcher.simulator import Scenario, Simulator
@@ -297,11 +297,29 @@ async def test_a_version_without_a_build_keeps_looking_then_exits_3_saying_so() 
     assert done.returncode == 3
     assert done.stdout.splitlines() == [
         f"{VERSION.replace('web-base', 'unbuilt')}  TIMEOUT  "
-        f"(no build of {VERSION.replace('web-base', 'unbuilt')} yet)"
+        f"(no build of {VERSION.replace('web-base', 'unbuilt')} yet; the account these "
+        "credentials read has no build of any image named 'unbuilt' in us-east-1: is the "
+        "name right?)"
     ]
-    # Listed again every 0.2 s (jittered by up to 10%) until the 1 s timeout: 5 or 6 times.
-    assert 5 <= simulator.counters.requests["ListImageBuildVersions"] <= 6, "it kept looking"
+    # Listed again every 0.2 s (jittered by up to 10%) until the 1 s timeout: 5 or 6 times;
+    # then once by the image name, to say whether it has any build at all.
+    assert 6 <= simulator.counters.requests["ListImageBuildVersions"] <= 7, "it kept looking"
     assert simulator.counters.requests["GetImage"] == 0
+
+
+@pytest.mark.parametrize("version", ["1.9.0", "2.x.x"])
+async def test_a_timeout_on_a_version_of_a_known_image_says_it_has_other_versions(
+    version: str,
+) -> None:
+    """web-base has builds (1.4.0/7), none of this version: the name is right."""
+    arn = VERSION.replace("1.4.0", version)
+    async with Simulator(accounts()) as url:
+        done = await wait_on_virtual_time(url, arn, seconds=1)
+    assert done.returncode == 3
+    assert done.stdout.splitlines() == [
+        f"{arn}  TIMEOUT  (no build of {arn} yet; image 'web-base' has builds of other "
+        f"versions in us-east-1, none of {version})"
+    ]
 
 
 async def test_a_version_refused_while_looking_for_a_build_exits_4_no_longer_waiting() -> None:
@@ -418,11 +436,17 @@ async def test_by_default_a_404_is_retried_for_two_minutes_then_exits_4(
 
 
 def wildcard_plan() -> Scenario:
-    """1.4.0/7 AVAILABLE, then 1.3.9/2 FAILED (created 5 s later), then 2.0.0/1."""
+    """1.4.0/7 AVAILABLE, then 1.4.0/8 FAILED (created 3 s later), then 1.3.9/2
+    AVAILABLE (5 s: the newest matching `1.x.x`, but a lower version), then 2.0.0/1."""
     return scenario(
         [
             web_base_image(arn=f"{VERSION}/7", timeline=timeline(("AVAILABLE", None))),
-            web_base_image(arn=WEB.replace("1.4.0/7", "1.3.9/2"), start=5, timeline=[FAILED_STEP]),
+            web_base_image(arn=f"{VERSION}/8", start=3, timeline=[FAILED_STEP]),
+            web_base_image(
+                arn=WEB.replace("1.4.0/7", "1.3.9/2"),
+                start=5,
+                timeline=timeline(("AVAILABLE", None)),
+            ),
             web_base_image(
                 arn=WEB.replace("1.4.0/7", "2.0.0/1"),
                 start=9,
@@ -446,7 +470,7 @@ def sync_client_view(url: str, arn: str) -> tuple[str, list[str], list[tuple[str
     """What botocore's synchronous client (the AWS CLI's) sees of `arn`: the build
     GetImage answers and its AMIs, and every build ListImageBuildVersions pages
     through (by the exact version, or for a wildcard by the image name) that
-    matches `arn`, with its status, newest created first."""
+    matches `arn`, with its status: highest version first, then newest created."""
     session = botocore.session.get_session()
     session.register_component("data_loader", _sync_models())
     client = session.create_client(
@@ -477,7 +501,12 @@ def sync_client_view(url: str, arn: str) -> tuple[str, list[str], list[tuple[str
             )
         ]
         summaries.sort(
-            key=lambda s: (s["dateCreated"], int(s["version"].split("/")[1])), reverse=True
+            key=lambda s: (
+                tuple(int(n) for n in s["version"].split("/")[0].split(".")),
+                s["dateCreated"],
+                int(s["version"].split("/")[1]),
+            ),
+            reverse=True,
         )
         return image["arn"], amis, [(s["arn"], s["state"]["status"]) for s in summaries]
     finally:
@@ -507,7 +536,7 @@ def sync_client_view(url: str, arn: str) -> tuple[str, list[str], list[tuple[str
             wildcard_plan(),
             WILDCARD,
             1,
-            WEB.replace("1.4.0/7", "1.3.9/2"),
+            f"{VERSION}/8",
             f"{VERSION}/7",
             id="wildcard",
         ),
@@ -517,10 +546,11 @@ async def test_both_clients_see_why_a_version_is_listed_not_got(
     plan: Scenario, arn: str, code: int, waited_on: str, got: str
 ) -> None:
     """On one simulator: `wait-until-available ARN` (the unmodified aiobotocore client)
-    waits on the newest build created, whatever its state, and exits on it; botocore's
+    waits on the newest build of the highest matching version, whatever its state, and
+    exits on it (for `1.x.x`, the failed 1.4.0/8, not the later 1.3.9/2); botocore's
     synchronous client sees GetImage answer the newest AVAILABLE build instead (the
     model: "A version or wildcard ARN resolves to the latest matching build version
-    that has reached AVAILABLE status"), and the same newest build first in the list."""
+    that has reached AVAILABLE status"), and the same build first in the list."""
     clock = FakeClock()
     simulator = Simulator(plan, clock=clock)
     async with simulator as url:
@@ -536,6 +566,95 @@ async def test_both_clients_see_why_a_version_is_listed_not_got(
     if code == 0:
         assert [ami["image"] for ami in image["amis"]] == got_amis == [NEWER_AMI]
     assert simulator.counters.requests["ListImageBuildVersions"] == 2, "one page each client"
+
+
+# --- wildcards, as AWS's semantic-versioning guide selects them -------------------------
+# https://docs.aws.amazon.com/imagebuilder/latest/userguide/ibhow-semantic-versioning.html:
+# "given the following latest versions: 2.2.4, 1.7.8, and 1.6.8", x.x.x = 2.2.4,
+# 1.x.x = 1.7.8, 1.6.x = 1.6.8; "x.2.x" and "1.x.8" are "invalid, and produces an error".
+
+IMAGES = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image"
+
+
+def semantic_plan() -> Scenario:
+    """`lib`: 1.2.0/1 AVAILABLE, then 1.0.0/5 created later (the user trial's case).
+    `app`: the guide's 2.2.4, 1.7.8 and 1.6.8, built in that order's reverse."""
+    available = timeline(("AVAILABLE", None))
+    builds = [("lib/1.2.0/1", 0), ("lib/1.0.0/5", 3)]
+    builds += [("app/1.6.8/1", 0), ("app/1.7.8/1", 1), ("app/2.2.4/1", 2)][::-1]
+    return scenario(
+        [
+            web_base_image(arn=f"{IMAGES}/{arn}", start=start, timeline=available)
+            for arn, start in builds
+        ]
+    )
+
+
+async def test_a_wildcard_means_the_highest_version_as_aws_documents_not_the_newest() -> None:
+    """Each wildcard waits on the build GetImage resolves it to (all are AVAILABLE, so
+    the model's rule and ours agree): lib/1.x.x is 1.2.0/1, not the later 1.0.0/5."""
+    wildcards = {
+        "lib/1.x.x": "lib/1.2.0/1",
+        "app/x.x.x": "app/2.2.4/1",
+        "app/1.x.x": "app/1.7.8/1",
+        "app/1.6.x": "app/1.6.8/1",
+    }
+    arns = [f"{IMAGES}/{w}" for w in wildcards]
+    clock = FakeClock()
+    async with Simulator(semantic_plan(), clock=clock) as url, imagebuilder(url) as client:
+        clock.advance(10)
+        # --max-tps: 8 calls at the default 5/s would pace this test for 1.6 s.
+        done = await ibwatch(
+            "wait-until-available",
+            "--endpoint-url",
+            url,
+            "--max-tps",
+            "100",
+            "--output",
+            "json",
+            *arns,
+        )
+        got = [(await client.get_image(imageBuildVersionArn=a))["image"]["arn"] for a in arns]
+    assert done.returncode == 0, done.stderr
+    waited_on = [image["build_arn"] for image in json.loads(done.stdout)["images"]]
+    assert waited_on == got == [f"{IMAGES}/{b}" for b in wildcards.values()]
+
+
+@pytest.mark.parametrize("version", ["x.1.x", "1.x.8", "x.x.8"])
+async def test_exit_2_on_a_wildcard_with_a_number_right_of_the_first_x(version: str) -> None:
+    arn = VERSION.replace("1.4.0", version)
+    done, simulator = await ibwatch_wait(accounts(), arn)
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        f"ibwatch: {arn!r}: {version} is not a valid wildcard version: every node right of "
+        "the first x must be x"
+    )
+    assert sum(simulator.counters.requests.values()) == 0
+
+
+async def test_exit_2_on_a_wildcard_of_an_aws_owned_image_saying_what_to_give() -> None:
+    """Without imageVersionArn, ListImageBuildVersions lists "all of the images in your
+    account" (the model): an AWS-owned image's builds are never among them."""
+    arn = "arn:aws:imagebuilder:us-east-1:aws:image/amazon-linux-2023-x86/x.x.x"
+    done, simulator = await ibwatch_wait(accounts(), arn)
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        f"ibwatch: {arn!r}: a wildcard version of an image owned by 'aws' cannot be waited on"
+    )
+    assert "Give the build version ARN (.../NAME/X.Y.Z/BUILD)" in done.stderr
+    assert sum(simulator.counters.requests.values()) == 0
+
+
+async def test_exit_2_on_a_pipeline_arn_pointing_to_start_and_watch_pipelines() -> None:
+    pipeline = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image-pipeline/web-base-nightly"
+    done, simulator = await ibwatch_wait(accounts(), pipeline)
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        f"ibwatch: {pipeline!r} is an image pipeline ARN, not an image ARN: to start the "
+        "pipeline and wait for its build, use `ibwatch start`; to follow its builds, list it "
+        "in `[watch] pipelines`."
+    )
+    assert sum(simulator.counters.requests.values()) == 0
 
 
 # --- what a timeout and the outputs say ------------------------------------------------
@@ -722,7 +841,9 @@ async def test_every_page_is_listed_and_the_newest_build_wins_whatever_the_order
 
 async def test_a_wildcard_lists_the_image_name_and_keeps_only_matching_versions() -> None:
     """`1.x.x` cannot go to imageVersionArn (its pattern has no `x`): the builds of the
-    name are listed, one call per page, and 2.0.0/1, the newest, does not match."""
+    name are listed, one call per page. 2.0.0/1, the highest and newest, does not
+    match; of those that do, 1.4.0/7 is the highest version, though 1.3.9/2 and
+    0.9.0/4 were created after it."""
     other = [f"{VERSION.rsplit('/', 1)[0]}/{v}" for v in ("2.0.0/1", "1.3.9/2", "0.9.0/4")]
     pages = [
         [summary(f"{VERSION}/7", 1), summary(other[0], 5)],
@@ -733,10 +854,10 @@ async def test_a_wildcard_lists_the_image_name_and_keeps_only_matching_versions(
     async with serving(lister) as url:
         done = await wait_on_virtual_time(url, wildcard, seconds=60, output="json")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["images"][0]["build_arn"] == other[1]
+    assert json.loads(done.stdout)["images"][0]["build_arn"] == f"{VERSION}/7"
     asked = {"filters": [{"name": "name", "values": ["web-base"]}], "maxResults": 25}
     assert lister.requests == [
         ("ListImageBuildVersions", asked),
         ("ListImageBuildVersions", asked | {"nextToken": "1"}),
-        ("GetImage", {"imageBuildVersionArn": other[1]}),
+        ("GetImage", {"imageBuildVersionArn": f"{VERSION}/7"}),
     ]

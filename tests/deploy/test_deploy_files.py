@@ -525,7 +525,7 @@ GRANTED_IN_README = DEPLOY / "README.md"
 CALLS_GRANTED_BY: dict[str, set[Path]] = {
     "imagebuilder:GetImage": {DAEMON_POLICY, CI_POLICY},
     "imagebuilder:ListImageBuildVersions": {DAEMON_POLICY, CI_POLICY},
-    "imagebuilder:GetImagePipeline": {DAEMON_POLICY},
+    "imagebuilder:GetImagePipeline": {DAEMON_POLICY, CI_POLICY},
     "imagebuilder:ListImagePipelineImages": {DAEMON_POLICY},
     "imagebuilder:ListImagePipelines": {DAEMON_POLICY},
     "imagebuilder:StartImagePipelineExecution": {CI_POLICY},
@@ -612,6 +612,7 @@ async def test_the_ci_role_policy_grants_every_call_ci_commands_make(
     plan["pipelines"] = [
         {"arn": pipeline, "image": version, "timeline": timeline(("BUILDING", None))}
     ]
+    plan["cancel_takes"] = 0  # the simulator's time stands still: cancel at once
     clock = FakeClock()  # the simulator's: past the failure at once, and still there
     simulator = Simulator(Scenario.model_validate(plan), clock=clock)
     async with simulator as url:
@@ -639,6 +640,7 @@ async def test_the_ci_role_policy_grants_every_call_ci_commands_make(
         "imagebuilder:GetImage",
         "imagebuilder:ListImageBuildVersions",
         "imagebuilder:GetWorkflowStepExecution",
+        "imagebuilder:GetImagePipeline",
         "imagebuilder:StartImagePipelineExecution",
         "imagebuilder:CancelImageCreation",
         "logs:GetLogEvents",

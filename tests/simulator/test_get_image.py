@@ -196,6 +196,39 @@ async def test_version_arn_with_wildcards_resolves_to_the_highest_available_vers
     assert (ones, any_) == (f"{prefix}/1.4.0/7", f"{prefix}/2.0.0/1")
 
 
+@pytest.mark.parametrize("version", ["x.2.x", "1.x.8", "x.1.x", "x.x.8"])
+async def test_a_wildcard_with_a_number_right_of_the_first_x_is_an_invalid_request(
+    version: str,
+) -> None:
+    """The model's pattern (ImageVersionArnOrBuildVersionArn, each node `([0-9]+|x)`)
+    takes these; the semantic-versioning guide says `x.2.x` and `1.x.8` are "invalid,
+    and produces an error". Which error is our reading: InvalidRequestException, one
+    GetImage's model lists, as for the pattern's own failures."""
+    arn = WEB_BASE_VERSION.replace("1.4.0", version)
+    async with Simulator(scenario()) as url, imagebuilder(url) as client:
+        with pytest.raises(client.exceptions.InvalidRequestException) as caught:
+            await client.get_image(imageBuildVersionArn=arn)
+    assert caught.value.response["Error"]["Message"] == (
+        f"Wildcard version {version} in {arn} is invalid: all nodes to the right of the "
+        "first wildcard must also be wildcards."
+    )
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+async def test_a_version_node_above_two_to_the_thirty_minus_one_is_an_invalid_request() -> None:
+    """The guide: each node has "an upper limit of 2^30-1, or 1073741823"."""
+    arn = WEB_BASE_VERSION.replace("1.4.0", "1.1073741824.x")
+    async with Simulator(scenario()) as url, imagebuilder(url) as client:
+        with pytest.raises(client.exceptions.InvalidRequestException) as caught:
+            await client.get_image(imageBuildVersionArn=arn)
+        # The largest allowed is only not found.
+        with pytest.raises(client.exceptions.ResourceNotFoundException):
+            await client.get_image(
+                imageBuildVersionArn=WEB_BASE_VERSION.replace("1.4.0", "1.1073741823.x")
+            )
+    assert "has a node above 1073741823" in caught.value.response["Error"]["Message"]
+
+
 async def test_build_does_not_exist_before_its_start_time(clock: FakeClock) -> None:
     async with (
         Simulator(scenario([web_base_image(start=30)]), clock=clock) as url,

@@ -1,7 +1,11 @@
 """StartImagePipelineExecution and CancelImageCreation over the wire, and the same
-changes made in-process (`Simulator.start_pipeline`, `Simulator.cancel_build`)."""
+changes made in-process (`Simulator.start_pipeline`, `Simulator.cancel_build`).
+A cancellation over the wire lands the scenario's `cancel_takes` later."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,9 +19,10 @@ from tests.simulator.helpers import (
     nightly,
     world,
 )
-from tests.support import WEB_BASE, imagebuilder
+from tests.support import WEB_BASE, imagebuilder, timeline
 from watcher.simulator import Simulator, model
 from watcher.simulator.account import CANCEL_REASON
+from watcher.simulator.scenario import DEFAULT_CANCEL_TAKES, ScenarioError, load_scenario
 from watcher.simulator.wire import ApiError
 from watcher.testing import FakeClock
 
@@ -121,19 +126,93 @@ async def test_starting_an_unknown_pipeline_is_resource_not_found(clock: FakeClo
             )
 
 
-async def test_cancel_moves_a_build_in_progress_to_cancelled_at_once(clock: FakeClock) -> None:
-    """CancelImageCreation is "asynchronous" at AWS; here it takes effect at once."""
+async def status_of(client: Any, arn: str = WEB_BASE) -> dict[str, Any]:
+    state: dict[str, Any] = (await client.get_image(imageBuildVersionArn=arn))["image"]["state"]
+    return state
+
+
+async def test_cancel_returns_at_once_and_the_build_keeps_its_status_until_it_lands(
+    clock: FakeClock,
+) -> None:
+    """The model: "Cancellation is asynchronous: the request returns immediately, then
+    Image Builder stops the running build and moves the image to the CANCELLED state."
+    Here after the scenario's `cancel_takes`, 30 s by default (our reading)."""
     async with Simulator(world(), clock=clock) as url, imagebuilder(url) as client:
         clock.advance(200)  # BUILDING
         cancelled = await client.cancel_image_creation(
             imageBuildVersionArn=WEB_BASE, clientToken="c"
         )
-        state = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]["state"]
+        right_after = await status_of(client)
+        clock.advance(DEFAULT_CANCEL_TAKES - 0.5)
+        just_before = await status_of(client)
+        clock.advance(0.5)
+        landed = await status_of(client)
         clock.advance(5000)
-        later = (await client.get_image(imageBuildVersionArn=WEB_BASE))["image"]["state"]
+        later = await status_of(client)
     assert (cancelled["imageBuildVersionArn"], cancelled["clientToken"]) == (WEB_BASE, "c")
-    assert state == {"status": "CANCELLED", "reason": CANCEL_REASON}
-    assert later == state
+    assert right_after["status"] == just_before["status"] == "BUILDING"
+    assert landed == later == {"status": "CANCELLED", "reason": CANCEL_REASON}
+    assert DEFAULT_CANCEL_TAKES > 0
+
+
+@pytest.mark.parametrize(("setting", "seconds"), [("2m", 120.0), (0, 0.0), ("250ms", 0.25)])
+async def test_how_long_a_cancellation_takes_is_the_scenario_s_cancel_takes(
+    clock: FakeClock, setting: str | int, seconds: float
+) -> None:
+    simulator = Simulator(world(cancel_takes=setting), clock=clock)
+    async with simulator as url, imagebuilder(url) as client:
+        clock.advance(200)
+        await client.cancel_image_creation(imageBuildVersionArn=WEB_BASE, clientToken="c")
+        at_once = await status_of(client)
+    assert simulator.entered_at(WEB_BASE, "CANCELLED") == 200 + seconds
+    assert at_once["status"] == ("CANCELLED" if seconds == 0 else "BUILDING")
+
+
+async def test_a_build_that_ends_before_the_cancellation_lands_keeps_its_end(
+    clock: FakeClock,
+) -> None:
+    """Our reading: the build was stopping anyway, and its AMIs exist."""
+    plan = world(images_of(7, timeline=timeline(("BUILDING", 10), ("AVAILABLE", None))))
+    simulator = Simulator(plan, clock=clock)
+    async with simulator as url, imagebuilder(url) as client:
+        await client.cancel_image_creation(imageBuildVersionArn=WEB_BASE, clientToken="c")
+        clock.advance(60)
+        state = await status_of(client)
+    assert state["status"] == "AVAILABLE"
+    assert simulator.entered_at(WEB_BASE, "CANCELLED") is None
+
+
+async def test_a_second_cancellation_while_one_is_under_way_changes_nothing(
+    clock: FakeClock,
+) -> None:
+    simulator = Simulator(world(), clock=clock)
+    async with simulator as url, imagebuilder(url) as client:
+        clock.advance(200)
+        await client.cancel_image_creation(imageBuildVersionArn=WEB_BASE, clientToken="a")
+        clock.advance(20)
+        again = await client.cancel_image_creation(imageBuildVersionArn=WEB_BASE, clientToken="b")
+    assert again["imageBuildVersionArn"] == WEB_BASE
+    assert simulator.entered_at(WEB_BASE, "CANCELLED") == 200 + DEFAULT_CANCEL_TAKES
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ('"-5s"', "a duration cannot be negative"),
+        ('"soon"', "expected a duration such as"),
+        ("inf", "cancel_takes must be a finite duration"),
+        ("true", "expected a duration such as"),
+    ],
+)
+def test_a_bad_cancel_takes_is_refused_at_load_naming_the_key(
+    tmp_path: Path, value: str, says: str
+) -> None:
+    path = tmp_path / "scenario.toml"
+    path.write_text(f"cancel_takes = {value}\n", encoding="utf-8")
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert "cancel_takes" in str(caught.value)
+    assert says in str(caught.value)
 
 
 async def test_cancelling_a_terminal_build_is_resource_in_use(clock: FakeClock) -> None:

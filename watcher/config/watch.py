@@ -17,7 +17,7 @@ from pydantic import (
 
 from watcher._validation import did_you_mean
 from watcher.config._base import STATUSES, FiniteDuration, PositiveDuration, Strict, problems_error
-from watcher.model import Arn, ImageStatus, PipelineArn
+from watcher.model import Arn, ImageStatus, PipelineArn, check_listable
 
 DEFAULT_INTERVALS: Mapping[str, float] = MappingProxyType(
     {
@@ -36,7 +36,9 @@ AVAILABLE, waiting for its next build, and needs no fast polling."""
 
 def _arn(value: str) -> str:
     # InvalidArn is a ValueError whose message already says what an image ARN looks like.
-    return str(Arn.parse(value))
+    # A wildcard of an image owned by AWS is refused too: listed in the caller's own
+    # account, it would find no build, ever.
+    return str(check_listable(Arn.parse(value)))
 
 
 def _pipeline_arn(value: str) -> str:

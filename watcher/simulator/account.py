@@ -32,6 +32,8 @@ class Account:
                 build.source = Source(synthetic_pipeline_arn(build.image.parts, name), name)
         # (operation, client token) -> (the request's parameters, the build ARN answered)
         self._tokens: dict[tuple[str, str], tuple[object, str]] = {}
+        self.cancel_takes = scenario.cancel_takes
+        """Scenario seconds from CancelImageCreation to CANCELLED (`Scenario.cancel_takes`)."""
 
     def advance(self, t: float) -> None:
         """Materialise every scheduled run due by scenario time t."""
@@ -69,16 +71,23 @@ class Account:
 
         return self._idempotent("StartImagePipelineExecution", client_token, request, act)
 
-    def cancel(self, arn: str, t: float, client_token: str | None) -> str:
-        """Move a build that is still being created to CANCELLED now.
+    def cancel(
+        self, arn: str, t: float, client_token: str | None, *, takes: float | None = None
+    ) -> str:
+        """Ask a build that is still being created to stop; the build's ARN, at once.
 
-        The model's CancelImageCreation: "This operation can only be used on images
-        in a non-terminal state. Cancellation is asynchronous: the request returns
-        immediately, then Image Builder stops the running build and moves the image
-        to the CANCELLED state." Here it takes effect at once (our simplification),
-        and a terminal build is refused with ResourceInUseException (our reading:
-        the model lists that error without saying when).
+        botocore's model of CancelImageCreation: "This operation can only be used on
+        images in a non-terminal state. Cancellation is asynchronous: the request
+        returns immediately, then Image Builder stops the running build and moves the
+        image to the CANCELLED state." So the build keeps its status for `takes`
+        seconds of scenario time (default: the scenario's `cancel_takes`), then shows
+        CANCELLED. AWS documents no duration; the rest is our reading too: a build
+        that ends on its own before then keeps that end; a second request while one is
+        under way changes nothing (the first one stands); a build already terminal is
+        refused with ResourceInUseException (the model lists that error without
+        saying when).
         """
+        delay = self.cancel_takes if takes is None else takes
 
         def act() -> str:
             build = self.build(arn, t)
@@ -88,7 +97,9 @@ class Account:
                     f"The image {arn} is {build.status_at(t)}: only an image in a "
                     "non-terminal state can be cancelled.",
                 )
-            build.cancel(t, CANCEL_REASON)
+            lands = t + delay
+            if not build.terminal_at(lands):
+                build.cancel(lands, CANCEL_REASON)
             return arn
 
         return self._idempotent("CancelImageCreation", client_token, arn, act)

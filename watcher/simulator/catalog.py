@@ -230,6 +230,40 @@ class Catalog:
         return self._highest.get(version_arn, 0) + 1
 
 
+MAX_VERSION_NODE = 2**30 - 1
+"""The user guide, "Semantic versioning in Image Builder": each of the first three
+nodes takes "any positive integer value, or zero, with an upper limit of 2^30-1, or
+1073741823"."""
+
+
+def version_problem(arn: str) -> str | None:
+    r"""Why GetImage refuses `arn` although it matches the model's pattern; None if
+    it does not.
+
+    The pattern (`ImageVersionArnOrBuildVersionArn`, checked before this) is
+    `...:image/[a-z0-9-_]+/(?:(?:([0-9]+|x)\.([0-9]+|x)\.([0-9]+|x))|(?:[0-9]+\.[0-9]+\.[0-9]+/[0-9]+))$`:
+    every node may be `x` on its own, so it takes `x.2.x`. The user guide
+    (https://docs.aws.amazon.com/imagebuilder/latest/userguide/ibhow-semantic-versioning.html)
+    says "When you use a wildcard in any node, all nodes to the right of the first
+    wildcard must also be wildcards", and that `x.2.x` and `1.x.8` are "invalid,
+    and produces an error". Which error is not documented: InvalidRequestException
+    is our reading (GetImage's model lists it among its errors, and the pattern's
+    own failures are answered with it). A node above 2^30-1 is refused the same way.
+    """
+    found = _REQUEST_ARN.match(arn)
+    if found is None:
+        return None
+    nodes = found["version"].split(".")
+    if "x" in nodes and any(node != "x" for node in nodes[nodes.index("x") :]):
+        return (
+            f"Wildcard version {found['version']} in {arn} is invalid: all nodes to the "
+            "right of the first wildcard must also be wildcards."
+        )
+    if any(node != "x" and int(node) > MAX_VERSION_NODE for node in nodes):
+        return f"Version {found['version']} in {arn} has a node above {MAX_VERSION_NODE}."
+    return None
+
+
 def version_key(version: str) -> tuple[int, int, int]:
     major, minor, patch = (int(p) for p in version.split("."))
     return major, minor, patch

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from watcher.simulator.account import NOT_FOUND
-from watcher.simulator.catalog import Build
+from watcher.simulator.catalog import Build, version_problem
 from watcher.simulator.documents import latest_version_references
 from watcher.simulator.faults import Decision
 from watcher.simulator.inputs import read_input
@@ -39,6 +39,9 @@ BUILD_FILTERS: dict[str, Callable[[Build], str | None]] = {
 async def _get_image(request: web.Request, world: World, decision: Decision) -> web.Response:
     params = await read_input(request, "GetImage")
     arn: str = params["imageBuildVersionArn"]
+    problem = version_problem(arn)
+    if problem is not None:
+        raise ApiError("InvalidRequestException", problem)
     t = world.now()
     build = world.account.catalog.resolve(arn, t)
     if build is None:

@@ -10,6 +10,7 @@ pipelines' in `scenario_pipelines`.
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 from collections.abc import Iterable
@@ -35,6 +36,7 @@ from watcher.simulator.scenario_pipelines import Pipeline, Schedule
 
 __all__ = [
     "BUILD_ARN",
+    "DEFAULT_CANCEL_TAKES",
     "OPERATIONS",
     "STATUSES",
     "Ami",
@@ -85,6 +87,10 @@ LOGS_ERROR_CODES = frozenset(
         "ThrottlingException",
     }
 )
+
+
+DEFAULT_CANCEL_TAKES = 30.0
+"""`cancel_takes`' default, in scenario seconds (our reading; AWS documents none)."""
 
 
 class ScenarioError(FileError):
@@ -227,10 +233,25 @@ class Scenario(Strict):
     seed: int = 0
     time_scale: float = Field(default=1.0, gt=0)
     """Scenario seconds per real second: 60 plays a 40-minute build in 40 seconds."""
+    cancel_takes: Duration = DEFAULT_CANCEL_TAKES
+    """Scenario time from a CancelImageCreation to the build showing CANCELLED.
+    botocore's model: "Cancellation is asynchronous: the request returns immediately,
+    then Image Builder stops the running build and moves the image to the CANCELLED
+    state." AWS documents no duration: the default is our reading (stopping the build
+    instance takes a while), and 0 makes it immediate."""
     faults: Faults = Faults()
     events: Events = Events()
     images: list[Image] = Field(default_factory=list)
     pipelines: list[Pipeline] = Field(default_factory=list)
+
+    @field_validator("cancel_takes")
+    @classmethod
+    def _finite_cancel(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError(
+                f"cancel_takes must be a finite duration such as '30s' or 0, got {value}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _unique_arns(self) -> Scenario:

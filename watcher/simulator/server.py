@@ -207,11 +207,13 @@ class Simulator:
         """
         return self.account.start_pipeline(pipeline_arn, self._now(), client_token)
 
-    def cancel_build(self, build_arn: str) -> None:
-        """Cancel a build that is still being created, now, as CancelImageCreation
-        does. Raises ApiError for an unknown build (ResourceNotFoundException) or
-        one whose creation is over (ResourceInUseException)."""
-        self.account.cancel(build_arn, self._now(), None)
+    def cancel_build(self, build_arn: str, *, takes: float = 0.0) -> None:
+        """Cancel a build that is still being created, as CancelImageCreation does,
+        but landing `takes` scenario seconds from now (default: at once, so a test
+        places the moment itself; over the API it is the scenario's `cancel_takes`).
+        Raises ApiError for an unknown build (ResourceNotFoundException) or one whose
+        creation is over (ResourceInUseException)."""
+        self.account.cancel(build_arn, self._now(), None, takes=takes)
 
     def _now(self) -> float:
         if self._world is None:
