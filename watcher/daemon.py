@@ -46,6 +46,7 @@ from watcher.engine import Engine, Recovery, Schedule
 from watcher.leadership import LeaderMetrics, Leadership, Sole
 from watcher.metrics import MeteredSource, Metrics, Readiness
 from watcher.model import ImageSnapshot
+from watcher.operator_commands import watched_counts
 from watcher.push import PushConsumer, PushHealth, Queue, visibility_for
 from watcher.push_sources import PushSources
 from watcher.ratelimit import LimiterPool
@@ -194,6 +195,7 @@ async def open_service(
                     metrics=metrics,
                     readiness=readiness,
                     history_horizon=config.state.keep_events,
+                    account_of=source.account_of,
                 )
                 push = None
                 if sqs is not None and config.events.queue_url is not None:
@@ -285,6 +287,7 @@ def probes_of(service: Service) -> server.Probes:
         store_open=lambda: service.store.is_open,
         push=lambda: _push_health(service.push),
         leadership=service.leadership,
+        failing_sources=lambda: service.discovery.failing(),
     )
 
 
@@ -321,9 +324,7 @@ async def run_daemon(config: Config, *, clock: Clock, config_path: Path | None =
                 log.info(
                     "ibwatch.started",
                     version=__version__,
-                    arns=len(config.watch.arns),
-                    pipelines=len(config.watch.pipelines),
-                    sinks=len(config.sinks),
+                    **watched_counts(config),  # what `ibwatch check-config` says too
                     listen=listen,
                     config=config.redacted(),
                 )
@@ -402,6 +403,8 @@ async def _term(service: Service, stopping: anyio.Event) -> None:
         # What only a leader knows of now: a past term's values must not linger.
         service.metrics.rate.clear()
         service.metrics.push_healthy.set(0)
+        service.metrics.pipelines_followed.clear()
+        service.metrics.discovery_sources_failing.clear()
         if shared:
             service.renew()  # a standby shows none of a past term's builds
 

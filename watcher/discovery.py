@@ -9,6 +9,11 @@ GetImagePipeline, plus ListImagePipelineImages (every page) only when its
 (every page; the list carries each pipeline's `dateLastRun`, so no
 GetImagePipeline) plus the same conditional listing per pipeline.
 
+Each of those calls is counted in `ibwatch_discovery_calls_total` (each page and each
+retry is one call); after each pass, `ibwatch_pipelines_followed` says how many
+pipelines it follows by status and `ibwatch_discovery_sources_failing` how many
+sources fail to list, and `failing()` (/status) names them with their errors.
+
 Never polls a build itself and never decides what is an event.
 """
 
@@ -16,23 +21,28 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio
 import structlog
 
 from watcher.aws import Page
 from watcher.clock import Clock
-from watcher.engine import Engine
+from watcher.credentials import DEFAULT_ACCOUNT
+from watcher.engine import Discovered, Engine
 from watcher.errors import AccessDenied, ApiError, BadCredentials, Unavailable
 from watcher.listing import BuildLister, all_pages, builds_of_version
+from watcher.metrics import OUTCOMES, call_outcome, region_of
 from watcher.model import ImageSnapshot, InvalidArn, PipelineArn, PipelineInfo
 from watcher.store.base import Store
 
 if TYPE_CHECKING:
+    import prometheus_client
+
     from watcher.metrics import Metrics, Readiness
 
 log = structlog.get_logger("ibwatch")
@@ -43,6 +53,7 @@ _NOT_REACHED = (AccessDenied, BadCredentials, Unavailable)
 _RUN_SKEW = timedelta(minutes=1)
 """How much earlier than `dateLastRun` the run's build may say it was created."""
 _RELIST_TRIES = 3
+T = TypeVar("T")
 
 
 class DiscoveryEdge(BuildLister, Protocol):
@@ -69,6 +80,30 @@ class Sources:
         return bool(self.versions or self.pipelines)
 
 
+@dataclass(frozen=True)
+class SourceFailure:
+    """A source whose last listing failed (`Discovery.failing`)."""
+
+    source: str
+    """The version ARN or pipeline ARN (a pipeline of an `image-pipeline/*` too)."""
+    error: ApiError | InvalidArn
+    since: datetime
+    """When its listing first failed, of the failures in a row that go on now."""
+
+    @property
+    def message(self) -> str:
+        return f"{type(self.error).__name__}: {self.error}"
+
+
+def _operations(source: str) -> tuple[str, ...]:
+    """The API operations following `source` makes (their counters start at 0)."""
+    if ":image-pipeline/" not in source:
+        return ("ListImageBuildVersions",)
+    if source.endswith("/*"):
+        return ("ListImagePipelines", "ListImagePipelineImages")
+    return ("GetImagePipeline", "ListImagePipelineImages")
+
+
 class Discovery:
     def __init__(
         self,
@@ -83,7 +118,10 @@ class Discovery:
         readiness: Readiness | None = None,
         concurrency: int = 8,
         history_horizon: float = math.inf,
+        account_of: Callable[[str], str] | None = None,
     ) -> None:
+        """`account_of`: the `account` label of calls about an ARN (the credentials
+        that read it: `AwsImageSource.account_of`); without it, "default"."""
         self._edge = edge
         self._engine = engine
         self._store = store
@@ -100,14 +138,27 @@ class Discovery:
         self._last_run: dict[str, str] = {}
         """Pipeline ARN -> the `dateLastRun` whose builds were listed."""
         self._status: dict[str, str] = {}
-        self._failing: dict[str, str] = {}
-        """Source -> the error it failed with last, so a lasting failure is logged once."""
+        """Pipeline ARN -> its status as last read, while it is followed."""
+        self._members: dict[str, frozenset[str]] = {}
+        """Pipeline source -> the pipelines it follows: itself once read, or those its
+        `image-pipeline/*` listing found last. Kept through a failed listing."""
+        self._failing: dict[str, SourceFailure] = {}
+        """Source -> its lasting failure, logged once (again when its error changes)."""
+        self._account_of: Callable[[str], str] = account_of or _default_account
+        self._failing_keys: set[tuple[str, str]] = set()
+        """(account, region) of every source followed yet: their gauge stays, at 0."""
+        self._calls: dict[tuple[str, str, str, str], prometheus_client.Counter] = {}
         self.passes = 0
         self._one_pass_at_a_time = anyio.Lock()
         self._resting: anyio.CancelScope | None = None
         self._sources_changed = False
         self._relisted: dict[str, int] = {}
         """Pipeline ARN -> listings in a row that did not yet show its last run."""
+        self._count_calls_of(sources)
+
+    def failing(self) -> list[SourceFailure]:
+        """The sources whose last listing failed, by ARN (for /status)."""
+        return [self._failing[source] for source in sorted(self._failing)]
 
     async def run(self) -> None:
         """List every source now and then every interval, until cancelled."""
@@ -130,6 +181,7 @@ class Discovery:
         if sources == self.sources:
             return
         self.sources = sources
+        self._count_calls_of(sources)
         self.relist()
 
     def relist(self) -> None:
@@ -163,7 +215,27 @@ class Discovery:
             for pipeline in sources.pipelines:
                 since = _moment(max(followed[pipeline], horizon))
                 group.start_soon(self._follow, pipeline, self._pipelines, since, gate)
+        self._tell(sources)
         self.passes += 1
+
+    def _tell(self, sources: Sources) -> None:
+        """After a pass: forget what is no longer followed (a reload removed it, a
+        wildcard's listing no longer shows it), and set the gauges."""
+        self._members = {s: m for s, m in self._members.items() if s in sources.pipelines}
+        pipelines = frozenset().union(*self._members.values())
+        self._status = {arn: s for arn, s in self._status.items() if arn in pipelines}
+        followed = {*sources.versions, *sources.pipelines, *pipelines}
+        self._failing = {s: f for s, f in self._failing.items() if s in followed}
+        if self._metrics is None:
+            return
+        self._metrics.set_pipelines(self._status.values())
+        self._failing_keys |= {self._key(source) for source in followed}
+        failing = Counter(self._key(source) for source in self._failing)
+        self._metrics.set_sources_failing({key: failing[key] for key in self._failing_keys})
+
+    def _key(self, arn: str) -> tuple[str, str]:
+        """The (account, region) labels of calls and failures about `arn`."""
+        return self._account_of(arn), region_of(arn)
 
     async def _follow(
         self,
@@ -180,13 +252,23 @@ class Discovery:
             return
         self._recovered(source)
 
-    def _failed(self, source: str, exc: Exception) -> None:
-        message = f"{type(exc).__name__}: {exc}"
-        if self._failing.get(source) != message:
+    def _failed(self, source: str, exc: ApiError | InvalidArn) -> None:
+        before = self._failing.get(source)
+        failure = SourceFailure(source, exc, before.since if before else self._clock.now())
+        if before is None or before.message != failure.message:
             log.warning(
-                "discovery.failed", source=source, error=message, code=getattr(exc, "code", "")
+                "discovery.failed",
+                source=source,
+                error=failure.message,
+                code=getattr(exc, "code", ""),
             )
-        self._failing[source] = message
+        self._failing[source] = failure
+        # Only a failure that says the API is out of reach makes /readyz 503 (as a
+        # poll's would). A source that is not found, or refused as invalid, is one
+        # source, often a typo in the config: taking the whole daemon out of service
+        # for it (a failing readiness probe, IbwatchNotReady paging) would stop it
+        # watching everything else. It is named in /status, counted in
+        # ibwatch_discovery_sources_failing, and IbwatchDiscoverySourceFailing fires.
         if self._readiness is not None and isinstance(exc, _NOT_REACHED):
             self._readiness.record(False, f"discovery: {type(exc).__name__}: {exc.code}")
 
@@ -198,7 +280,9 @@ class Discovery:
 
     async def _version(self, source: str, since: datetime, gate: anyio.CapacityLimiter) -> None:
         async with gate:
-            builds = await builds_of_version(self._edge, self._engine.call_for(source), source)
+            builds = await builds_of_version(
+                self._edge_for(source), self._engine.call_for(source), source
+            )
         await self._add(source, builds, since)
 
     async def _pipelines(self, source: str, since: datetime, gate: anyio.CapacityLimiter) -> None:
@@ -206,38 +290,34 @@ class Discovery:
         # the listing would queue behind every other pipeline's look, and a new
         # build would be found near the end of each pass (the discovery benchmark).
         wanted = PipelineArn.parse(source)
+        # Every call about the source, or a pipeline of it, is in its account and region.
+        edge = self._edge_for(source)
         if not wanted.is_wildcard:
             async with gate:
-                pipeline = await self._engine.call(
-                    lambda: self._edge.get_pipeline(source), arn=source
-                )
-                await self._pipeline(pipeline, since)
+                pipeline = await self._engine.call(lambda: edge.get_pipeline(source), arn=source)
+                self._members[source] = frozenset({source})
+                await self._pipeline(edge, pipeline, since)
             return
         async with gate:
             found = await all_pages(
                 self._engine.call_for(source),
-                functools.partial(self._list_pipelines, wanted.region, wanted.account),
+                functools.partial(_list_pipelines, edge, wanted.region, wanted.account),
                 f"pipelines of {source}",
             )
+        found = [pipeline for pipeline in found if _same_account(pipeline.arn, wanted)]
+        self._members[source] = frozenset(pipeline.arn for pipeline in found)
         for pipeline in found:
-            if not _same_account(pipeline.arn, wanted):
-                continue
             # One pipeline failing (say, denied by a resource-scoped policy) must not
             # keep the others of the wildcard from being followed.
             try:
                 async with gate:
-                    await self._pipeline(pipeline, since)
+                    await self._pipeline(edge, pipeline, since)
             except ApiError as exc:
                 self._failed(pipeline.arn, exc)
                 continue
             self._recovered(pipeline.arn)
 
-    def _list_pipelines(
-        self, region: str, account: str, token: str | None
-    ) -> Awaitable[Page[PipelineInfo]]:
-        return self._edge.list_pipelines(region, next_token=token, account=account)
-
-    async def _pipeline(self, pipeline: PipelineInfo, since: datetime) -> None:
+    async def _pipeline(self, edge: DiscoveryEdge, pipeline: PipelineInfo, since: datetime) -> None:
         """List the pipeline's builds if it ran since they were last listed; the
         caller holds the gate."""
         self._note_status(pipeline)
@@ -246,7 +326,7 @@ class Discovery:
             return  # never ran, or no run since its builds were listed
         builds = await all_pages(
             self._engine.call_for(pipeline.arn),
-            functools.partial(self._list_pipeline_images, pipeline.arn),
+            functools.partial(_list_pipeline_images, edge, pipeline.arn),
             f"builds of {pipeline.arn}",
         )
         await self._add(pipeline.arn, builds, since)
@@ -266,33 +346,154 @@ class Discovery:
         tries = self._relisted[pipeline.arn] = self._relisted.get(pipeline.arn, 0) + 1
         return tries >= _RELIST_TRIES
 
-    def _list_pipeline_images(
-        self, pipeline_arn: str, token: str | None
-    ) -> Awaitable[Page[ImageSnapshot]]:
-        return self._edge.list_pipeline_images(pipeline_arn, next_token=token)
-
     async def _add(self, source: str, builds: Sequence[ImageSnapshot], since: datetime) -> None:
-        added = await self._engine.add_discovered(source, builds, history_before=since)
-        if added:
-            log.info("discovery.found", source=source, builds=len(added))
+        added: Discovered = await self._engine.add_discovered(source, builds, history_before=since)
+        if added.total:
+            # Told apart: a first listing can find dozens of ended builds, recorded
+            # silently (history), beside the one build in progress it announces.
+            log.info(
+                "discovery.found",
+                source=source,
+                builds=added.total,
+                announced=len(added.announced),
+                history=len(added.history),
+                resumed=len(added.resumed),
+            )
 
     def _note_status(self, pipeline: PipelineInfo) -> None:
         """Log a pipeline turning DISABLED once, and count it: Image Builder disables
-        a pipeline after consecutive scheduled failures, and then nothing builds."""
+        a pipeline after consecutive scheduled failures, and then nothing builds.
+
+        What it remembers of statuses is this process's (this leader term's): a
+        pipeline DISABLED when first read may have been so for long, and is said to
+        be found so (`found_disabled`), not to have just turned; the counter counts it
+        ("or DISABLED when first seen"), and `ibwatch_pipelines_followed` says how
+        many are disabled now, whatever this process saw happen."""
         before = self._status.get(pipeline.arn)
         self._status[pipeline.arn] = pipeline.status
         if pipeline.status == DISABLED and before != DISABLED:
+            found = before is None
             log.warning(
                 "pipeline.disabled",
                 pipeline=pipeline.arn,
                 name=pipeline.name,
                 last_run_status=pipeline.last_run_status,
-                note="its schedule no longer starts builds until it is enabled again",
+                found_disabled=found,
+                note=(
+                    "found DISABLED at its first look since this daemon (or leader term) "
+                    "started: its schedule starts no builds until it is enabled again"
+                    if found
+                    else "its schedule no longer starts builds until it is enabled again"
+                ),
             )
             if self._metrics is not None:
                 self._metrics.pipelines_disabled.inc()
         elif before == DISABLED and pipeline.status != DISABLED:
             log.info("pipeline.enabled", pipeline=pipeline.arn, name=pipeline.name)
+
+    def _count_calls_of(self, sources: Sources) -> None:
+        """Make the call counters of `sources` at 0 (see `watcher.metrics`)."""
+        for source in (*sources.versions, *sources.pipelines):
+            for operation in _operations(source):
+                for outcome in OUTCOMES:
+                    self._counter(operation, outcome, *self._key(source))
+
+    def _counter(
+        self, operation: str, outcome: str, account: str, region: str
+    ) -> prometheus_client.Counter | None:
+        if self._metrics is None:
+            return None
+        key = (operation, outcome, account, region)
+        found = self._calls.get(key)
+        if found is None:
+            found = self._calls[key] = self._metrics.discovery_calls.labels(*key)
+        return found
+
+    def _edge_for(self, source: str) -> DiscoveryEdge:
+        """The edge, its calls about `source` counted under its account and region."""
+        if self._metrics is None:
+            return self._edge
+        return _CountedEdge(self._edge, functools.partial(self._count, *self._key(source)))
+
+    async def _count(
+        self, account: str, region: str, operation: str, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        try:
+            result = await call()
+        except ApiError as exc:
+            self._bump(operation, call_outcome(exc), account, region)
+            raise
+        self._bump(operation, "ok", account, region)
+        return result
+
+    def _bump(self, operation: str, outcome: str, account: str, region: str) -> None:
+        counter = self._counter(operation, outcome, account, region)
+        if counter is not None:
+            counter.inc()
+
+
+class _Count(Protocol):
+    def __call__(self, operation: str, call: Callable[[], Awaitable[T]]) -> Awaitable[T]: ...
+
+
+class _CountedEdge:
+    """A discovery edge whose every call is counted by operation and outcome (one
+    per attempt: the engine retries around it, as it does around GetImage)."""
+
+    def __init__(self, edge: DiscoveryEdge, count: _Count) -> None:
+        self._edge = edge
+        self._count = count
+
+    async def get_pipeline(self, pipeline_arn: str) -> PipelineInfo:
+        return await self._count("GetImagePipeline", lambda: self._edge.get_pipeline(pipeline_arn))
+
+    async def list_pipelines(
+        self, region: str, *, next_token: str | None = None, account: str | None = None
+    ) -> Page[PipelineInfo]:
+        return await self._count(
+            "ListImagePipelines",
+            lambda: self._edge.list_pipelines(region, next_token=next_token, account=account),
+        )
+
+    async def list_pipeline_images(
+        self, pipeline_arn: str, *, next_token: str | None = None
+    ) -> Page[ImageSnapshot]:
+        return await self._count(
+            "ListImagePipelineImages",
+            lambda: self._edge.list_pipeline_images(pipeline_arn, next_token=next_token),
+        )
+
+    async def list_build_versions(
+        self,
+        region: str,
+        *,
+        version_arn: str | None = None,
+        name: str | None = None,
+        next_token: str | None = None,
+        account: str | None = None,
+    ) -> Page[ImageSnapshot]:
+        return await self._count(
+            "ListImageBuildVersions",
+            lambda: self._edge.list_build_versions(
+                region, version_arn=version_arn, name=name, next_token=next_token, account=account
+            ),
+        )
+
+
+def _list_pipelines(
+    edge: DiscoveryEdge, region: str, account: str, token: str | None
+) -> Awaitable[Page[PipelineInfo]]:
+    return edge.list_pipelines(region, next_token=token, account=account)
+
+
+def _list_pipeline_images(
+    edge: DiscoveryEdge, pipeline_arn: str, token: str | None
+) -> Awaitable[Page[ImageSnapshot]]:
+    return edge.list_pipeline_images(pipeline_arn, next_token=token)
+
+
+def _default_account(_arn: str) -> str:
+    return DEFAULT_ACCOUNT
 
 
 def _same_account(arn: str, wanted: PipelineArn) -> bool:

@@ -178,8 +178,25 @@ class RunResult:
     interrupted: int | None = None
     """The signal (SIGINT, SIGTERM) that stopped the run before it was done."""
     cancelled: set[str] = field(default_factory=set)
-    """ARNs whose builds the caller cancelled because time ran out (`ibwatch start
-    --cancel-on-timeout`): they count as timed out, not as failed."""
+    """ARNs whose builds the caller asked to cancel because time ran out (`ibwatch
+    start --cancel-on-timeout`; CANCELLED only once seen so): they count as timed
+    out, not as failed."""
+
+
+@dataclass
+class Discovered:
+    """What `Engine.add_discovered` did with the builds a source listed, by ARN."""
+
+    announced: list[str] = field(default_factory=list)
+    """New builds, polled at once: their first sighting is an event."""
+    history: list[str] = field(default_factory=list)
+    """New builds that had ended before their source was followed: recorded silently."""
+    resumed: list[str] = field(default_factory=list)
+    """Builds the store remembers: watched again from where they were."""
+
+    @property
+    def total(self) -> int:
+        return len(self.announced) + len(self.history) + len(self.resumed)
 
 
 class Engine:
@@ -319,9 +336,9 @@ class Engine:
         builds: Sequence[ImageSnapshot],
         *,
         history_before: datetime | None = None,
-    ) -> list[str]:
+    ) -> Discovered:
         """Watch the builds discovery listed through `source` that are not watched
-        yet; returns the ARNs of those it added.
+        yet; returns the ARNs of those it added, by what became of them.
 
         A build the store remembers carries on from there. A build first seen
         already ended and created no later than `history_before` (when the source
@@ -332,15 +349,19 @@ class Engine:
         if self._remembered is None:
             self._remembered = await self._store.load_all()
         now = self._clock.monotonic()
-        added: list[str] = []
+        added = Discovered()
         for build in builds:
             # Checked build by build: two sources can list the same build, and one
             # listing can repeat a build when pages shift under it.
             if build.arn in self.watches:
                 continue
             watch, remembered = self._discovered(build.arn, source, now)
-            added.append(build.arn)
-            if remembered is None and _is_history(build, history_before):
+            if remembered is not None:
+                added.resumed.append(build.arn)
+            elif not _is_history(build, history_before):
+                added.announced.append(build.arn)
+            else:
+                added.history.append(build.arn)
                 watch.tracked = Tracked(
                     snapshot=build, status_since=build.observed_at, sequence=1, watched=source
                 )

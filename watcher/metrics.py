@@ -24,11 +24,29 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from watcher.aws import ImageSource
 from watcher.clock import Clock
 from watcher.credentials import DEFAULT_ACCOUNT
-from watcher.errors import AccessDenied, BadCredentials, FinalError, Throttled, Unavailable
+from watcher.errors import (
+    AccessDenied,
+    ApiError,
+    BadCredentials,
+    FinalError,
+    RetryableError,
+    Throttled,
+    Unavailable,
+)
 from watcher.model import ImageSnapshot, ImageStatus, Transition
 
 OUTCOMES = ("ok", "throttled", "unavailable", "final")
-"""`outcome` of `ibwatch_api_calls_total`."""
+"""`outcome` of `ibwatch_api_calls_total` and `ibwatch_discovery_calls_total`."""
+DISCOVERY_OPERATIONS = (
+    "GetImagePipeline",
+    "ListImagePipelines",
+    "ListImagePipelineImages",
+    "ListImageBuildVersions",
+)
+"""`operation` of `ibwatch_discovery_calls_total`: the API's names for discovery's calls."""
+PIPELINE_STATUSES = ("ENABLED", "DISABLED")
+"""A pipeline's `status`: the enum `PipelineStatus` of botocore's Image Builder model
+(an unknown one shows under its own name)."""
 STATUSES = tuple(status.value for status in ImageStatus)
 """The statuses AWS documents (an unknown one shows under its own name)."""
 FIRST_SIGHTING = "none"
@@ -119,6 +137,34 @@ class Metrics:
             "scheduled failures), or DISABLED when first seen.",
             registry=r,
         )
+        # The counter cannot say how many are disabled now: discovery's memory of
+        # statuses is its process's, so a restart (or a new leader term) counts every
+        # disabled pipeline again. This says the present, set at the end of each pass.
+        self.pipelines_followed = Gauge(
+            "ibwatch_pipelines_followed",
+            "Pipelines discovery follows, by their status (ENABLED, DISABLED) as last read; "
+            "set after each discovery pass. Exported by the leader only.",
+            ["status"],
+            registry=r,
+        )
+        self.discovery_sources_failing = Gauge(
+            "ibwatch_discovery_sources_failing",
+            "Sources of builds (version ARNs, pipelines, the pipelines of an image-pipeline/* "
+            "ARN) whose last listing failed, by the account whose credentials list them and "
+            "their region; /status names each with its error. Set after each discovery pass. "
+            "Exported by the leader only.",
+            ["account", "region"],
+            registry=r,
+        )
+        # Made at 0 by `watcher.discovery.Discovery`, which knows its sources.
+        self.discovery_calls = Counter(
+            "ibwatch_discovery_calls",
+            "Discovery's API calls (GetImagePipeline, ListImagePipelines, "
+            "ListImagePipelineImages, ListImageBuildVersions; each page and each retry is "
+            "one) by outcome, account and region.",
+            ["operation", "outcome", "account", "region"],
+            registry=r,
+        )
         self.progress_lookups = Counter(
             "ibwatch_progress_lookups",
             "Running-step look-ups after a poll of a build in progress, by outcome: done, "
@@ -192,6 +238,24 @@ class Metrics:
         for (account, region), rate in rates.items():
             self.rate.labels(account, region).set(rate)
 
+    def set_pipelines(self, statuses: Iterable[str]) -> None:
+        """The statuses of the pipelines discovery follows now; ENABLED and DISABLED
+        are always there, at 0 when none has it, so a panel shows 0 rather than
+        nothing."""
+        counts = dict.fromkeys(PIPELINE_STATUSES, 0)
+        for status in statuses:
+            counts[status] = counts.get(status, 0) + 1
+        self.pipelines_followed.clear()
+        for status, count in counts.items():
+            self.pipelines_followed.labels(status).set(count)
+
+    def set_sources_failing(self, failing: Mapping[tuple[str, str], int]) -> None:
+        """How many sources fail now per (account, region); every pair discovery knows
+        is in `failing`, at 0 when none of its sources fails."""
+        self.discovery_sources_failing.clear()
+        for (account, region), count in failing.items():
+            self.discovery_sources_failing.labels(account, region).set(count)
+
     def set_images(self, statuses: Iterable[str]) -> None:
         counts: dict[str, int] = {}
         for status in statuses:
@@ -259,7 +323,7 @@ class MeteredSource:
         if isinstance(source, AccountAware):
             self._account_of, accounts = source.account_of, source.account_keys
         keys = {(account, region) for account in accounts if region is not None}
-        keys |= {(self._account_of(arn), _region_of(arn)) for arn in arns}
+        keys |= {(self._account_of(arn), region_of(arn)) for arn in arns}
         # A labelled child per (outcome, account, region), made once, then found in a
         # dict rather than by `labels()` on each call.
         self._counters: dict[tuple[str, str, str], Counter] = {}
@@ -296,16 +360,25 @@ class MeteredSource:
         return found
 
     def _count(self, outcome: str, arn: str, started: float, *, reached: bool, why: str) -> None:
-        self._counter(outcome, self._account_of(arn), _region_of(arn)).inc()
+        self._counter(outcome, self._account_of(arn), region_of(arn)).inc()
         self._metrics.poll_seconds.observe(self._clock.monotonic() - started)
         self._readiness.record(reached, why)
+
+
+def call_outcome(exc: ApiError) -> str:
+    """The `outcome` label of a call that failed with `exc`."""
+    if isinstance(exc, Throttled):
+        return "throttled"
+    if isinstance(exc, RetryableError):
+        return "unavailable"
+    return "final"
 
 
 def _default_account(_arn: str) -> str:
     return DEFAULT_ACCOUNT
 
 
-def _region_of(arn: str) -> str:
+def region_of(arn: str) -> str:
     """An ARN's region (its fourth field), as `LimiterPool.for_arn` reads it."""
     parts = arn.split(":", 4)
     return parts[3] if len(parts) > 3 else ""

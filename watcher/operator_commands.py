@@ -40,8 +40,26 @@ def check_config(config: Config, out: TextIO, err: TextIO | None = None) -> int:
     if problems:
         return 2
     out.write(json.dumps(config.redacted(), indent=2, default=str, ensure_ascii=False) + "\n")
-    out.write(f"config is valid: {len(config.watch.arns)} ARN(s), {len(config.sinks)} sink(s)\n")
+    counts = watched_counts(config)
+    out.write(
+        f"config is valid: {counts['build_arns']} build ARN(s), "
+        f"{counts['version_arns']} version ARN(s), {counts['pipelines']} pipeline(s), "
+        f"{counts['sinks']} sink(s)\n"
+    )
     return 0
+
+
+def watched_counts(config: Config) -> dict[str, int]:
+    """What a config watches and where it sends it, counted: `check-config`'s last
+    line and the daemon's `ibwatch.started` line say the same. Build ARNs are watched
+    themselves; version ARNs and pipelines are sources of builds."""
+    watch = config.watch
+    return {
+        "build_arns": len(watch.build_arns),
+        "version_arns": len(watch.version_arns),
+        "pipelines": len(watch.pipelines),
+        "sinks": len(config.sinks),
+    }
 
 
 def state_path_problems(path: Path) -> list[str]:

@@ -3,14 +3,15 @@
 Reads the running service's state; changes nothing. Never shows a URL or secret.
 A standby replica (`watcher.leadership`) is healthy and ready while it can take
 over (and someone leads); it reports no builds, no outbox and none of the leader's
-gauges (rate limits, push health), which are the leader's to report.
+gauges (rate limits, push health, what discovery follows and what fails to list),
+which are the leader's to report.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -22,10 +23,12 @@ from prometheus_client.metrics_core import Metric
 
 from watcher.clock import Clock
 from watcher.delivery import Dispatcher
+from watcher.discovery import SourceFailure
 from watcher.engine import Engine, Watch
 from watcher.errors import ApiError
 from watcher.leadership import Leadership, Sole
 from watcher.metrics import NOT_POLLED, Metrics, Readiness
+from watcher.model import InvalidArn
 from watcher.push import PushHealth
 from watcher.quiet_disconnects import quiet_client_disconnects
 from watcher.store import StoreError
@@ -59,6 +62,8 @@ class Probes:
     push: Callable[[], PushHealth | None] = lambda: None
     """The push path's health, None when no `[events] queue_url` is set."""
     leadership: Leadership = field(default_factory=Sole)
+    failing_sources: Callable[[], Sequence[SourceFailure]] = lambda: ()
+    """The current term's sources of builds whose last listing failed."""
 
 
 def create_app(probes: Probes) -> web.Application:
@@ -129,6 +134,14 @@ def _readiness(probes: Probes) -> tuple[dict[str, Any], list[str]]:
             if push.healthy
             else f"falling back to polling at the status intervals: {push.reason}"
         )
+    failing = len(probes.failing_sources())
+    if failing:
+        # Not a reason to be unready either: one source not found (a typo in the
+        # config) must not take the daemon, and every other build, out of service.
+        # Discovery makes /readyz 503 itself when its calls cannot reach the API.
+        body["discovery"] = (
+            f"{failing} source{'s' if failing != 1 else ''} of builds failing to list: see /status"
+        )
     return body, problems
 
 
@@ -166,6 +179,9 @@ def _leader_only(metrics: Metrics) -> frozenset[str]:
     gauges = (
         metrics.rate,
         metrics.push_healthy,
+        # Discovery runs in the leader's term only: a standby follows nothing.
+        metrics.pipelines_followed,
+        metrics.discovery_sources_failing,
         metrics.outbox_pending,
         metrics.outbox_oldest,
         metrics.dead_letters,
@@ -237,7 +253,8 @@ def _set_outbox_gauges(probes: Probes, stats: Mapping[str, OutboxStats]) -> None
 
 async def _status(probes: Probes, request: web.Request) -> web.Response:
     """For operators: the watched builds still in progress (or parked on an error),
-    with their status and running workflow step; `?all=1` lists ended ones too."""
+    with their status and running workflow step (`?all=1` lists ended ones too), and
+    the sources of builds whose listing fails."""
     everything = request.query.get("all", "").lower() in ("1", "true", "yes")
     engine = probes.engine()
     watches = [
@@ -250,9 +267,22 @@ async def _status(probes: Probes, request: web.Request) -> web.Response:
         "watched": len(engine.watches),
         "all": everything,
     }
+    body["discovery"] = {
+        # Each source of builds (version ARN, pipeline, a pipeline of `/*`) whose last
+        # listing failed, and why: the builds it would bring are not being watched.
+        "failing": [_source_status(failure) for failure in probes.failing_sources()],
+    }
     if probes.leadership.shared:
         body["role"] = probes.leadership.role  # a standby watches nothing
     return web.json_response(body, dumps=_dumps)
+
+
+def _source_status(failure: SourceFailure) -> dict[str, Any]:
+    return {
+        "source": failure.source,
+        "error": _error(failure.error),
+        "since": failure.since.isoformat(),
+    }
 
 
 def _build_status(watch: Watch) -> dict[str, Any]:
@@ -274,12 +304,13 @@ def _build_status(watch: Watch) -> dict[str, Any]:
     }
 
 
-def _error(error: ApiError | None) -> dict[str, str] | None:
+def _error(error: ApiError | InvalidArn | None) -> dict[str, str] | None:
     if error is None:
         return None
     # botocore names the endpoint in a connection error's message: its host is shown.
     message = _URL.sub(lambda found: redact_url(found.group()), str(error))
-    return {"type": type(error).__name__, "code": error.code, "message": message}
+    code = error.code if isinstance(error, ApiError) else ""
+    return {"type": type(error).__name__, "code": code, "message": message}
 
 
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")

@@ -250,7 +250,12 @@ async def test_sigterm_during_slow_deliveries_exits_in_grace_and_restart_sends_t
             await fast.until_acknowledged(all_ids, also=set(slow.ids))
     from watcher import __version__
 
-    assert (started["version"], started["arns"], started["sinks"]) == (__version__, 8, 2)
+    assert (started["version"], started["build_arns"], started["version_arns"]) == (
+        __version__,
+        8,
+        0,
+    )
+    assert (started["pipelines"], started["sinks"]) == (0, 2)
     assert (started["level"], started["config"]["sinks"][1]["url"]) == (
         "info",
         "http://127.0.0.1/…",

@@ -50,7 +50,9 @@ async def test_check_config_prints_the_effective_config_without_secrets(tmp_path
     hook, chat = document["sinks"][1:]
     assert (hook["url"], hook["secret"]) == ("https://receiver.example/…", "**********")
     assert chat["url"] == "https://hooks.slack.com/…"
-    assert done.stdout.rstrip().endswith("config is valid: 1 ARN(s), 3 sink(s)")
+    assert done.stdout.rstrip().endswith(
+        "config is valid: 1 build ARN(s), 0 version ARN(s), 0 pipeline(s), 3 sink(s)"
+    )
 
 
 async def test_check_config_names_a_missing_secret_variable_and_exits_2(tmp_path: Path) -> None:

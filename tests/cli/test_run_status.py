@@ -167,3 +167,38 @@ async def test_status_shows_why_a_build_is_not_polled_without_the_endpoint_url(
     assert "http://127.0.0.1/…" in error["message"]
     assert "some/path" not in error["message"]
     assert "token" not in error["message"]
+
+
+async def test_a_pipeline_that_does_not_exist_is_named_in_status_and_counted_while_ready(
+    tmp_path: Path,
+) -> None:
+    """One source failing to list (here a pipeline ARN with a typo) keeps the daemon
+    ready for the rest, but is not only a log line: /status names it with its error,
+    /readyz mentions it, and a gauge counts it for an alert."""
+    missing = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image-pipeline/web-base-nightyl"
+    watch = f'arns = ["{RUNNING}"]\npipelines = ["{missing}"]\n'
+    async with daemon_with_http(tmp_path, watch) as (service, http, logs):
+        await until(
+            lambda: (
+                bool(service.discovery.failing())
+                and service.discovery.passes > 0
+                and (w := service.engine.watches.get(RUNNING)) is not None
+                and w.tracked is not None
+            ),
+            logs,
+        )
+        status = await (await http.get("/status")).json()
+        ready = await http.get("/readyz")
+        readiness = await ready.json()
+        metrics = await (await http.get("/metrics")).text()
+    [failing] = status["discovery"]["failing"]
+    assert failing["source"] == missing
+    assert (failing["error"]["type"], failing["error"]["code"]) == (
+        "NotFound",
+        "ResourceNotFoundException",
+    )
+    assert failing["since"].startswith("20")  # ISO-8601
+    assert ready.status == 200, readiness
+    assert readiness["discovery"] == "1 source of builds failing to list: see /status"
+    gauge = 'ibwatch_discovery_sources_failing{account="default",region="us-east-1"} 1.0'
+    assert gauge in metrics.splitlines()

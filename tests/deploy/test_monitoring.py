@@ -31,9 +31,11 @@ from tests.deploy.promql import AGGREGATIONS, RANGE_FUNCTIONS_OF_COUNTERS, Query
 from tests.support import ACCOUNT, scenario, timeline
 from watcher.metrics import (
     DELIVERY_OUTCOMES,
+    DISCOVERY_OPERATIONS,
     FIRST_SIGHTING,
     NOT_POLLED,
     OUTCOMES,
+    PIPELINE_STATUSES,
     STATUSES,
 )
 from watcher.simulator import Simulator
@@ -72,6 +74,9 @@ KNOWN_VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("ibwatch_transitions_total", "to_status"): frozenset(STATUSES),
     ("ibwatch_api_calls_total", "outcome"): frozenset(OUTCOMES),
     ("ibwatch_deliveries_total", "outcome"): frozenset(DELIVERY_OUTCOMES),
+    ("ibwatch_pipelines_followed", "status"): frozenset(PIPELINE_STATUSES),
+    ("ibwatch_discovery_calls_total", "operation"): frozenset(DISCOVERY_OPERATIONS),
+    ("ibwatch_discovery_calls_total", "outcome"): frozenset(OUTCOMES),
 }
 """Label values the code names (whether or not a scrape shows them yet)."""
 SET_OPERATORS = frozenset({"and", "or", "unless"})
@@ -390,8 +395,8 @@ async def get(port: int, path: str) -> tuple[int, str]:
 
 
 async def scrape_once_delivered(port: int) -> Scrape:
-    """/metrics once /readyz answers 200 and the daemon has seen a transition and
-    delivered it."""
+    """/metrics once /readyz answers 200, a discovery pass has ended and the daemon
+    has seen a transition and delivered it."""
     text = ""
     with anyio.move_on_after(30):
         while True:
@@ -399,7 +404,8 @@ async def scrape_once_delivered(port: int) -> Scrape:
             _, text = await get(port, "/metrics")
             scrape = Scrape.of(text)
             counted = ("ibwatch_transitions_total", "ibwatch_deliveries_total")
-            if ready == 200 and all(scrape.total(name) > 0 for name in counted):
+            discovered = "ibwatch_pipelines_followed" in scrape.series  # a pass has ended
+            if ready == 200 and discovered and all(scrape.total(n) > 0 for n in counted):
                 return scrape
             await anyio.sleep(0.05)  # polling a condition: the daemon pushes nothing
     raise AssertionError(f"not ready, or nothing delivered; the last scrape:\n{text}")
@@ -454,6 +460,26 @@ async def test_every_metric_label_and_value_the_dashboard_and_rules_read_is_expo
     }
     assert zeros(before, "ibwatch_api_calls_total", "outcome", "account", "region") == {
         (outcome, "default", "us-east-1"): 0 for outcome in OUTCOMES
+    }
+    # Discovery's calls of the version ARN, made at 0 for every outcome (its first pass
+    # may have listed it once already).
+    listed = zeros(before, "ibwatch_discovery_calls_total", "operation", "outcome", "region")
+    assert set(listed) == {("ListImageBuildVersions", o, "us-east-1") for o in OUTCOMES}
+    assert sum(listed.values()) == listed["ListImageBuildVersions", "ok", "us-east-1"]
+    # What discovery follows now, and what fails: nothing, said as 0s, not left out.
+    assert zeros(after, "ibwatch_pipelines_followed", "status") == {
+        ("ENABLED",): 0,
+        ("DISABLED",): 0,
+    }
+    assert zeros(after, "ibwatch_discovery_sources_failing", "account", "region") == {
+        ("default", "us-east-1"): 0
+    }
+    # The start-up line counts what `ibwatch check-config` counts.
+    assert {k: started[k] for k in ("build_arns", "version_arns", "pipelines", "sinks")} == {
+        "build_arns": 0,
+        "version_arns": 1,
+        "pipelines": 0,
+        "sinks": 1,
     }
     assert after.total("ibwatch_ready") == 1, "ibwatch_ready says what /readyz answers: ready"
     found = [problem for where, query in queries() for problem in problems(where, query, after)]
@@ -595,7 +621,23 @@ def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
         "ibwatch_outbox_readable",
         "ibwatch_push_healthy",
         "ibwatch_push_lag_seconds_bucket",
+        "ibwatch_pipelines_followed",
+        "ibwatch_pipelines_disabled_total",
+        "ibwatch_discovery_sources_failing",
+        "ibwatch_discovery_calls_total",
     }
+
+
+def test_the_disabled_pipelines_panel_shows_how_many_are_disabled_now() -> None:
+    """Not the counter, which counts every disabled pipeline again at each start and
+    each new leader term: the gauge of the pipelines followed, status DISABLED."""
+    [panel] = [p for p in panels() if p["title"] == "Pipelines disabled"]
+    [query] = [promql.read(target["expr"]) for target in panel["targets"]]
+    [selector] = query.selectors
+    assert selector.metric == "ibwatch_pipelines_followed"
+    assert ("status", "=", ("DISABLED",)) in [
+        (m.label, m.op, m.literals) for m in selector.matchers
+    ]
 
 
 # --- the alerting rules --------------------------------------------------------------
@@ -669,6 +711,7 @@ def test_the_rules_cover_the_issue_and_their_promtool_tests_cover_every_rule() -
         "IbwatchOutboxUnreadable",
         "IbwatchDeadLettersGrowing",
         "IbwatchAllCallsThrottled",
+        "IbwatchDiscoverySourceFailing",
     }
     tests = yaml.safe_load(RULE_TESTS.read_text())
     assert tests["rule_files"] == [RULES.name]

@@ -32,6 +32,14 @@ NIGHTLY = f"{REGION_HEAD}:image-pipeline/web-base-nightly"
 EVERY_PIPELINE = f"{REGION_HEAD}:image-pipeline/*"
 OK_RUN = timeline(("PENDING", 10), ("BUILDING", 30), ("AVAILABLE", None))
 FAILING_RUN = timeline(("BUILDING", 20), ("FAILED", None))
+HERE = {"account": "default", "region": "us-east-1"}
+"""The account and region labels of discovery's calls and failures here."""
+OPERATIONS = (
+    "GetImagePipeline",
+    "ListImagePipelineImages",
+    "ListImagePipelines",
+    "ListImageBuildVersions",
+)
 
 
 def pipeline(arn: str = NIGHTLY, image: str = WEB, **fields: Any) -> dict[str, Any]:
@@ -97,6 +105,19 @@ class Followed:
     logs: list[dict[str, Any]]
     passes: int
     """Discovery passes run."""
+    discovery: Discovery
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        return self.metrics.registry.get_sample_value(name, labels)
+
+    def logged(self, event: str) -> list[dict[str, Any]]:
+        return [line for line in self.logs if line["event"] == event]
+
+    def calls_counted(self, operation: str, outcome: str = "ok") -> float | None:
+        """`ibwatch_discovery_calls_total` of one operation and outcome (None: no series)."""
+        return self.sample(
+            "ibwatch_discovery_calls_total", operation=operation, outcome=outcome, **HERE
+        )
 
     def transitions(self) -> list[tuple[int, str | None, str]]:
         return [
@@ -156,7 +177,7 @@ async def follow(
                     await engine.run([], time_limit=seconds)
                     inner.cancel_scope.cancel()
             group.cancel_scope.cancel()
-    return Followed(sink, simulator, metrics, logs, discovery.passes)
+    return Followed(sink, simulator, metrics, logs, discovery.passes, discovery)
 
 
 async def test_each_scheduled_build_of_a_pipeline_is_reported_once_and_in_order() -> None:
@@ -208,6 +229,14 @@ async def test_a_first_start_records_builds_that_already_ended_without_announcin
         f"{WEB}/3": "BUILDING",
     }
     assert set(await store.followed_sources()) == {NIGHTLY}
+    # What was found, told apart: one build announced, two recorded silently.
+    [found] = followed.logged("discovery.found")
+    assert (found["builds"], found["announced"], found["history"], found["resumed"]) == (
+        3,
+        1,
+        2,
+        0,
+    )
 
 
 async def test_a_build_that_ends_while_the_daemon_is_away_is_announced_after_the_baseline(
@@ -243,6 +272,15 @@ async def test_idle_pipelines_cost_one_get_image_pipeline_per_interval_and_no_li
     # Each pipeline's builds are listed once, when its dateLastRun is first seen.
     assert followed.calls("ListImagePipelineImages") == len(arns)
     assert followed.calls("ListImagePipelines") == 0
+    # The cost the README states, as the daemon counts it itself.
+    assert {op: followed.calls_counted(op) for op in OPERATIONS} == {
+        "GetImagePipeline": passes * len(arns),
+        "ListImagePipelineImages": len(arns),
+        "ListImagePipelines": None,  # not a call these sources make: no series
+        "ListImageBuildVersions": None,
+    }
+    assert followed.sample("ibwatch_pipelines_followed", status="ENABLED") == len(arns)
+    assert followed.sample("ibwatch_pipelines_followed", status="DISABLED") == 0
 
 
 async def test_every_pipeline_wildcard_picks_up_a_pipeline_created_later() -> None:
@@ -268,6 +306,9 @@ async def test_every_pipeline_wildcard_picks_up_a_pipeline_created_later() -> No
     # The later pipeline's builds are listed once, when its run is seen; the other
     # never ran (no dateLastRun), so it costs no listing.
     assert followed.calls("ListImagePipelineImages") == 1
+    assert followed.calls_counted("ListImagePipelines") == followed.passes
+    assert followed.calls_counted("GetImagePipeline") is None
+    assert followed.sample("ibwatch_pipelines_followed", status="ENABLED") == 2
 
 
 async def test_a_pipeline_turning_disabled_is_logged_once_and_counted() -> None:
@@ -283,11 +324,34 @@ async def test_a_pipeline_turning_disabled_is_logged_once_and_counted() -> None:
         ],
     )
     followed = await follow(plan, pipelines=[NIGHTLY], seconds=200)
-    disabled = [line for line in followed.logs if line["event"] == "pipeline.disabled"]
+    disabled = followed.logged("pipeline.disabled")
     assert len(disabled) == 1
-    assert disabled[0]["pipeline"] == NIGHTLY
-    assert followed.metrics.registry.get_sample_value("ibwatch_pipelines_disabled_total") == 1
+    assert (disabled[0]["pipeline"], disabled[0]["found_disabled"]) == (NIGHTLY, False)
+    assert followed.sample("ibwatch_pipelines_disabled_total") == 1
+    assert followed.sample("ibwatch_pipelines_followed", status="DISABLED") == 1
+    assert followed.sample("ibwatch_pipelines_followed", status="ENABLED") == 0
     assert followed.transitions() == [(1, None, "BUILDING"), (1, "BUILDING", "FAILED")]
+
+
+async def test_a_pipeline_already_disabled_is_said_found_so_and_the_gauge_counts_it() -> None:
+    """Discovery's memory of statuses is its own process's (its leader term's): at
+    each start a DISABLED pipeline is seen for the first time again. The log says it
+    was found so, not that it just turned; the gauge says how many are disabled now."""
+    weekly = f"{REGION_HEAD}:image-pipeline/web-base-weekly"
+    plan = scenario(
+        [],
+        pipelines=[
+            pipeline(status="DISABLED"),
+            pipeline(arn=weekly, image=f"{REGION_HEAD}:image/web-weekly/1.0.0"),
+        ],
+    )
+    followed = await follow(plan, pipelines=[NIGHTLY, weekly], seconds=25)
+    [disabled] = followed.logged("pipeline.disabled")
+    assert (disabled["pipeline"], disabled["found_disabled"]) == (NIGHTLY, True)
+    assert followed.sample("ibwatch_pipelines_followed", status="DISABLED") == 1
+    assert followed.sample("ibwatch_pipelines_followed", status="ENABLED") == 1
+    # The counter keeps its meaning: "or DISABLED when first seen".
+    assert followed.sample("ibwatch_pipelines_disabled_total") == 1
 
 
 async def test_a_version_arn_follows_every_build_of_that_version() -> None:
@@ -301,6 +365,9 @@ async def test_a_version_arn_follows_every_build_of_that_version() -> None:
     followed = await follow(plan, versions=[WEB], seconds=60)
     assert followed.transitions() == [(2, None, "BUILDING"), (2, "BUILDING", "FAILED")]
     assert {e.watched for e in followed.sink.events} == {WEB}
+    assert followed.calls_counted("ListImageBuildVersions") == followed.calls(
+        "ListImageBuildVersions"
+    )
 
 
 async def test_a_wildcard_version_arn_follows_every_matching_version() -> None:
@@ -329,6 +396,24 @@ async def test_a_failing_source_is_logged_once_and_the_others_go_on() -> None:
     assert [f["source"] for f in failures] == [missing]
     assert "ResourceNotFoundException" in failures[0]["error"]
     assert followed.transitions()[0] == (1, None, "PENDING")
+    # Lasting, it is counted and named, not only logged once.
+    assert followed.sample("ibwatch_discovery_sources_failing", **HERE) == 1
+    [failing] = followed.discovery.failing()
+    assert (failing.source, failing.error.code) == (missing, "ResourceNotFoundException")
+    assert followed.calls_counted("GetImagePipeline", "final") == followed.passes
+    assert followed.calls_counted("GetImagePipeline") == followed.passes
+    assert followed.calls("GetImagePipeline") == 2 * followed.passes
+
+
+async def test_a_source_that_lists_again_no_longer_counts_as_failing() -> None:
+    """Configured before it exists: not found until it is created at 60 s."""
+    later = f"{REGION_HEAD}:image-pipeline/created-later"
+    plan = scenario([], pipelines=[pipeline(arn=later, created="60s")])
+    followed = await follow(plan, pipelines=[later], seconds=85)
+    assert [line["source"] for line in followed.logged("discovery.recovered")] == [later]
+    assert followed.sample("ibwatch_discovery_sources_failing", **HERE) == 0
+    assert followed.discovery.failing() == []
+    assert followed.sample("ibwatch_pipelines_followed", status="ENABLED") == 1
 
 
 async def test_a_build_listed_by_two_sources_is_watched_once(tmp_path: Path) -> None:
@@ -370,6 +455,6 @@ async def test_a_build_repeated_in_one_listing_is_not_announced_again() -> None:
         )
         (build,) = (await aws.list_build_versions("us-east-1", version_arn=WEB)).items
         added = await engine.add_discovered(WEB, [build, build], history_before=build.created)
-    assert added == [build.arn]
+    assert (added.history, added.announced, added.resumed) == ([build.arn], [], [])
     assert len(engine.watches) == 1
     assert await store.events() == []

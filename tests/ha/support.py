@@ -29,7 +29,12 @@ FAILOVER = 2.0
 HEARTBEAT = FAILOVER / 5
 GRACE = 2.0
 """`[shutdown] grace` of the replicas."""
-LEADER_GAUGES = {"ibwatch_rate_limit_requests_per_second", "ibwatch_push_healthy"}
+LEADER_GAUGES = {
+    "ibwatch_rate_limit_requests_per_second",
+    "ibwatch_push_healthy",
+    "ibwatch_pipelines_followed",
+    "ibwatch_discovery_sources_failing",
+}
 """What only the leader exports (besides the outbox's gauges)."""
 ARNS = [f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/ha-{n}/1.0.0/1" for n in range(2)]
 STEPS = timeline(("BUILDING", 100), ("TESTING", 100), ("AVAILABLE", None))
