@@ -610,3 +610,16 @@ def assert_refused(run: ActionRun, message: str) -> None:
     assert message in text
     assert [s.outcome for s in run.steps] == ["failure", "skipped", "skipped", "skipped", "skipped"]
     assert set(run.outputs.values()) == {""}
+
+
+def test_a_version_at_the_largest_number_or_with_leading_zeros_passes_as_ibwatch_reads_it(
+    tmp_path: Path,
+) -> None:
+    """Each version number at most 2^30-1 (AWS's limit), counted as ibwatch counts it:
+    leading zeros are not digits of the number."""
+    image = f"{HEAD}:image/web-base/1073741823.00000000001.0"
+    run = make_runner(tmp_path).run(
+        {"image-arn": image}, env=aws_env(tmp_path, "http://127.0.0.1:9"), stop_after="prepare"
+    )
+    assert run.step("prepare").outcome == "success", run.log
+    assert str(Arn.parse(image)) == image
