@@ -76,3 +76,26 @@ def test_the_highest_version_with_any_build_wins_even_if_all_its_builds_failed()
 
 def test_no_build_means_none() -> None:
     assert choice("1.x.x", [build("2.0.0/1", 0)]) is None
+
+
+@pytest.mark.parametrize("retired", ["DEPRECATED", "DISABLED", "DELETED"])
+def test_a_retired_build_is_passed_over_by_a_wildcard(retired: str) -> None:
+    """GetImage's model: "Builds that were later deprecated, disabled, or deleted don't
+    resolve." 2.0.0's only build is retired: `x.x.x` is the highest version left."""
+    builds = [build("2.0.0/1", 5, retired), build("1.9.0/1", 0)]
+    assert choice("x.x.x", builds) == "1.9.0/1"
+
+
+def test_a_retired_build_is_passed_over_within_an_exact_version() -> None:
+    """The newest build of 1.4.0 was deprecated: 1.4.0 means the one before it; with
+    every build retired, it means none (no build yet)."""
+    builds = [build("1.4.0/2", 5, "DEPRECATED"), build("1.4.0/1", 0)]
+    assert choice("1.4.0", builds) == "1.4.0/1"
+    assert choice("1.4.0", [build("1.4.0/2", 5, "DELETED")]) is None
+
+
+def test_failed_and_running_builds_still_count() -> None:
+    """Only the retired states are passed over: a failed or running build is what a
+    wait is for (our reading, `chosen`)."""
+    builds = [build("1.4.0/2", 5, "FAILED"), build("1.4.0/1", 0)]
+    assert choice("1.4.0", builds) == "1.4.0/2"

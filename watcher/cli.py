@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
 import os
 import sys
@@ -116,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--cancel-on-timeout",
         action="store_true",
         help="at the timeout, cancel (CancelImageCreation) the builds still running, then "
-        "wait up to 2m (or two --interval) for them to show CANCELLED; exit 3",
+        "wait up to 2m (or two --interval) for them to show CANCELLED, the cancel calls "
+        "included; exit 3, or 0/1 when every build instead ended on its own meanwhile "
+        "(AVAILABLE / one FAILED)",
     )
     _wait_options(start)
 
@@ -225,7 +228,7 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
         type=_positive_duration,
-        default=7200.0,
+        default=None,  # DEFAULT_TIMEOUT, resolved in `_wait_request`: see `_WAIT_ONLY`
         help="give up after this long, exit 3 (default: 2h)",
     )
     parser.add_argument(
@@ -275,7 +278,7 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-lines",
         type=_log_lines,
-        default=0,
+        default=None,  # 0, resolved in `_wait_request`: see `_WAIT_ONLY`
         metavar="N",
         help=f"for a FAILED build, show the last N lines of its build log (CloudWatch Logs; "
         f"needs logs:GetLogEvents), secrets-looking strings redacted; 0 to {MAX_LOG_LINES} "
@@ -461,12 +464,14 @@ def _with_result_files(args: argparse.Namespace) -> int:
     error, a signal before the wait, a usage error found after parsing), the files
     get the exit code and the status alone (`watcher.result_files.no_result`). A
     dotenv report left by an earlier run never passes for this run's: it is removed
-    first. `start --no-wait` has no result to hand on: GITHUB_OUTPUT gets its build
-    ARNs (`watcher.start`), and --dotenv and --summary are refused with it."""
+    first. `start --no-wait` has no wait's result to hand on: once its builds are
+    started, GITHUB_OUTPUT gets their ARNs (`watcher.start`); when it fails first, the
+    no-result files as any command's (the builds started so far, the client token),
+    and `--output json` its one document; --dotenv and --summary are refused with it."""
     github_output = os.environ.get("GITHUB_OUTPUT")
     no_wait = getattr(args, "no_wait", False)
     files = ResultFiles(
-        github_output=Path(github_output) if github_output and not no_wait else None,
+        github_output=Path(github_output) if github_output else None,
         dotenv=args.dotenv,
         summary=args.summary,
     )
@@ -487,7 +492,12 @@ def _with_result_files(args: argparse.Namespace) -> int:
         code = _dispatch(args)
         disarm()  # the run ends now, with `code`, and writes its files whole
         if not files.reported:
-            files.write(no_result(code, files.so_far), sys.stderr)
+            report = no_result(code, files.so_far)
+            files.write(report, sys.stderr)
+            if no_wait and args.output == "json":
+                from watcher.start import no_wait_document
+
+                print(json.dumps(no_wait_document(report, files.so_far), indent=2))
     return code
 
 
@@ -668,19 +678,21 @@ _WAIT_ONLY = ("cancel_on_timeout", "timeout", "log_lines")
 """`start`'s options that only the wait reads and that promise an outcome: given with
 --no-wait, they would be ignored without a word (--summary and --dotenv are refused
 with their own reason). The pacing of polls (--interval, --not-found-grace) promises
-nothing and is let through, so one option set serves both forms of a CI step."""
+nothing and is let through, so one option set serves both forms of a CI step. Their
+parser default is None (False for the flag), so that given at all, even at the value
+the wait would use (`--timeout 2h`, `--log-lines 0`), is told from not given."""
+
+DEFAULT_TIMEOUT = 7200.0
+"""`--timeout` when not given: 2h."""
 
 
 def _wait_only_options(args: argparse.Namespace) -> list[str]:
-    """The wait-only options given other than at their defaults, as typed."""
-    defaults = argparse.ArgumentParser(add_help=False)
-    _wait_options(defaults)
-    defaults.add_argument("--cancel-on-timeout", action="store_true")
-    unset = defaults.parse_args([])
+    """The wait-only options given on the command line, whatever their value."""
     return [
         "--" + name.replace("_", "-")
         for name in _WAIT_ONLY
-        if getattr(args, name) != getattr(unset, name)
+        # Not `not in (None, False)`: 0 == False, and `--log-lines 0` is given.
+        if getattr(args, name) is not None and getattr(args, name) is not False
     ]
 
 
@@ -689,14 +701,14 @@ def _wait_request(args: argparse.Namespace, arns: tuple[str, ...]) -> WaitReques
 
     return WaitRequest(
         arns=arns,
-        timeout=args.timeout,
+        timeout=DEFAULT_TIMEOUT if args.timeout is None else args.timeout,
         interval=args.interval,
         region=args.region,
         endpoint_url=args.endpoint_url,
         output=args.output,
         max_tps=args.max_tps,
         not_found_grace=args.not_found_grace,
-        log_lines=args.log_lines,
+        log_lines=0 if args.log_lines is None else args.log_lines,
         files=getattr(args, "result_files", None),
     )
 

@@ -20,7 +20,7 @@ from typing import Protocol, TypeVar
 
 from watcher.aws import Page
 from watcher.errors import Unavailable
-from watcher.model import Arn, ImageSnapshot
+from watcher.model import Arn, ImageSnapshot, ImageStatus
 
 T = TypeVar("T")
 
@@ -116,23 +116,33 @@ def chosen(builds: Sequence[ImageSnapshot]) -> ImageSnapshot | None:
       `1.6.x` = 1.6.8. Versions compare node by node as integers (1.10.0 > 1.9.9),
       never by when they were built: a `1.0.0/5` created after `1.2.0/1` does not
       make `1.x.x` mean 1.0.0. For an exact version there is only one.
-    - The highest version *that has any build*, in any state. GetImage goes further
-      and passes over versions without an AVAILABLE build (its model: "resolves to
-      the latest matching build version that has reached AVAILABLE status"); we do
-      not, since a wait is for the build in progress or failed as much as for the
-      finished one. So when 2.0.0's only builds FAILED and a 1.9.0 build is still
-      running, `x.x.x` means that failed 2.0.0 build (exit 1), not the 1.9.0 one:
+    - Never a build DEPRECATED, DISABLED or DELETED, for an exact version as for a
+      wildcard: GetImage's model says "Builds that were later deprecated, disabled, or
+      deleted don't resolve." They are passed over as if not listed, so a deprecated
+      2.0.0/1 leaves `x.x.x` to the highest version with another build.
+    - The highest version *that has any other build*, in any state. GetImage goes
+      further and passes over versions without an AVAILABLE build (its model:
+      "resolves to the latest matching build version that has reached AVAILABLE
+      status"); we do not, since a wait is for the build in progress or failed as much
+      as for the finished one. So when 2.0.0's only builds FAILED and a 1.9.0 build is
+      still running, `x.x.x` means that failed 2.0.0 build (exit 1), not the 1.9.0 one:
       our reading, the documents say nothing of a version whose builds all failed.
     - Then the newest build of that version: latest `dateCreated`, then the highest
       build number (builds created in the same instant, or without a date).
     """
-    if not builds:
+    candidates = [b for b in builds if b.status not in RETIRED]
+    if not candidates:
         return None
-    top = max(_version_key(b.version) for b in builds)
+    top = max(_version_key(b.version) for b in candidates)
     return max(
-        (b for b in builds if _version_key(b.version) == top),
+        (b for b in candidates if _version_key(b.version) == top),
         key=lambda b: (_aware(b.created), b.build),
     )
+
+
+RETIRED = frozenset({ImageStatus.DEPRECATED, ImageStatus.DISABLED, ImageStatus.DELETED})
+"""States a version ARN never resolves to (GetImage's model: "Builds that were later
+deprecated, disabled, or deleted don't resolve")."""
 
 
 def _version_key(version: str) -> tuple[int, ...]:

@@ -250,6 +250,9 @@ def _status_cell(image: Mapping[str, Any], report: Mapping[str, Any]) -> str:
         text += " (cancelled at the timeout)"
     elif image.get("cancel_requested") and not _ended(status):
         text += " (still in progress at the timeout; cancellation requested)"
+    elif image.get("cancel_requested") and status != "CANCELLED":
+        # Ended on its own first (`watcher.wait.exit_code` counts it as it ended).
+        text += " (ended before the cancellation asked for at the timeout took effect)"
     elif report["timed_out"] and not _ended(status):
         text += " (still in progress at the timeout)"
     return text

@@ -29,6 +29,9 @@ class SoFar:
 
     started: list[str] = field(default_factory=list)
     """The builds `ibwatch start` started, in order."""
+    started_from: dict[str, str] = field(default_factory=dict)
+    """Each of those builds -> the pipeline that started it (`start --no-wait
+    --output json` names both, whatever the outcome)."""
     client_token: str | None = None
     """The token those starts were made with: given back with `--client-token`, it
     returns the same builds instead of starting new ones."""

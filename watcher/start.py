@@ -17,11 +17,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from watcher.aws import AwsImageSource
 from watcher.clock import Clock
@@ -33,7 +34,6 @@ from watcher.ratelimit import CubicLimiter
 from watcher.result_files import SoFar
 from watcher.retry import RetryPolicy, call_with_retry
 from watcher.summary import duration_text
-from watcher.tracker import observe
 from watcher.wait import WaitRequest, exit_for_error, wait_with
 
 MAX_TOKEN = 64
@@ -60,13 +60,23 @@ class StartRequest:
 
 
 def check_client_token(token: str, pipelines: int) -> str | None:
-    """What is wrong with a `--client-token` for this many pipelines, if anything."""
+    """What is wrong with a `--client-token` for this many pipelines, if anything. The
+    model's `ClientToken` is a string of 1 to 64 characters, with no pattern; we also
+    refuse control characters (our rule): the token is written as is into
+    GITHUB_OUTPUT's `key=value` lines and printed on stderr, where a line break would
+    end the line early and write a key of its own."""
     longest = MAX_TOKEN if pipelines == 1 else MAX_TOKEN - _SUFFIX
     if not 1 <= len(token) <= longest:
         return (
             f"--client-token must be 1 to {longest} characters"
             + ("" if pipelines == 1 else f" with {pipelines} pipelines")
             + f", got {len(token)}"
+        )
+    control = next((c for c in token if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        return (
+            f"--client-token must not hold control characters (a line break, a tab), "
+            f"got {control!r} at position {token.index(control) + 1}"
         )
     return None
 
@@ -157,8 +167,12 @@ async def start_pipelines(
                 )
             builds[build] = pipeline
             so_far.started.append(build)
+            so_far.started_from[build] = pipeline
         if request.no_wait:
-            _started(request, token, builds, stdout, stderr, github_output)
+            if request.wait.files is not None:
+                # The result is these lines: the CLI's no-result files are for failures.
+                request.wait.files.reported = True
+            _started(request, so_far, stdout, stderr, github_output)
             return EXIT_AVAILABLE
 
         async def cancel_running(engine: Engine, result: RunResult) -> None:
@@ -213,8 +227,7 @@ async def _unreadable(
 
 def _started(
     request: StartRequest,
-    token: str,
-    builds: dict[str, str],
+    so_far: SoFar,
     stdout: TextIO,
     stderr: TextIO,
     github_output: Path | None,
@@ -222,17 +235,10 @@ def _started(
     """`--no-wait`'s result: the builds, as text (one ARN a line) or one JSON
     document, and as step outputs shaped as a wait's (`watcher.github_output`):
     `status`, `exit_code`, `build_arn` for one pipeline, `build_arns` for any number."""
-    arns = list(builds)
+    arns = list(so_far.started)
     if request.wait.output == "json":
-        document = {
-            "status": STARTED,
-            "exit_code": EXIT_AVAILABLE,
-            "client_token": token,
-            "builds": [
-                {"pipeline_arn": pipeline, "build_arn": build} for build, pipeline in builds.items()
-            ],
-        }
-        stdout.write(json.dumps(document, indent=2) + "\n")
+        report = {"status": STARTED, "exit_code": EXIT_AVAILABLE}
+        stdout.write(json.dumps(no_wait_document(report, so_far), indent=2) + "\n")
     else:
         stdout.write("".join(f"{build}\n" for build in arns))
     stdout.flush()
@@ -243,6 +249,23 @@ def _started(
         f"build_arns={_compact(arns)}",
     ]
     _append(github_output, lines, stderr)
+
+
+def no_wait_document(report: Mapping[str, Any], so_far: SoFar) -> dict[str, Any]:
+    """`start --no-wait --output json`'s one document, whatever the outcome: the
+    status and exit code of `report` (STARTED and 0; else ERROR or INTERRUPTED, the
+    no-result report's), the client token, the builds started so far with their
+    pipelines, and the errors met (empty when all started)."""
+    return {
+        "status": report["status"],
+        "exit_code": report["exit_code"],
+        "client_token": so_far.client_token,
+        "builds": [
+            {"pipeline_arn": so_far.started_from.get(build), "build_arn": build}
+            for build in so_far.started
+        ],
+        "errors": [dict(error) for error in so_far.errors],
+    }
 
 
 async def _cancel_running(
@@ -257,31 +280,54 @@ async def _cancel_running(
     """CancelImageCreation for each build still running at the timeout, then GetImage
     on them every `interval`, paced and retried as polls are, until each has ended or
     `CANCEL_WAIT` (two intervals if longer) has passed: cancellation is asynchronous,
-    and a result saying CANCELLED must have seen it. Each one asked for is in
-    `result.cancelled` (it counts as timed out, not failed: exit 3 either way)."""
+    and a result saying CANCELLED must have seen it. The cancel calls are inside that
+    same bound (many pipelines, a low --max-tps): a build not asked for by then is
+    reported as still running, with no cancellation requested. Each one asked for is
+    in `result.cancelled`; what it then ended as decides the exit code
+    (`watcher.wait.exit_code`): CANCELLED is the timeout's (3), FAILED a failure (1),
+    AVAILABLE a build done (0 if every build is)."""
+    running = [w for w in result.watches.values() if w.build_arn is not None and not w.ended]
     asked: list[Watch] = []
-    for watch in result.watches.values():
-        arn = watch.build_arn
-        if arn is None or watch.ended:
-            continue
-        try:
-            await engine.call(functools.partial(aws.cancel_build, arn, str(uuid.uuid4())), arn=arn)
-        except ApiError as exc:
-            _say(stderr, f"ibwatch: timed out; could not cancel {arn}: {exc}")
-            continue
-        result.cancelled.add(watch.arn)
-        asked.append(watch)
-        _say(stderr, f"ibwatch: timed out; cancelling {arn}")
+    refused: set[str] = set()
     waited = max(CANCEL_WAIT, 2 * interval)
     with clock.move_on_after(waited):
+        for watch in running:
+            arn = watch.build_arn
+            assert arn is not None
+            try:
+                await engine.call(
+                    functools.partial(aws.cancel_build, arn, str(uuid.uuid4())), arn=arn
+                )
+            except ApiError as exc:
+                _say(stderr, f"ibwatch: timed out; could not cancel {arn}: {exc}")
+                refused.add(watch.arn)
+                continue
+            result.cancelled.add(watch.arn)
+            asked.append(watch)
+            _say(stderr, f"ibwatch: timed out; cancelling {arn}")
         while pending := [watch for watch in asked if not watch.ended]:
             await clock.sleep(interval)
             for watch in pending:
-                await _refresh(aws, engine, watch)
+                # The engine's own poll: a FAILED seen now gets its diagnostics and
+                # reaches the result's listeners as any other would.
+                await engine.poll_now(watch.arn)
+    for watch in running:
+        if watch.arn not in result.cancelled and watch.arn not in refused:
+            _say(
+                stderr,
+                f"ibwatch: timed out; no time left to cancel {watch.build_arn} within "
+                f"{duration_text(waited)}: left running",
+            )
     for watch in asked:
         arn, status = watch.build_arn, _status(watch)
         if status is ImageStatus.CANCELLED:
             _say(stderr, f"ibwatch: timed out; cancelled {arn}")
+        elif status is ImageStatus.AVAILABLE:
+            _say(
+                stderr,
+                f"ibwatch: {arn} ended AVAILABLE before its cancellation took effect: the "
+                "cancellation came too late, and its outputs are kept",
+            )
         elif status is not None and status.terminal:
             _say(stderr, f"ibwatch: {arn} ended {status} before its cancellation took effect")
         else:
@@ -290,18 +336,6 @@ async def _cancel_running(
                 f"ibwatch: cancellation of {arn} was requested, but it was still "
                 f"{status or 'not seen'} after {duration_text(waited)}",
             )
-
-
-async def _refresh(aws: AwsImageSource, engine: Engine, watch: Watch) -> None:
-    """One more GetImage of a build being cancelled; a failed one is tried again at
-    the next round, until the wait for the cancellation ends."""
-    arn = watch.build_arn
-    assert arn is not None
-    try:
-        snapshot = await engine.call(functools.partial(aws.get, arn), arn=arn)
-    except ApiError:
-        return
-    watch.tracked, _ = observe(watch.watched, watch.tracked, snapshot)
 
 
 def _status(watch: Watch) -> ImageStatus | None:

@@ -4,8 +4,10 @@ that unwinds it from wherever it is, so that the run still hands on its result f
 (exit 143) instead of dying with nothing written. A CI runner that cancels a job sends
 SIGTERM, maybe while ibwatch is still importing or starting a pipeline.
 
-During the wait itself `watcher.wait` takes both signals over (the engine stops, and
-the result so far is reported) and gives the handler back when the wait ends. Only in
+During the wait itself, and what follows a timeout (`start --cancel-on-timeout`'s wait
+for its cancellations), `watcher.wait` takes both signals over (the engine or that
+wait stops, and the result so far is reported) and gives the handler back once the
+result is known. Only in
 the main thread, where Python runs signal handlers; never a handler left behind.
 """
 

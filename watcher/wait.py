@@ -44,6 +44,11 @@ if TYPE_CHECKING:
 
 OnTimeout = Callable[[Engine, RunResult], Awaitable[None]]
 
+CANCEL_TOO_LATE = "ended before the cancellation asked for at the timeout took effect"
+"""A build that ended on its own while `start --cancel-on-timeout` waited for its
+cancellation: it keeps its end (an AVAILABLE one its outputs, CancelImageCreation's
+doc: "Output resources that the build already created ... aren't removed")."""
+
 
 @dataclass(frozen=True)
 class WaitRequest:
@@ -132,15 +137,34 @@ async def wait_with(
     failures = FailureDiagnostics()
     engine.add_listener(progress)
     engine.add_listener(failures)
-    async with anyio.create_task_group() as group:
-        group.start_soon(progress.run)
-        group.start_soon(_interrupt_on_signals, engine)
-        result = await engine.run(request.arns, stop_when_ended=True, time_limit=request.timeout)
-        group.cancel_scope.cancel()
-    if result.timed_out:
-        await _explain_unbuilt(aws, engine, result)
-    if result.timed_out and on_timeout is not None:
-        await on_timeout(engine, result)
+    stop = _Interruption(engine)
+    async with anyio.create_task_group() as signals:
+        # Taken over until the result is known, not only while the engine runs: what
+        # comes after a timeout (a listing, `--cancel-on-timeout`'s wait of up to 2
+        # minutes) is cut short by SIGINT/SIGTERM as the wait is, and the result so
+        # far is still reported (README: "130/143 ... the result so far is printed").
+        signals.start_soon(_interrupt_on_signals, stop.signalled)
+        async with anyio.create_task_group() as group:
+            group.start_soon(progress.run)
+            result = await engine.run(
+                request.arns, stop_when_ended=True, time_limit=request.timeout
+            )
+            group.cancel_scope.cancel()
+        with stop.after_the_run:
+            if result.timed_out:
+                await _explain_unbuilt(aws, engine, result)
+            if result.timed_out and on_timeout is not None:
+                await on_timeout(engine, result)
+                # Builds may have ended during `on_timeout`: the result is what they
+                # ended as (`exit_code`), and time ran out only for those that did not
+                # end on their own.
+                result.timed_out = not all(
+                    _ended_on_its_own(w, result) for w in result.watches.values()
+                )
+        signals.cancel_scope.cancel()
+    if result.interrupted is None and stop.signum is not None:
+        result.interrupted = stop.signum
+        _say_interrupted_after_the_timeout(stderr, stop.signum)
     report = build_report(result, failures.by_watched, pipelines)
     stdout.write(
         json.dumps(report, indent=2) + "\n" if request.output == "json" else render_text(report)
@@ -182,7 +206,29 @@ class FailureDiagnostics:
             self.by_watched.pop(event.watched, None)
 
 
-async def _interrupt_on_signals(engine: Engine) -> None:
+class _Interruption:
+    """What SIGINT or SIGTERM stops: the engine while it runs, and then what follows a
+    timeout (`after_the_run`), at once, so that the result so far is reported."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.signum: int | None = None
+        self.after_the_run = anyio.CancelScope()
+        """Entered after the engine's run; cancelled before that, it ends at once."""
+
+    def signalled(self, signum: int) -> None:
+        self.signum = signum
+        self._engine.interrupt(signum)
+        self.after_the_run.cancel()
+
+
+def _say_interrupted_after_the_timeout(stderr: TextIO, signum: int) -> None:
+    name = signal.Signals(signum).name
+    stderr.write(f"ibwatch: {name} came after the timeout; reporting the result so far\n")
+    stderr.flush()
+
+
+async def _interrupt_on_signals(interrupt: Callable[[int], None]) -> None:
     """SIGINT and SIGTERM end the wait with what was seen so far, and exit 130 or
     143: a CI step must never read an interrupted wait as a pass."""
     if threading.current_thread() is not threading.main_thread():
@@ -193,7 +239,7 @@ async def _interrupt_on_signals(engine: Engine) -> None:
     try:
         with anyio.open_signal_receiver(*before) as signals:
             async for signum in signals:
-                engine.interrupt(signum)
+                interrupt(signum)
                 return
     finally:
         for signum, handler in before.items():
@@ -202,17 +248,31 @@ async def _interrupt_on_signals(engine: Engine) -> None:
 
 
 def exit_code(result: RunResult) -> int:
+    """From what the builds ended as, whenever that was: a build that ends during
+    `start --cancel-on-timeout`'s wait for its cancellation counts as it ended (AVAILABLE:
+    its outputs stay, CancelImageCreation's doc: "Output resources that the build
+    already created, such as AMIs and snapshots, aren't removed"; FAILED: a failure);
+    only one seen CANCELLED after asking counts as the timeout."""
     if result.interrupted is not None:
         return 128 + result.interrupted
     watches = result.watches.values()
     codes = {exit_for_error(w.error) for w in watches if w.error is not None}
     if codes:
         return EXIT_USAGE if EXIT_USAGE in codes else EXIT_API_ERROR
-    if any(_ended_otherwise(_status(w)) and w.arn not in result.cancelled for w in watches):
+    if any(_ended_otherwise(_status(w)) and not _cancelled_by_us(w, result) for w in watches):
         return EXIT_FAILED
-    if result.timed_out or not all(w.ended for w in watches):
+    if result.timed_out or not all(_ended_on_its_own(w, result) for w in watches):
         return EXIT_TIMEOUT
     return EXIT_AVAILABLE
+
+
+def _cancelled_by_us(watch: Watch, result: RunResult) -> bool:
+    """CANCELLED after the run asked for it at the timeout: the timeout's doing."""
+    return watch.arn in result.cancelled and _status(watch) is ImageStatus.CANCELLED
+
+
+def _ended_on_its_own(watch: Watch, result: RunResult) -> bool:
+    return watch.ended and not _cancelled_by_us(watch, result)
 
 
 def exit_for_error(error: ApiError) -> int:
@@ -260,7 +320,7 @@ def build_report(
             for w in result.watches.values()
             if (status := _status(w)) is not None
             and _ended_otherwise(status)
-            and w.arn not in result.cancelled
+            and not _cancelled_by_us(w, result)
         )
     return {
         "status": overall,
@@ -373,6 +433,8 @@ def render_text(report: dict[str, Any]) -> str:
             line += "  (cancelled at the timeout)"
         elif image.get("cancel_requested") and not ImageStatus(status).terminal:
             line += "  (cancellation requested, not yet in effect)"
+        elif image.get("cancel_requested") and status != "CANCELLED":
+            line += f"  ({CANCEL_TOO_LATE})"
         if image["failed_in"]:
             line += f"  in {image['failed_in']}"
         if image["reason"]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +20,9 @@ import pytest
 
 from tests.cli.in_thread import Ran, ibwatch
 from tests.cli.support import IBWATCH
+from tests.cli.test_interrupts import read_stderr_until
 from tests.support import ACCOUNT, WEB_BASE, scenario, timeline, web_base_image
+from watcher.result_files import ResultFiles
 from watcher.simulator import Simulator
 from watcher.simulator.scenario import Faults
 from watcher.start import CANCEL_WAIT, StartRequest, start_pipelines, token_for
@@ -195,16 +199,25 @@ async def test_no_wait_with_json_output_prints_one_document_mapping_builds_to_pi
             {"pipeline_arn": PIPELINE, "build_arn": f"{VERSION}/1"},
             {"pipeline_arn": OTHER, "build_arn": f"{HEAD}:image/api-runtime/2.0.3/1"},
         ],
+        "errors": [],
     }
     values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
     assert (values["status"], values["exit_code"], values["build_arn"]) == ("STARTED", "0", "")
 
 
 @pytest.mark.parametrize(
-    "option", [["--cancel-on-timeout"], ["--timeout", "5m"], ["--log-lines", "20"]]
+    "option",
+    [
+        ["--cancel-on-timeout"],
+        ["--timeout", "5m"],
+        ["--log-lines", "20"],
+        ["--timeout", "2h"],
+        ["--log-lines", "0"],
+    ],
 )
 async def test_no_wait_with_an_option_of_the_wait_is_refused_naming_it(option: list[str]) -> None:
-    """It would be ignored without a word: --no-wait --cancel-on-timeout cancels nothing."""
+    """It would be ignored without a word: --no-wait --cancel-on-timeout cancels nothing.
+    Given at all, even at the value the wait would use (`--timeout 2h` passed before)."""
     simulator = Simulator(pipelines(ENDLESS))
     async with simulator:
         done = await ibwatch_start(simulator, "--no-wait", *option, PIPELINE)
@@ -347,6 +360,97 @@ async def test_a_start_refused_after_another_started_names_no_single_build_and_h
     assert "`job-42`" in text
 
 
+async def test_no_wait_refused_after_one_start_writes_error_and_the_build_started(
+    tmp_path: Path,
+) -> None:
+    """--no-wait whose second start is refused after the first started: GITHUB_OUTPUT
+    still gets the status (ERROR), the exit code, the build started and the client
+    token, and `--output json` its one document, with the error (before: nothing but
+    `client_token`, and no document)."""
+    outputs = tmp_path / "github_output"
+    simulator = Simulator(pipelines(ENDLESS))
+    async with simulator:
+        simulator.start_pipeline(PIPELINE, client_token=token_for("job-42", OTHER, 2))
+        done = await ibwatch_start(
+            simulator,
+            "--no-wait",
+            "--output",
+            "json",
+            "--client-token",
+            "job-42",
+            PIPELINE,
+            OTHER,
+            env={"GITHUB_OUTPUT": str(outputs)},
+        )
+    assert done.returncode == 4, done.stderr
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert (values["status"], values["exit_code"], values["build_arn"]) == ("ERROR", "4", "")
+    assert json.loads(values["build_arns"]) == [f"{VERSION}/2"]
+    assert values["client_token"] == "job-42"
+    document = json.loads(done.stdout)
+    assert {k: v for k, v in document.items() if k != "errors"} == {
+        "status": "ERROR",
+        "exit_code": 4,
+        "client_token": "job-42",
+        "builds": [{"pipeline_arn": PIPELINE, "build_arn": f"{VERSION}/2"}],
+    }
+    ((error,),) = [document["errors"]]
+    assert error["arn"] == OTHER
+    assert "IdempotentParameterMismatchException" in error["message"]
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+async def test_no_wait_on_an_unknown_pipeline_writes_error_to_github_output(
+    tmp_path: Path, output: str
+) -> None:
+    outputs = tmp_path / "github_output"
+    missing = PIPELINE.replace("web-base-nightly", "no-such-pipeline")
+    simulator = Simulator(pipelines(ENDLESS))
+    async with simulator:
+        done = await ibwatch_start(
+            simulator,
+            "--no-wait",
+            "--output",
+            output,
+            missing,
+            env={"GITHUB_OUTPUT": str(outputs)},
+        )
+    assert done.returncode == 4, done.stderr
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert (values["status"], values["exit_code"], values["build_arns"]) == ("ERROR", "4", "[]")
+    assert values["client_token"]
+    assert [error["arn"] for error in json.loads(values["errors"])] == [missing]
+    if output == "json":
+        document = json.loads(done.stdout)
+        assert (document["status"], document["exit_code"], document["builds"]) == ("ERROR", 4, [])
+        assert document["client_token"] == values["client_token"]
+        assert [error["arn"] for error in document["errors"]] == [missing]
+    else:
+        assert done.stdout == ""
+
+
+async def test_no_wait_with_a_bad_pipeline_arn_writes_error_to_github_output(
+    tmp_path: Path,
+) -> None:
+    """Refused after parsing, before any call (exit 2): the outputs and the document
+    say so, naming the ARN."""
+    outputs = tmp_path / "github_output"
+    bad = f"{HEAD}:image-pipeline/Bad"
+    simulator = Simulator(pipelines(ENDLESS))
+    async with simulator:
+        done = await ibwatch_start(
+            simulator, "--no-wait", "--output", "json", bad, env={"GITHUB_OUTPUT": str(outputs)}
+        )
+    assert done.returncode == 2, done.stderr
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert (values["status"], values["exit_code"], values["build_arns"]) == ("ERROR", "2", "[]")
+    assert [error["arn"] for error in json.loads(values["errors"])] == [bad]
+    document = json.loads(done.stdout)
+    assert (document["status"], document["exit_code"], document["builds"]) == ("ERROR", 2, [])
+    assert [error["arn"] for error in document["errors"]] == [bad]
+    assert simulator.counters.requests["GetImagePipeline"] == 0
+
+
 async def test_a_pipeline_wildcard_or_an_image_arn_is_refused_before_any_call() -> None:
     simulator = Simulator(pipelines(QUICK))
     async with simulator:
@@ -379,6 +483,24 @@ async def test_a_client_token_too_long_for_the_api_is_refused_before_any_call() 
     assert "--client-token must be 1 to 64 characters, got 65" in done.stderr
 
 
+@pytest.mark.parametrize("token", ["job-1\nstatus=AVAILABLE", "job\r1", "job\t1", "job\x7f"])
+async def test_a_client_token_with_a_control_character_is_refused_before_any_call(
+    tmp_path: Path, token: str
+) -> None:
+    """The model's ClientToken is 1-64 characters with no pattern; a line break would be
+    written as is into GITHUB_OUTPUT (here, a forged `status=AVAILABLE` line)."""
+    outputs = tmp_path / "github_output"
+    simulator = Simulator(pipelines(QUICK))
+    async with simulator:
+        done = await ibwatch_start(
+            simulator, "--client-token", token, PIPELINE, env={"GITHUB_OUTPUT": str(outputs)}
+        )
+    assert done.returncode == 2
+    assert "ibwatch: --client-token must not hold control characters" in done.stderr
+    assert simulator.counters.requests["GetImagePipeline"] == 0
+    assert "status=AVAILABLE" not in outputs.read_text()
+
+
 async def test_a_profile_that_does_not_exist_exits_2_before_starting_anything() -> None:
     """As wait-until-available does: the AWS configuration, not the pipeline, is wrong."""
     simulator = Simulator(pipelines(QUICK))
@@ -399,6 +521,9 @@ async def start_on_virtual_time(
     cancel_on_timeout: bool,
     cancel_takes: str | None = None,
     output: Literal["text", "json"] = "json",
+    files: ResultFiles | None = None,
+    log_lines: int = 0,
+    max_tps: float = 5.0,
 ) -> tuple[Ran, Simulator]:
     """`ibwatch start --timeout SECONDS --interval 5s --output json PIPELINE...` as the
     command line runs it (`start_pipelines`), each pipeline of `runs` building its
@@ -421,7 +546,14 @@ async def start_on_virtual_time(
             request = StartRequest(
                 pipelines=tuple(runs),
                 wait=WaitRequest(
-                    arns=(), timeout=seconds, interval=5.0, endpoint_url=url, output=output
+                    arns=(),
+                    timeout=seconds,
+                    interval=5.0,
+                    endpoint_url=url,
+                    output=output,
+                    files=files,
+                    log_lines=log_lines,
+                    max_tps=max_tps,
                 ),
                 cancel_on_timeout=cancel_on_timeout,
             )
@@ -512,19 +644,102 @@ async def test_the_text_result_says_a_cancellation_is_not_yet_in_effect() -> Non
 
 
 async def test_a_build_that_ends_before_its_cancellation_lands_keeps_its_end() -> None:
-    """AVAILABLE 10 s after the timeout, before the cancellation lands at 30 s: the run
-    still timed out (exit 3), and stderr says the build ended first."""
+    """AVAILABLE 10 s after the timeout, before the cancellation lands at 30 s: every
+    build is AVAILABLE, so exit 0 (0 iff every build is AVAILABLE; CancelImageCreation
+    leaves what the build created: "Output resources that the build already created,
+    such as AMIs and snapshots, aren't removed"), and stderr says the cancellation came
+    too late. Here beside a build CANCELLED at the timeout, which makes it exit 3."""
     ends_late = timeline(("BUILDING", 70), ("AVAILABLE", None))
     done, _ = await start_on_virtual_time(
-        {PIPELINE: ends_late}, seconds=60, cancel_on_timeout=True, cancel_takes="30s"
+        {PIPELINE: ends_late, OTHER: ENDLESS},
+        seconds=60,
+        cancel_on_timeout=True,
+        cancel_takes="30s",
     )
     assert done.returncode == 3, done.stderr
-    (image,) = json.loads(done.stdout)["images"]
-    assert (image["status"], image["cancelled_at_timeout"]) == ("AVAILABLE", False)
-    assert (
-        f"ibwatch: {image['build_arn']} ended AVAILABLE before its cancellation took effect"
-        in done.stderr
+    report = json.loads(done.stdout)
+    assert (report["status"], report["timed_out"]) == ("TIMEOUT", True)
+    late, endless = report["images"]
+    assert (late["status"], late["cancelled_at_timeout"], late["cancel_requested"]) == (
+        "AVAILABLE",
+        False,
+        True,
     )
+    assert (endless["status"], endless["cancelled_at_timeout"]) == ("CANCELLED", True)
+    assert (
+        f"ibwatch: {late['build_arn']} ended AVAILABLE before its cancellation took effect: "
+        "the cancellation came too late, and its outputs are kept"
+    ) in done.stderr
+
+
+async def test_a_build_that_ends_available_during_the_cancel_wait_exits_0(
+    tmp_path: Path,
+) -> None:
+    """The only build ends AVAILABLE 10 s after the timeout, before its cancellation
+    lands: exit 0, and every file agrees (no "timeout" above an all-AVAILABLE table),
+    each saying the cancellation came too late."""
+    ends_late = timeline(("BUILDING", 70), ("AVAILABLE", None))
+    files = ResultFiles(
+        github_output=tmp_path / "github_output",
+        dotenv=tmp_path / "ibwatch.env",
+        summary=tmp_path / "summary.md",
+    )
+    done, _ = await start_on_virtual_time(
+        {PIPELINE: ends_late},
+        seconds=60,
+        cancel_on_timeout=True,
+        cancel_takes="30s",
+        files=files,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["status"], report["exit_code"], report["timed_out"]) == ("AVAILABLE", 0, False)
+    (image,) = report["images"]
+    assert (image["status"], image["cancel_requested"]) == ("AVAILABLE", True)
+    assert "the cancellation came too late, and its outputs are kept" in done.stderr
+    outputs = dict(
+        line.split("=", 1) for line in (tmp_path / "github_output").read_text().splitlines()
+    )
+    assert (outputs["status"], outputs["exit_code"]) == ("AVAILABLE", "0")
+    dotenv = (tmp_path / "ibwatch.env").read_text()
+    assert "IBWATCH_STATUS=AVAILABLE\n" in dotenv
+    assert "IBWATCH_EXIT_CODE=0\n" in dotenv
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("### Image Builder: AVAILABLE\n")
+    assert "exit code" not in summary
+    assert "AVAILABLE (ended before the cancellation asked for at the timeout took effect)" in (
+        summary
+    )
+
+
+async def test_a_build_that_fails_during_the_cancel_wait_exits_1_with_its_diagnostics() -> None:
+    """FAILED on its own 10 s after the timeout, before its cancellation lands: a
+    failure, exit 1 (1 over 3), explained as any FAILED build is: the workflow step,
+    the log group, the console link and the --log-lines tail, gathered when the cancel
+    wait's poll saw it FAILED."""
+    fails_late = timeline(("BUILDING", 70), ("FAILED", None))
+    done, _ = await start_on_virtual_time(
+        {PIPELINE: fails_late},
+        seconds=60,
+        cancel_on_timeout=True,
+        cancel_takes="30s",
+        log_lines=5,
+    )
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["status"], report["exit_code"]) == ("FAILED", 1)
+    (image,) = report["images"]
+    assert (image["status"], image["cancel_requested"], image["cancelled_at_timeout"]) == (
+        "FAILED",
+        True,
+        False,
+    )
+    assert image["failed_workflow_step"] is not None
+    assert image["failed_workflow_step"]["name"]
+    assert image["log_group"]
+    assert image["console_url"]
+    assert image["log_tail"]
+    assert f"ibwatch: {image['build_arn']} ended FAILED before its cancellation" in done.stderr
 
 
 async def test_the_result_names_the_pipeline_each_build_came_from() -> None:
@@ -580,3 +795,134 @@ async def test_without_cancel_on_timeout_the_build_is_left_running() -> None:
     (image,) = json.loads(done.stdout)["images"]
     assert (image["status"], image["cancelled_at_timeout"]) == ("BUILDING", False)
     assert simulator.counters.requests["CancelImageCreation"] == 0
+
+
+class StampedLines(io.StringIO):
+    """stderr that notes the clock's time of each line written."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__()
+        self._clock = clock
+        self.stamped: list[tuple[float, str]] = []
+
+    def write(self, text: str) -> int:
+        self.stamped += [(self._clock.monotonic(), line) for line in text.splitlines()]
+        return super().write(text)
+
+
+async def test_the_cancel_calls_are_inside_the_cancel_waits_bound() -> None:
+    """Eight builds still running at the timeout, at --max-tps 0.05 (one call per 20 s):
+    the eight cancel calls alone would take 160 s. The run still ends within the
+    timeout and CANCEL_WAIT; the builds not reached by then are reported as still
+    running, with no cancellation requested, and stderr says so."""
+    clock = VirtualClock()
+    arns = [f"{HEAD}:image-pipeline/pipe{i}" for i in range(8)]
+    plan = scenario(
+        [],
+        cancel_takes="10m",
+        pipelines=[
+            {"arn": arn, "image": f"{HEAD}:image/pipe{i}/1.0.0", "timeline": ENDLESS}
+            for i, arn in enumerate(arns)
+        ],
+    )
+    simulator = Simulator(plan, clock=clock)
+    stdout, stderr = io.StringIO(), StampedLines(clock)
+    async with anyio.create_task_group() as group:
+        group.start_soon(clock.drive)
+        async with simulator as url:
+            request = StartRequest(
+                pipelines=tuple(arns),
+                wait=WaitRequest(
+                    arns=(),
+                    timeout=60,
+                    interval=5.0,
+                    endpoint_url=url,
+                    output="json",
+                    max_tps=0.05,
+                ),
+                cancel_on_timeout=True,
+            )
+            code = await start_pipelines(request, clock=clock, stdout=stdout, stderr=stderr)
+            ended = clock.monotonic()
+        group.cancel_scope.cancel()
+    assert code == 3, stderr.getvalue()
+    waiting_from = max(at for at, line in stderr.stamped if line.startswith("ibwatch: started"))
+    assert ended - waiting_from <= 60 + CANCEL_WAIT + 1
+    images = json.loads(stdout.getvalue())["images"]
+    asked = [image for image in images if image["cancel_requested"]]
+    left = [image for image in images if not image["cancel_requested"]]
+    assert asked, "some were cancelled within the bound"
+    assert left, "and some could not be, at one call per 20 s"
+    assert simulator.counters.requests["CancelImageCreation"] == len(asked)
+    for image in left:
+        assert image["status"] in (None, "PENDING", "BUILDING")
+        assert (
+            f"ibwatch: timed out; no time left to cancel {image['build_arn']} within 2m00s: "
+            "left running"
+        ) in stderr.getvalue()
+
+
+async def test_a_signal_during_the_cancel_wait_ends_it_and_reports_the_result_so_far(
+    tmp_path: Path,
+) -> None:
+    """A real `ibwatch start --cancel-on-timeout` whose cancellation never lands
+    (`cancel_takes = "1h"`), sent SIGTERM once stderr says it is cancelling: it stops
+    waiting at once and hands on the result so far (timed out, the build, its
+    cancellation requested, interrupted by SIGTERM), exit 143; not the empty
+    "no result" it wrote when the signal came after the wait."""
+    signum, code = signal.SIGTERM, 143
+    outputs, summary = tmp_path / "github_output", tmp_path / "summary.md"
+    plan = scenario(
+        [],
+        time_scale=60,
+        cancel_takes="1h",
+        pipelines=[{"arn": PIPELINE, "image": VERSION, "timeline": ENDLESS}],
+    )
+    async with Simulator(plan) as url:
+        command = [
+            str(IBWATCH),
+            "start",
+            "--endpoint-url",
+            url,
+            "--interval",
+            "0.2s",
+            "--timeout",
+            "1s",
+            "--cancel-on-timeout",
+            "--output",
+            "json",
+            "--summary",
+            str(summary),
+            PIPELINE,
+        ]
+        env = {**os.environ, "GITHUB_OUTPUT": str(outputs)}
+        async with await anyio.open_process(command, env=env) as process:
+            seen: list[str] = []
+            await read_stderr_until(process, "ibwatch: timed out; cancelling", seen)
+            process.send_signal(signum)
+            with anyio.fail_after(20):
+                exited = await process.wait()
+            assert process.stdout is not None
+            assert process.stderr is not None
+            stdout = b"".join([chunk async for chunk in process.stdout]).decode()
+            rest = b"".join([chunk async for chunk in process.stderr]).decode()
+    stderr = "".join(seen) + rest
+    name = signal.Signals(signum).name
+    assert exited == code, stderr
+    report = json.loads(stdout)
+    assert (report["status"], report["exit_code"], report["timed_out"]) == (
+        "INTERRUPTED",
+        code,
+        True,
+    )
+    assert report["interrupted"] == name
+    (image,) = report["images"]
+    assert image["build_arn"] == f"{VERSION}/1"
+    assert (image["cancel_requested"], image["cancelled_at_timeout"]) == (True, False)
+    assert image["status"] in (None, "PENDING", "BUILDING")
+    assert f"ibwatch: {name} came after the timeout; reporting the result so far" in stderr
+    assert "Traceback" not in stderr
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert (values["status"], values["exit_code"]) == ("INTERRUPTED", str(code))
+    assert json.loads(values["images"])[0]["build_arn"] == f"{VERSION}/1"
+    assert "no result" not in summary.read_text()

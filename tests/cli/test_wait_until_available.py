@@ -620,6 +620,33 @@ async def test_a_wildcard_means_the_highest_version_as_aws_documents_not_the_new
     assert waited_on == got == [f"{IMAGES}/{b}" for b in wildcards.values()]
 
 
+async def test_a_wildcard_passes_over_a_deprecated_build_as_getimage_does() -> None:
+    """GetImage's model: "Builds that were later deprecated, disabled, or deleted don't
+    resolve." lib/2.0.0/1 was AVAILABLE, then DEPRECATED; lib/1.9.0/1 is AVAILABLE:
+    lib/x.x.x waits on 1.9.0/1, exit 0 (it waited on the deprecated one, exit 1)."""
+    plan = scenario(
+        [
+            web_base_image(
+                arn=f"{IMAGES}/lib/2.0.0/1",
+                timeline=timeline(("AVAILABLE", 1), ("DEPRECATED", None)),
+            ),
+            web_base_image(arn=f"{IMAGES}/lib/1.9.0/1", timeline=timeline(("AVAILABLE", None))),
+        ]
+    )
+    wildcard = f"{IMAGES}/lib/x.x.x"
+    clock = FakeClock()
+    async with Simulator(plan, clock=clock) as url, imagebuilder(url) as client:
+        clock.advance(10)
+        done = await ibwatch(
+            "wait-until-available", "--endpoint-url", url, "--output", "json", wildcard
+        )
+        got = (await client.get_image(imageBuildVersionArn=wildcard))["image"]["arn"]
+    assert done.returncode == 0, done.stderr
+    (image,) = json.loads(done.stdout)["images"]
+    assert (image["build_arn"], image["status"]) == (got, "AVAILABLE")
+    assert got == f"{IMAGES}/lib/1.9.0/1"
+
+
 @pytest.mark.parametrize("version", ["x.1.x", "1.x.8", "x.x.8"])
 async def test_exit_2_on_a_wildcard_with_a_number_right_of_the_first_x(version: str) -> None:
     arn = VERSION.replace("1.4.0", version)
