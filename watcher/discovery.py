@@ -12,7 +12,9 @@ GetImagePipeline) plus the same conditional listing per pipeline.
 Each of those calls is counted in `ibwatch_discovery_calls_total` (each page and each
 retry is one call); after each pass, `ibwatch_pipelines_followed` says how many
 pipelines it follows by status and `ibwatch_discovery_sources_failing` how many
-sources fail to list, and `failing()` (/status) names them with their errors.
+sources fail to list, and `failing()` (/status) names them with their errors. A
+source whose listing shows only other accounts' pipelines or builds fails too
+(`OtherAccount`): the credentials that listed it read another account.
 
 Never polls a build itself and never decides what is an event.
 """
@@ -32,12 +34,19 @@ import structlog
 
 from watcher.aws import Page
 from watcher.clock import Clock
-from watcher.credentials import DEFAULT_ACCOUNT
+from watcher.credentials import DEFAULT_ACCOUNT, account_field
 from watcher.engine import Discovered, Engine
-from watcher.errors import AccessDenied, ApiError, BadCredentials, Unavailable
+from watcher.errors import (
+    AccessDenied,
+    ApiError,
+    BadCredentials,
+    FinalError,
+    Misconfigured,
+    Unavailable,
+)
 from watcher.listing import BuildLister, all_pages, builds_of_version
 from watcher.metrics import OUTCOMES, call_outcome, region_of
-from watcher.model import ImageSnapshot, InvalidArn, PipelineArn, PipelineInfo
+from watcher.model import Arn, ImageSnapshot, InvalidArn, PipelineArn, PipelineInfo
 from watcher.store.base import Store
 
 if TYPE_CHECKING:
@@ -48,12 +57,26 @@ if TYPE_CHECKING:
 log = structlog.get_logger("ibwatch")
 
 DISABLED = "DISABLED"
-_NOT_REACHED = (AccessDenied, BadCredentials, Unavailable)
-"""Failures that mean the API was not usefully reached: they make /readyz say so."""
+_NOT_REACHED = (AccessDenied, BadCredentials, Unavailable, Misconfigured)
+"""Failures that mean the API was not usefully reached: they make /readyz say so.
+Any other ApiError is an answer of the API (a NotFound, a refusal, a throttle), which
+proves it reached, as `watcher.metrics.MeteredSource` counts a poll's."""
 _RUN_SKEW = timedelta(minutes=1)
 """How much earlier than `dateLastRun` the run's build may say it was created."""
 _RELIST_TRIES = 3
 T = TypeVar("T")
+
+
+class OtherAccount(FinalError):
+    """A source of one account listed with credentials that read another: the listing
+    answered, with only another account's pipelines or builds.
+
+    ListImageBuildVersions without `imageVersionArn` "returns build versions for all
+    of the images in your account", and ListImagePipelines takes no account either
+    (botocore's model): both list the caller's own account, so a source of an
+    account the credentials do not read would otherwise find nothing, silently.
+    When the caller's account has none to list, the answer is empty and this cannot
+    be told apart from a source with nothing yet."""
 
 
 class DiscoveryEdge(BuildLister, Protocol):
@@ -145,8 +168,6 @@ class Discovery:
         self._failing: dict[str, SourceFailure] = {}
         """Source -> its lasting failure, logged once (again when its error changes)."""
         self._account_of: Callable[[str], str] = account_of or _default_account
-        self._failing_keys: set[tuple[str, str]] = set()
-        """(account, region) of every source followed yet: their gauge stays, at 0."""
         self._calls: dict[tuple[str, str, str, str], prometheus_client.Counter] = {}
         self.passes = 0
         self._one_pass_at_a_time = anyio.Lock()
@@ -229,9 +250,11 @@ class Discovery:
         if self._metrics is None:
             return
         self._metrics.set_pipelines(self._status.values())
-        self._failing_keys |= {self._key(source) for source in followed}
+        # Every (account, region) followed now, at 0 when none of its sources fails;
+        # one a reload stopped following leaves the gauge (`set_sources_failing`
+        # clears it first), rather than stay at 0 for as long as the process runs.
         failing = Counter(self._key(source) for source in self._failing)
-        self._metrics.set_sources_failing({key: failing[key] for key in self._failing_keys})
+        self._metrics.set_sources_failing({self._key(s): failing[self._key(s)] for s in followed})
 
     def _key(self, arn: str) -> tuple[str, str]:
         """The (account, region) labels of calls and failures about `arn`."""
@@ -269,8 +292,14 @@ class Discovery:
         # for it (a failing readiness probe, IbwatchNotReady paging) would stop it
         # watching everything else. It is named in /status, counted in
         # ibwatch_discovery_sources_failing, and IbwatchDiscoverySourceFailing fires.
-        if self._readiness is not None and isinstance(exc, _NOT_REACHED):
+        # Such an answer proves the API reached: said so, or a daemon whose only
+        # source is a typo would stay unready with "no call has been made yet".
+        if self._readiness is None or not isinstance(exc, ApiError):
+            return  # an ARN refused before any call proves nothing either way
+        if isinstance(exc, _NOT_REACHED):
             self._readiness.record(False, f"discovery: {type(exc).__name__}: {exc.code}")
+        else:
+            self._readiness.record(True, "")
 
     def _recovered(self, source: str) -> None:
         if self._failing.pop(source, None) is not None:
@@ -279,10 +308,14 @@ class Discovery:
             self._readiness.record(True, "")
 
     async def _version(self, source: str, since: datetime, gate: anyio.CapacityLimiter) -> None:
+        edge = _AccountsSeen(self._edge_for(source))
         async with gate:
-            builds = await builds_of_version(
-                self._edge_for(source), self._engine.call_for(source), source
-            )
+            builds = await builds_of_version(edge, self._engine.call_for(source), source)
+        wanted = Arn.parse(source)
+        if not builds and edge.accounts and wanted.account not in edge.accounts:
+            # Listed in the caller's account (a wildcard by image name): builds of
+            # other accounts only say the credentials read one of those.
+            raise self._other_account(source, wanted.account, edge.accounts, "images")
         await self._add(source, builds, since)
 
     async def _pipelines(self, source: str, since: datetime, gate: anyio.CapacityLimiter) -> None:
@@ -304,7 +337,10 @@ class Discovery:
                 functools.partial(_list_pipelines, edge, wanted.region, wanted.account),
                 f"pipelines of {source}",
             )
+        listed = {account_field(pipeline.arn) for pipeline in found}
         found = [pipeline for pipeline in found if _same_account(pipeline.arn, wanted)]
+        if not found and listed - {wanted.account}:
+            raise self._other_account(source, wanted.account, listed, "pipelines")
         self._members[source] = frozenset(pipeline.arn for pipeline in found)
         for pipeline in found:
             # One pipeline failing (say, denied by a resource-scoped policy) must not
@@ -316,6 +352,23 @@ class Discovery:
                 self._failed(pipeline.arn, exc)
                 continue
             self._recovered(pipeline.arn)
+
+    def _other_account(
+        self, source: str, account: str, listed: set[str], what: str
+    ) -> OtherAccount:
+        """The failure of a source of `account` whose listing showed `what` (pipelines,
+        images) of the `listed` accounts only."""
+        read = f"account{'s' if len(listed) > 1 else ''} {', '.join(sorted(listed))}"
+        if self._account_of(source) == DEFAULT_ACCOUNT:
+            fix = f'add [aws.accounts."{account}"] with a role or profile that reads it'
+        else:
+            fix = f'the role or profile of [aws.accounts."{account}"] reads another account'
+        return OtherAccount(
+            f"listed with the credentials of {read}, which see none of account "
+            f"{account}'s {what}: {fix}",
+            code="OtherAccount",
+            arn=source,
+        )
 
     async def _pipeline(self, edge: DiscoveryEdge, pipeline: PipelineInfo, since: datetime) -> None:
         """List the pipeline's builds if it ran since they were last listed; the
@@ -478,6 +531,29 @@ class _CountedEdge:
                 region, version_arn=version_arn, name=name, next_token=next_token, account=account
             ),
         )
+
+
+class _AccountsSeen:
+    """A build lister that notes the account of every build its listings return."""
+
+    def __init__(self, edge: BuildLister) -> None:
+        self._edge = edge
+        self.accounts: set[str] = set()
+
+    async def list_build_versions(
+        self,
+        region: str,
+        *,
+        version_arn: str | None = None,
+        name: str | None = None,
+        next_token: str | None = None,
+        account: str | None = None,
+    ) -> Page[ImageSnapshot]:
+        page = await self._edge.list_build_versions(
+            region, version_arn=version_arn, name=name, next_token=next_token, account=account
+        )
+        self.accounts |= {account_field(build.arn) for build in page.items}
+        return page
 
 
 def _list_pipelines(

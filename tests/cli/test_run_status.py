@@ -202,3 +202,57 @@ async def test_a_pipeline_that_does_not_exist_is_named_in_status_and_counted_whi
     assert readiness["discovery"] == "1 source of builds failing to list: see /status"
     gauge = 'ibwatch_discovery_sources_failing{account="default",region="us-east-1"} 1.0'
     assert gauge in metrics.splitlines()
+
+
+async def test_a_daemon_whose_only_source_is_a_typo_is_ready_and_says_it_fails(
+    tmp_path: Path,
+) -> None:
+    """No build ARN to poll, one pipeline that does not exist: its NotFound is an
+    answer of the API, so /readyz is 200 (with the discovery note), not 503 with "no
+    call has been made yet"; ibwatch_ready says the same."""
+    missing = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image-pipeline/web-base-nightyl"
+    async with daemon_with_http(tmp_path, f'pipelines = ["{missing}"]\n') as (service, http, logs):
+        await until(lambda: service.discovery.passes > 0, logs)
+        ready = await http.get("/readyz")
+        readiness = await ready.json()
+        metrics = (await (await http.get("/metrics")).text()).splitlines()
+    assert [f.source for f in service.discovery.failing()] == [missing]
+    assert (ready.status, readiness) == (
+        200,
+        {"status": "ready", "discovery": "1 source of builds failing to list: see /status"},
+    )
+    assert "ibwatch_ready 1.0" in metrics
+    assert 'ibwatch_discovery_sources_failing{account="default",region="us-east-1"} 1.0' in metrics
+
+
+async def test_a_reload_that_stops_following_a_region_drops_its_failing_gauge(
+    tmp_path: Path,
+) -> None:
+    """SIGHUP removes the only source of eu-west-1: its series leaves
+    ibwatch_discovery_sources_failing, rather than stay at 0 for good."""
+
+    def missing(region: str) -> str:
+        return f"arn:aws:imagebuilder:{region}:{ACCOUNT}:image-pipeline/no-such-pipeline"
+
+    def gauge(service: Service) -> dict[str, float]:
+        registry = service.metrics.registry
+        return {
+            sample.labels["region"]: sample.value
+            for family in registry.collect()
+            if family.name == "ibwatch_discovery_sources_failing"
+            for sample in family.samples
+        }
+
+    both = f'pipelines = ["{missing("us-east-1")}", "{missing("eu-west-1")}"]\n'
+    async with daemon_with_http(tmp_path, both) as (service, _, logs):
+        await until(lambda: service.discovery.passes > 0, logs)
+        before = gauge(service)
+        config_path = tmp_path / "watcher.toml"
+        config_path.write_text(config_path.read_text().replace(f', "{missing("eu-west-1")}"', ""))
+        passes = service.discovery.passes
+        await daemon._reload(service, config_path)
+        # The pass under way at the reload (if any) lists the old sources; the next the new.
+        await until(lambda: service.discovery.passes >= passes + 2, logs)
+        after = gauge(service)
+    assert before == {"us-east-1": 1, "eu-west-1": 1}
+    assert after == {"us-east-1": 1}

@@ -183,6 +183,24 @@ def test_by_before_or_after_an_aggregation_groups_its_argument_only() -> None:
     ]
 
 
+def test_a_gauge_over_a_range_is_read_through_its_over_time_function() -> None:
+    """`last_over_time(g[5m])` in an aggregation (IbwatchDiscoverySourceFailing): the
+    range is the function's, and the aggregation's `without` list groups the gauge."""
+    query = promql.read(
+        'max without (instance, pod) (last_over_time(gauge{region="eu-west-1"}[5m])) > 0'
+    )
+    [selector] = query.selectors
+    assert (selector.metric, selector.labels, selector.range_function, selector.within) == (
+        "gauge",
+        {"region"},
+        "last_over_time",
+        ("max", "last_over_time"),
+    )
+    [grouping] = query.groupings
+    assert (grouping.keyword, grouping.labels) == ("without", {"instance", "pod"})
+    assert grouping.selectors == (selector,)
+
+
 def test_offset_and_vector_matching_keywords_are_not_metrics() -> None:
     query = promql.read(
         "max by (sink) (dead) > max without (instance) (dead offset 15m) "
@@ -337,6 +355,7 @@ def test_an_unknown_metric_label_or_value_is_a_problem() -> None:
         'sum by (sink) (rate(ibwatch_deliveries_total{job=~"$job", outcome="gone"}[5m]))',
         'ibwatch_ready{job=~"$job"} and on (job, instance) up == 0',
         "max without (instance, pod, node) (ibwatch_ready)",
+        "max without (instance, pod, node) (last_over_time(ibwatch_ready[5m])) > 0",
     ):
         assert problems("ok", promql.read(expression), scrape) == [], expression
     for expression, problem in (
@@ -348,6 +367,10 @@ def test_an_unknown_metric_label_or_value_is_a_problem() -> None:
         ("max without (pdo) (ibwatch_ready)", "without pdo"),
         ("ibwatch_deliveries_total", "the counter ibwatch_deliveries_total is read through None"),
         ("rate(ibwatch_ready[5m])", "the gauge ibwatch_ready is read through rate"),
+        (
+            "last_over_time(ibwatch_deliveries_total[5m])",
+            "the counter ibwatch_deliveries_total is read through last_over_time",
+        ),
         ("ibwatch_readyy", "ibwatch_readyy is not exported"),
     ):
         [found] = problems("bad", promql.read(expression), scrape)
@@ -377,11 +400,12 @@ NOTHING_YET = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/unbuilt/1.0.0"
 """A version ARN with no build in the scenario: the daemon watches, and nothing changes."""
 
 
-def config_text(endpoint_url: str, arn: str) -> str:
+def config_text(endpoint_url: str, *arns: str) -> str:
     """No [events] queue: push's series are registered whether push is on or not."""
+    listed = ", ".join(f'"{arn}"' for arn in arns)
     return (
         f'[aws]\nregion = "us-east-1"\nendpoint_url = "{endpoint_url}"\n'
-        f'[watch]\narns = ["{arn}"]\n[watch.intervals]\ndefault = "0.1s"\n'
+        f'[watch]\narns = [{listed}]\n[watch.intervals]\ndefault = "0.1s"\n'
         '[state]\npath = "state.db"\n[server]\nlisten = "127.0.0.1:0"\n[[sinks]]\ntype = "log"\n'
     )
 
@@ -424,8 +448,10 @@ async def test_every_metric_label_and_value_the_dashboard_and_rules_read_is_expo
     tmp_path: Path,
 ) -> None:
     """The daemon starts with nothing to see (a version ARN with no build), is scraped,
-    then told by SIGHUP to watch a build in BUILDING: the counters the dashboard reads
-    through increase() were there at 0 before their first event, so that event counts."""
+    then told by SIGHUP to watch a build in BUILDING too: the counters the dashboard
+    reads through increase() were there at 0 before their first event, so that event
+    counts. The version ARN stays, so discovery still follows a source: the failing
+    gauge has a series only for the (account, region) of a source followed now."""
     plan = scenario([{"arn": ARN, "timeline": timeline(("BUILDING", 60), ("AVAILABLE", None))}])
     config = tmp_path / "watcher.toml"
     command = [str(IBWATCH), "run", "--config", str(config), "--log-format", "json"]
@@ -444,7 +470,7 @@ async def test_every_metric_label_and_value_the_dashboard_and_rules_read_is_expo
                 ]
                 port = int(started["listen"].rpartition(":")[2])
                 before = Scrape.of((await get(port, "/metrics"))[1])
-                config.write_text(config_text(url, ARN))
+                config.write_text(config_text(url, NOTHING_YET, ARN))
                 process.send_signal(signal.SIGHUP)
                 after = await scrape_once_delivered(port)
             finally:
@@ -466,7 +492,8 @@ async def test_every_metric_label_and_value_the_dashboard_and_rules_read_is_expo
     listed = zeros(before, "ibwatch_discovery_calls_total", "operation", "outcome", "region")
     assert set(listed) == {("ListImageBuildVersions", o, "us-east-1") for o in OUTCOMES}
     assert sum(listed.values()) == listed["ListImageBuildVersions", "ok", "us-east-1"]
-    # What discovery follows now, and what fails: nothing, said as 0s, not left out.
+    # What discovery follows now (the version ARN), and what fails: nothing, said as
+    # 0s, not left out.
     assert zeros(after, "ibwatch_pipelines_followed", "status") == {
         ("ENABLED",): 0,
         ("DISABLED",): 0,

@@ -458,3 +458,40 @@ async def test_a_build_repeated_in_one_listing_is_not_announced_again() -> None:
     assert (added.history, added.announced, added.resumed) == ([build.arn], [], [])
     assert len(engine.watches) == 1
     assert await store.events() == []
+
+
+async def test_a_source_of_an_account_the_credentials_do_not_read_counts_as_failing() -> None:
+    """`image-pipeline/*` and a wildcard version of account 999999999999, with no
+    [aws.accounts] entry: the default credentials list their own account's pipelines
+    and images (botocore's model: ListImageBuildVersions without imageVersionArn
+    returns "build versions for all of the images in your account"), of which none is
+    in 999999999999. Not "nothing found": failing, named, counted and logged.
+
+    The simulator answers every caller with every account's pipelines and builds (it
+    has no accounts of its own), which is what real AWS answers to credentials of
+    ACCOUNT: here, ACCOUNT's pipeline and builds."""
+    other = "999999999999"
+    pipelines = f"arn:aws:imagebuilder:us-east-1:{other}:image-pipeline/*"
+    versions = f"arn:aws:imagebuilder:us-east-1:{other}:image/web-base/1.x.x"
+    plan = scenario([history(1, "AVAILABLE")], pipelines=[pipeline()])
+    followed = await follow(plan, pipelines=[pipelines], versions=[versions], seconds=15)
+    failing = {f.source: f for f in followed.discovery.failing()}
+    assert set(failing) == {pipelines, versions}
+    for source, what in ((pipelines, "pipelines"), (versions, "images")):
+        error = failing[source].error
+        assert (type(error).__name__, getattr(error, "code", "")) == (
+            "OtherAccount",
+            "OtherAccount",
+        )
+        assert str(error) == (
+            f"listed with the credentials of account {ACCOUNT}, which see none of account "
+            f'{other}\'s {what}: add [aws.accounts."{other}"] with a role or profile that '
+            "reads it"
+        )
+    # Logged once each, though every pass fails the same way.
+    assert sorted(line["source"] for line in followed.logged("discovery.failed")) == sorted(failing)
+    assert followed.sample("ibwatch_discovery_sources_failing", **HERE) == 2
+    assert followed.sample("ibwatch_pipelines_followed", status="ENABLED") == 0
+    assert followed.transitions() == []
+    # The listings themselves answered: counted as calls that went through.
+    assert followed.calls_counted("ListImagePipelines") == followed.passes >= 2

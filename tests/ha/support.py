@@ -37,6 +37,10 @@ LEADER_GAUGES = {
 }
 """What only the leader exports (besides the outbox's gauges)."""
 ARNS = [f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image/ha-{n}/1.0.0/1" for n in range(2)]
+PIPELINE = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image-pipeline/ha-nightly"
+"""A pipeline of the scenario, with no schedule: discovery reads it ENABLED, no build."""
+MISSING_PIPELINE = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image-pipeline/ha-nightyl"
+"""A pipeline that does not exist (a typo): a source failing to list."""
 STEPS = timeline(("BUILDING", 100), ("TESTING", 100), ("AVAILABLE", None))
 """Scenario seconds: the test moves the simulator's clock past each step."""
 STATUSES = ["BUILDING", "TESTING", "AVAILABLE"]
@@ -47,12 +51,15 @@ DATABASE_VARIABLE = "HA_TEST_DATABASE_URL"
 
 def write_config(directory: Path, endpoint_url: str) -> Path:
     """The config every replica runs: the database comes from the environment (its URL
-    carries a password), the webhook's URL and secret too."""
+    carries a password), the webhook's URL and secret too. Discovery follows
+    PIPELINE and MISSING_PIPELINE, so the leader's discovery gauges have values."""
     arns = ", ".join(f'"{a}"' for a in ARNS)
+    pipelines = f'"{PIPELINE}", "{MISSING_PIPELINE}"'
     path = directory / "watcher.toml"
     path.write_text(
         f'[aws]\nregion = "us-east-1"\nendpoint_url = "{endpoint_url}"\n'
-        f'[watch]\narns = [{arns}]\nmax_tps = 50\n[watch.intervals]\ndefault = "0.1s"\n'
+        f"[watch]\narns = [{arns}]\npipelines = [{pipelines}]\nmax_tps = 50\n"
+        '[watch.intervals]\ndefault = "0.1s"\n'
         '[watch.retry]\nbase = "0.05s"\ncap = "0.2s"\n'
         f'[state]\nurl_env = "{DATABASE_VARIABLE}"\n[ha]\nfailover = "{FAILOVER:g}s"\n'
         '[server]\nlisten = "127.0.0.1:0"\n'
@@ -109,9 +116,15 @@ class Replica:
         return code, anyio.current_time() - started
 
     async def families(self) -> set[str]:
-        """The names of the metric families it exports."""
+        """The names of the metric families it exports, with samples or not (a family
+        with none still has its HELP and TYPE lines)."""
         _, text = await self.get("/metrics")
         return {family.name for family in text_string_to_metric_families(text)}
+
+    async def sampled(self) -> set[str]:
+        """The names of the metric families it exports at least one sample of."""
+        _, text = await self.get("/metrics")
+        return {f.name for f in text_string_to_metric_families(text) if f.samples}
 
     async def metric(self, name: str) -> float:
         """A metric's value, summed over its labels."""

@@ -29,6 +29,7 @@ from tests.ha.support import (
     HEARTBEAT,
     HOOK_PATH,
     LEADER_GAUGES,
+    PIPELINE,
     STATUSES,
     STEPS,
     Replica,
@@ -94,7 +95,12 @@ async def cluster(
 ) -> AsyncIterator[Cluster]:
     """`answers`: the receiver's first answers (then 200 to everything)."""
     clock = FakeClock()  # the simulator's time moves only when the test says so
-    simulator = Simulator(scenario([{"arn": a, "timeline": STEPS} for a in ARNS]), clock=clock)
+    image = f"{PIPELINE.replace('image-pipeline', 'image')}/1.0.0"
+    plan = scenario(
+        [{"arn": a, "timeline": STEPS} for a in ARNS],
+        pipelines=[{"arn": PIPELINE, "image": image, "timeline": STEPS}],
+    )
+    simulator = Simulator(plan, clock=clock)
     async with (
         simulator as url,
         receiving(SystemClock(), *answers, path=HOOK_PATH) as receiver,
@@ -107,6 +113,15 @@ async def committed(database_url: str, status: str) -> bool:
     """Whether every build's transition into `status` is committed."""
     events = await stored_events(database_url)
     return all((arn, status) in events for arn in ARNS)
+
+
+async def discovered(one: Replica) -> bool:
+    """Whether `one` exports what discovery found: the pipeline ENABLED (the missing
+    one has no status) and the missing one failing."""
+    return (
+        await one.metric("ibwatch_pipelines_followed") == 1
+        and await one.metric("ibwatch_discovery_sources_failing") == 1
+    )
 
 
 async def body(one: Replica, path: str) -> tuple[int, dict[str, object]]:
@@ -131,7 +146,14 @@ async def test_of_two_replicas_one_polls_and_the_other_stands_by_ready(
         await until(lambda: counters.signed_with(leader.access_key, "GetImage") >= polled + 10)
 
         assert counters.signed_with(standby.access_key) == 0, "the standby called nothing"
-        assert await body(leader, "/readyz") == (200, {"status": "ready", "role": "leader"})
+        assert await body(leader, "/readyz") == (
+            200,
+            {
+                "status": "ready",
+                "role": "leader",
+                "discovery": "1 source of builds failing to list: see /status",
+            },
+        )
         assert await body(standby, "/readyz") == (200, {"status": "ready", "role": "standby"})
         assert await body(standby, "/healthz") == (200, {"status": "ok"})
         assert (await leader.metric("ibwatch_leader"), await standby.metric("ibwatch_leader")) == (
@@ -147,7 +169,10 @@ async def test_of_two_replicas_one_polls_and_the_other_stands_by_ready(
         _, status = await body(standby, "/status")
         assert (status["role"], status["watched"]) == ("standby", 0)
         assert standby.logged("ibwatch.leader.standby")[0]["epoch"] == 1
-        assert await leader.families() >= LEADER_GAUGES
+        # The leader's gauges with their values (discovery's after its first pass: one
+        # pipeline followed, one missing), and none of them, not even empty, on the standby.
+        await eventually(lambda: discovered(leader))
+        assert await leader.sampled() >= LEADER_GAUGES
         assert not LEADER_GAUGES & await standby.families()
 
         # SIGTERM in each role: exit 0 within the grace (nothing is left to drain).
@@ -216,6 +241,9 @@ async def test_a_paused_leader_is_deposed_within_the_failover_and_acts_on_nothin
         took = anyio.current_time() - stopped_at
         world.clock.advance(150)  # TESTING, seen by the new leader
         await until(all_arrived(world.receiver, ["BUILDING", "TESTING"]))
+
+        # The new leader's first pass sets discovery's gauges again.
+        await eventually(lambda: discovered(standby))
 
         counters = world.simulator.counters
         polled = counters.signed_with(leader.access_key, "GetImage")
