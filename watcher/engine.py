@@ -188,7 +188,8 @@ class Discovered:
     """What `Engine.add_discovered` did with the builds a source listed, by ARN."""
 
     announced: list[str] = field(default_factory=list)
-    """New builds, polled at once: their first sighting is an event."""
+    """New builds, polled at once (before the polls already due): their first
+    sighting is an event."""
     history: list[str] = field(default_factory=list)
     """New builds that had ended before their source was followed: recorded silently."""
     resumed: list[str] = field(default_factory=list)
@@ -370,7 +371,9 @@ class Engine:
                 )
                 continue  # history is not re-checked, not even a FAILED build
             if watch.tracked is None or not watch.tracked.snapshot.status.terminal:
-                self._push(build.arn, now)
+                # A new build is news (its first sighting is an event): ahead of the
+                # polls already overdue, which only check builds known before.
+                self._push(build.arn, now, ahead=watch.tracked is None)
                 continue
             delay = self._next_poll(watch)  # a FAILED build is re-checked for a while
             if delay is not None:
@@ -644,14 +647,16 @@ class Engine:
 
     # -- scheduling --------------------------------------------------------
 
-    def _push(self, arn: str, due: float) -> None:
-        """Make `due` the next poll of `arn`, in place of any other still pending."""
+    def _push(self, arn: str, due: float, *, ahead: bool = False) -> None:
+        """Make `due` the next poll of `arn`, in place of any other still pending.
+        `ahead` (due now): handed to the workers before every poll already overdue."""
         order = next(self._order)
-        heapq.heappush(self._due, (due, order, arn))
+        key = -math.inf if ahead else due
+        heapq.heappush(self._due, (key, order, arn))
         watch = self.watches.get(arn)
         if watch is not None:
             watch.entry, watch.due = order, due
-        if due < self._sleeping_until and self._wake is not None:
+        if key < self._sleeping_until and self._wake is not None:
             self._wake.cancel()
 
     async def _dispatch_due(self, send: MemoryObjectSendStream[str]) -> None:
@@ -758,8 +763,11 @@ class Engine:
                 await self._resolve(watch)
                 return False
             # A push event's poll goes before the scheduled ones waiting for the
-            # limiter: the event says the build changed, they only check.
-            fetched = await self._fetch(watch, build_arn, urgent=out_of_turn)
+            # limiter: the event says the build changed, they only check. So does a
+            # discovered build's first sighting: when the limiter is the bottleneck,
+            # it would otherwise wait behind every scheduled poll (bench section 6).
+            urgent = out_of_turn or (watch.discovered and watch.tracked is None)
+            fetched = await self._fetch(watch, build_arn, urgent=urgent)
             if fetched is None:
                 return False
             fetch, snapshot = fetched

@@ -50,8 +50,9 @@ class CubicLimiter:
     in flight at the old rate and says nothing about the new one.
 
     Waiters are served in arrival order, except that an urgent one (a push event's
-    poll: the event says the build changed now) goes before every waiter that is
-    not, up to URGENT_STREAK in a row: then one ordinary waiter goes. A burst of
+    poll: the event says the build changed now; or the first poll of a build
+    discovery just found: its first sighting is news) goes before every waiter that
+    is not, up to URGENT_STREAK in a row: then one ordinary waiter goes. A burst of
     events (a thousand builds started at once) slows the scheduled polls, first
     sightings and safety-net polls to one in URGENT_STREAK + 1 calls, never to none.
     """
