@@ -169,20 +169,31 @@ async def why_no_build(edge: BuildLister, call: Call[Page[ImageSnapshot]], versi
     whether the image name has a build of any version at all, in the account the
     credentials read and the ARN's region (a misspelled name has none). One
     ListImageBuildVersions with a `name` filter; more only while the pages that come
-    back are empty and still carry a `nextToken` (the model allows it)."""
+    back are empty and still carry a `nextToken` (the model allows it), or, to tell a
+    version whose builds are all retired (DEPRECATED, DISABLED, DELETED) from one with
+    none, while no page has shown one of its builds."""
     wanted = Arn.parse(version_arn)
     fetch = _by_name(edge, wanted)
     token: str | None = None
+    others = False
     for _ in range(MAX_PAGES):
         page = await call(functools.partial(fetch, token))
-        if page.items:
+        retired = sorted({str(b.status) for b in page.items if wanted.matches(Arn.parse(b.arn))})
+        if retired:  # a match can only be retired here: `chosen` found none to wait on
             return (
-                f"image {wanted.name!r} has builds of other versions in {wanted.region}, "
-                f"none of {wanted.version}"
+                f"its only builds are {' or '.join(retired)}, which a version ARN does not "
+                "resolve to (GetImage's model: builds later deprecated, disabled or deleted "
+                '"don\'t resolve"): give the build-version ARN to wait on one of them'
             )
+        others = others or bool(page.items)
         token = page.next_token
         if token is None:
             break
+    if others:
+        return (
+            f"image {wanted.name!r} has builds of other versions in {wanted.region}, "
+            f"none of {wanted.version}"
+        )
     return (
         f"the account these credentials read has no build of any image named {wanted.name!r} "
         f"in {wanted.region}: is the name right?"

@@ -305,6 +305,12 @@ async def _cancel_running(
             result.cancelled.add(watch.arn)
             asked.append(watch)
             _say(stderr, f"ibwatch: timed out; cancelling {arn}")
+        for watch in running:
+            if watch.arn in refused:
+                # Refused mostly because it has ended since the last poll (AWS answers
+                # ResourceInUseException for a build no longer in progress): read
+                # what it ended as, so that decides the exit code as for the others.
+                await engine.poll_now(watch.arn)
         while pending := [watch for watch in asked if not watch.ended]:
             await clock.sleep(interval)
             for watch in pending:
@@ -320,7 +326,15 @@ async def _cancel_running(
             )
     for watch in asked:
         arn, status = watch.build_arn, _status(watch)
-        if status is ImageStatus.CANCELLED:
+        if watch.error is not None:
+            # A final error while reading it (credentials expired, access taken away):
+            # reported as for any poll (exit 4, which wins over the timeout's 3).
+            _say(
+                stderr,
+                f"ibwatch: cancellation of {arn} was requested, but its status could not be "
+                f"read: {watch.error}",
+            )
+        elif status is ImageStatus.CANCELLED:
             _say(stderr, f"ibwatch: timed out; cancelled {arn}")
         elif status is ImageStatus.AVAILABLE:
             _say(

@@ -524,6 +524,8 @@ async def start_on_virtual_time(
     files: ResultFiles | None = None,
     log_lines: int = 0,
     max_tps: float = 5.0,
+    faults: dict[str, Any] | None = None,
+    interval: float = 5.0,
 ) -> tuple[Ran, Simulator]:
     """`ibwatch start --timeout SECONDS --interval 5s --output json PIPELINE...` as the
     command line runs it (`start_pipelines`), each pipeline of `runs` building its
@@ -537,6 +539,7 @@ async def start_on_virtual_time(
             for arn, run in runs.items()
         ],
         **({} if cancel_takes is None else {"cancel_takes": cancel_takes}),
+        **({} if faults is None else {"faults": faults}),
     )
     simulator = Simulator(plan, clock=clock)
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -548,7 +551,7 @@ async def start_on_virtual_time(
                 wait=WaitRequest(
                     arns=(),
                     timeout=seconds,
-                    interval=5.0,
+                    interval=interval,
                     endpoint_url=url,
                     output=output,
                     files=files,
@@ -926,3 +929,41 @@ async def test_a_signal_during_the_cancel_wait_ends_it_and_reports_the_result_so
     assert (values["status"], values["exit_code"]) == ("INTERRUPTED", str(code))
     assert json.loads(values["images"])[0]["build_arn"] == f"{VERSION}/1"
     assert "no result" not in summary.read_text()
+
+
+async def test_a_build_that_ends_just_before_its_cancel_call_is_read_again_and_exits_0() -> None:
+    """AVAILABLE at 30 s, after the last poll before the 60 s timeout (the first, at the
+    start: the next is 90 s or more away with a 100 s interval, jitter included):
+    CancelImageCreation is refused (ResourceInUseException, the build is no longer in
+    progress), and the build is read again, so what it ended as decides the exit code,
+    as for a build that ends during the cancel wait."""
+    late = timeline(("BUILDING", 30), ("AVAILABLE", None))
+    done, _ = await start_on_virtual_time(
+        {PIPELINE: late}, seconds=60, cancel_on_timeout=True, interval=100
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    (image,) = report["images"]
+    assert (report["status"], image["status"], image["cancel_requested"]) == (
+        "AVAILABLE",
+        "AVAILABLE",
+        False,
+    )
+    assert "could not cancel" in done.stderr
+
+
+async def test_a_status_that_cannot_be_read_during_the_cancel_wait_says_so_and_exits_4() -> None:
+    """The credentials expire right after the cancel call (a CI session token): the wait
+    cannot read the build, which is an API error (4, over the timeout's 3), and stderr
+    says so instead of claiming the build was seen still running."""
+    outage = {"code": "ExpiredTokenException", "start": "61s", "end": "1h"}
+    done, _ = await start_on_virtual_time(
+        {PIPELINE: ENDLESS},
+        seconds=60,
+        cancel_on_timeout=True,
+        cancel_takes="30s",
+        faults={"outages": [outage | {"operations": ["GetImage"]}]},
+    )
+    assert done.returncode == 4, done.stderr
+    assert "was requested, but its status could not be read: " in done.stderr
+    assert "still BUILDING" not in done.stderr

@@ -322,6 +322,22 @@ async def test_a_timeout_on_a_version_of_a_known_image_says_it_has_other_version
     ]
 
 
+async def test_a_timeout_on_a_version_whose_builds_are_all_retired_says_so() -> None:
+    """1.4.0/7 is DEPRECATED: a version ARN does not resolve to it (GetImage's model),
+    so the wait finds no build to wait on, and the timeout says why rather than
+    "builds of other versions"."""
+    plan = scenario([web_base_image(timeline=timeline(("DEPRECATED", None)))])
+    async with Simulator(plan) as url:
+        done = await wait_on_virtual_time(url, VERSION, seconds=1)
+    assert done.returncode == 3
+    assert done.stdout.splitlines() == [
+        f"{VERSION}  TIMEOUT  (no build of {VERSION} yet; its only builds are DEPRECATED, "
+        "which a version ARN does not resolve to (GetImage's model: builds later deprecated, "
+        'disabled or deleted "don\'t resolve"): give the build-version ARN to wait on one '
+        "of them)"
+    ]
+
+
 async def test_a_version_refused_while_looking_for_a_build_exits_4_no_longer_waiting() -> None:
     """Access is denied from 1 s on, while the version still has no build: exit 4 at
     once, and the result says why, not "no build of ... yet" as well."""
