@@ -263,7 +263,11 @@ def exit_code(result: RunResult) -> int:
         return EXIT_FAILED
     if result.timed_out or not all(_ended_on_its_own(w, result) for w in watches):
         return EXIT_TIMEOUT
-    return EXIT_AVAILABLE
+    # 0 only when every build is seen AVAILABLE, and there is at least one: the
+    # contract, held here rather than left to the cases above covering every path.
+    if watches and all(_status(w) is ImageStatus.AVAILABLE for w in watches):
+        return EXIT_AVAILABLE
+    return EXIT_TIMEOUT
 
 
 def _cancelled_by_us(watch: Watch, result: RunResult) -> bool:
